@@ -1,0 +1,46 @@
+"""Shared fixtures and marker handling.
+
+Tests marked ``hub`` load real checkpoints from the Hugging Face hub; they run only when
+the hub answers (checked once per session, with a short timeout) and are skipped with a
+clear reason otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _hub_reachable() -> bool:
+    if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0"):
+        return False
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+_HUB: bool | None = None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    global _HUB
+    if item.get_closest_marker("hub") is not None:
+        if _HUB is None:
+            _HUB = _hub_reachable()
+        if not _HUB:
+            pytest.skip("the Hugging Face hub is unreachable (tests marked 'hub' need real checkpoints)")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` beside the checkout; skips the test when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"sample data not found at {SHARED_DATA} (it lives beside the checkout, see README)")
+    return SHARED_DATA

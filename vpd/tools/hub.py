@@ -1,0 +1,101 @@
+"""Shared code of the backends that load Hugging Face checkpoints (``vpd[hub]``).
+
+:class:`HubBackend` knows how to tell, without touching the network, whether a
+checkpoint is on disk (a local directory or the Hugging Face cache), and turns the
+errors of ``from_pretrained`` into :class:`~vpd.errors.ToolUnavailable` messages that
+say what to do.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+from vpd.errors import ToolUnavailable
+from vpd.tools.backend import Availability, Backend, missing_modules, resolve_torch_dtype
+
+__all__ = ["HubBackend", "weights_on_disk"]
+
+
+def weights_on_disk(model: str | None, filename: str = "config.json") -> Availability:
+    """Whether ``model`` (a local directory or a hub repo id) is present locally.
+
+    Looks at the directory, or at the Hugging Face cache; never downloads.
+    """
+    if not model:
+        return Availability(False, "no model id configured")
+    path = Path(model).expanduser()
+    if path.exists():
+        return Availability(path.is_dir() or path.is_file(), f"local path {model}")
+    if model.startswith((".", "/", "~")):
+        return Availability(False, f"local path {model} does not exist")
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return Availability(False, "huggingface_hub is not installed (pip install 'vpd[hub]')")
+    try:
+        found = try_to_load_from_cache(repo_id=model, filename=filename)
+    except Exception as exc:  # an invalid repo id, for instance
+        return Availability(False, f"cannot look up {model!r} in the cache: {exc}")
+    if isinstance(found, str):
+        return Availability(True, f"{model} is in the Hugging Face cache")
+    return Availability(False, f"{model} is not in the Hugging Face cache (it downloads on first use when online)")
+
+
+class HubBackend(Backend):
+    """A backend whose model is a transformers checkpoint (hub id or local directory).
+
+    Options common to hub backends are declared by subclasses in ``option_defaults``.
+    """
+
+    requires: ClassVar[tuple[str, ...]] = ("torch", "transformers")
+    extra: ClassVar[str | None] = "hub"
+    #: A file every checkpoint of this backend has; used to check the cache offline.
+    probe_file: ClassVar[str] = "config.json"
+
+    @classmethod
+    def check_available(cls, model: str | None = None) -> Availability:
+        """Dependencies installed *and* weights on disk (the default toolkit never blocks on a download)."""
+        deps = super().check_available(model)
+        if not deps:
+            return deps
+        return weights_on_disk(model or cls.default_model, cls.probe_file)
+
+    @property
+    def torch_dtype(self) -> Any:
+        """The torch dtype for this backend's device."""
+        return resolve_torch_dtype(self.requested_dtype, self.device)
+
+    def from_pretrained(self, loader: Any, **kwargs: Any) -> Any:
+        """Call ``loader.from_pretrained(self.model_id, **kwargs)`` with readable errors."""
+        if not self.model_id:
+            raise ToolUnavailable(
+                f"No model configured for the {self.capability} backend {self.name!r}; pass model=... "
+                f"or set VPD_{self.capability.upper()}_MODEL.",
+                tool=self.capability,
+                backend=self.name,
+            )
+        try:
+            return loader.from_pretrained(self.model_id, **kwargs)
+        except (OSError, ValueError) as exc:
+            offline = os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0")
+            why = "HF_HUB_OFFLINE is set and it is not cached" if offline else "it is not cached and could not be downloaded"
+            raise ToolUnavailable(
+                f"Could not load {self.model_id!r} for the {self.capability} backend {self.name!r} ({why}): "
+                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. Download it where the hub is "
+                f"reachable (huggingface-cli download {self.model_id}) or pass a local directory as the model.",
+                tool=self.capability,
+                backend=self.name,
+            ) from exc
+
+    def to_device(self, model: Any) -> Any:
+        """Move a torch module to this backend's device and dtype, in eval mode."""
+        return model.to(device=self.device, dtype=self.torch_dtype).eval()
+
+
+def require(*modules: str, extra: str, what: str) -> None:
+    """Raise :class:`ToolUnavailable` when any of ``modules`` is missing."""
+    missing = missing_modules(modules)
+    if missing:
+        raise ToolUnavailable(f"{what} needs {', '.join(missing)}: pip install 'vpd[{extra}]'")
