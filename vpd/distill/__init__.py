@@ -1,0 +1,3 @@
+"""Distillation: datasets, metrics, program synthesis, rationale rewriting, training."""
+
+__all__: list[str] = []

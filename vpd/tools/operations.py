@@ -1,0 +1,576 @@
+"""What each ImagePatch method asks of the tools.
+
+:class:`ToolOperations` is the part of :class:`~vpd.tools.Toolkit` that turns a program's
+request (``find``, ``ocr``, ``simple_query``...) on an image region into capability calls,
+memoised in the result cache and reported as :class:`~vpd.tools.events.ToolEvent`.
+
+Regions are ``(x0, y0, x1, y1)`` integer pixel boxes of the full image with the origin at
+the top-left corner (x1, y1 exclusive); ``ImagePatch`` converts from its own convention.
+
+How each operation is served:
+
+=====================  ==========================================================================
+``find``               detect on the crop; boxes back in image coordinates, best score first;
+                       masks from the segmenter when one is configured
+``exists``             ``find`` returned anything
+``verify_property``    match: "a photo of a {property} {name}" vs "a photo of a {name}";
+                       without a matcher, VQA "Is the {name} {property}?"
+``best_text_match``    match over the options; without a matcher, VQA, answer mapped to the closest option
+``simple_query``       VQA on the crop
+``depth``              median of the full image's depth map inside the box (and mask)
+``ocr``                OCR on the crop, lines in reading order joined by spaces
+``llm_query``          the LLM, with an instruction to answer briefly (or at length)
+``best_image_match``   match of each crop against the texts; without a matcher, detector scores
+=====================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from vpd.errors import InvalidArgumentError, ToolError, ToolUnavailable, VPDError
+from vpd.tools.cache import ResultCache, cache_key
+from vpd.tools.events import ToolEvent, emit
+from vpd.tools.types import ChatMessage, Detection, TextLine
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from vpd.image import ImageData
+    from vpd.tools.backend import Backend
+    from vpd.tools.user_tools import ToolRegistry
+
+__all__ = ["MAX_TEXT_CHARS", "Region", "ToolOperations"]
+
+T = TypeVar("T")
+Box = tuple[int, int, int, int]
+
+#: Longest object name, question or option accepted from a program.
+MAX_TEXT_CHARS = 1000
+#: Most options accepted by ``best_text_match`` / texts by ``best_image_match``.
+MAX_OPTIONS = 64
+
+_SHORT = "Answer the question with a single word or a short phrase, no explanation."
+_LONG = "Answer the question helpfully and concisely, in at most a few sentences."
+
+
+@dataclass(frozen=True)
+class Region:
+    """An object found in an image.
+
+    Attributes:
+        box: ``(x0, y0, x1, y1)`` in full-image pixels, top-left origin, x1/y1 exclusive.
+        score: Detector confidence in [0, 1].
+        label: The object name that was searched for.
+        class_name: The detector's own class when it differs (closed-vocabulary detectors).
+        mask: Boolean mask of the box's shape (``y1-y0`` x ``x1-x0``) when a segmenter ran.
+    """
+
+    box: Box
+    score: float
+    label: str
+    class_name: str | None = None
+    mask: np.ndarray | None = field(default=None, compare=False)
+
+
+@dataclass
+class _Call:
+    """Bookkeeping for one operation: the capability calls it made."""
+
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def cache_hit(self) -> bool:
+        return bool(self.steps) and all(s["cache_hit"] for s in self.steps)
+
+
+def check_text(value: Any, what: str) -> str:
+    """Validate a text argument from a program: a non-empty string of bounded length."""
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"{what} must be a string, got {type(value).__name__}.")
+    text = " ".join(value.split())
+    if not text:
+        raise InvalidArgumentError(f"{what} is empty; pass a non-empty string such as 'car'.")
+    if len(text) > MAX_TEXT_CHARS:
+        raise InvalidArgumentError(f"{what} is {len(text)} characters long; the limit is {MAX_TEXT_CHARS}.")
+    return text
+
+
+def check_options(options: Any, what: str = "options") -> list[str]:
+    """Validate a non-empty list of strings (at most :data:`MAX_OPTIONS`)."""
+    if isinstance(options, str) or not isinstance(options, (list, tuple)):
+        raise InvalidArgumentError(f"{what} must be a list of strings, e.g. ['red', 'blue'].")
+    if not options:
+        raise InvalidArgumentError(f"{what} is empty; pass at least one string.")
+    if len(options) > MAX_OPTIONS:
+        raise InvalidArgumentError(f"{what} has {len(options)} items; the limit is {MAX_OPTIONS}.")
+    return [check_text(o, f"each of {what}") for o in options]
+
+
+def reading_order(lines: Sequence[TextLine]) -> list[TextLine]:
+    """Sort OCR lines top to bottom, then left to right within a row."""
+    if not lines:
+        return []
+    heights = sorted(max(1.0, line.box[3] - line.box[1]) for line in lines)
+    tolerance = heights[len(heights) // 2] / 2  # lines whose centres differ by < half a line share a row
+    ordered = sorted(lines, key=lambda line: (line.box[1] + line.box[3]) / 2)
+    rows: list[list[TextLine]] = []
+    for line in ordered:
+        centre = (line.box[1] + line.box[3]) / 2
+        if rows and abs(centre - (rows[-1][0].box[1] + rows[-1][0].box[3]) / 2) < tolerance:
+            rows[-1].append(line)
+        else:
+            rows.append([line])
+    return [line for row in rows for line in sorted(row, key=lambda line: line.box[0])]
+
+
+def closest_option(answer: str, options: Sequence[str]) -> str:
+    """Map a free-text answer onto one of ``options`` (exact, containment, then string similarity)."""
+    norm = answer.strip().lower().rstrip(".")
+    for option in options:
+        if option.lower() == norm:
+            return option
+    contained = [o for o in options if o.lower() in norm]
+    if contained:
+        return max(contained, key=len)
+    return max(options, key=lambda o: difflib.SequenceMatcher(None, o.lower(), norm).ratio())
+
+
+def _softmax_first(logits: Sequence[float]) -> float:
+    top = max(logits)
+    exps = [math.exp(v - top) for v in logits]
+    return exps[0] / sum(exps)
+
+
+def _yes(answer: str) -> bool:
+    words = answer.strip().lower().replace(",", " ").replace(".", " ").split()
+    return bool(words) and words[0] in ("yes", "true", "yeah", "yep", "correct")
+
+
+class ToolOperations:
+    """The operations of a toolkit (mixed into :class:`~vpd.tools.Toolkit`)."""
+
+    cache: ResultCache | None
+    tools: ToolRegistry
+
+    def backend(self, capability: str) -> Backend:  # provided by Toolkit
+        raise NotImplementedError
+
+    def has(self, capability: str) -> bool:  # provided by Toolkit
+        raise NotImplementedError
+
+    # -- plumbing ----------------------------------------------------------------------
+    def _capability(
+        self,
+        call: _Call,
+        capability: str,
+        image: ImageData | None,
+        box: Box | None,
+        inputs: Any,
+        compute: Callable[[Any], T],
+    ) -> T:
+        """Run one capability call through the result cache, recording it in ``call``."""
+        backend = self.backend(capability)
+        key = cache_key(backend.cache_identity(), image.sha256 if image is not None else None, box, inputs)
+        start = time.perf_counter()
+        cached = self.cache.lookup(key) if self.cache is not None else None
+        hit = self.cache is not None and not ResultCache.is_missing(cached)
+        if hit:
+            value = cached
+        else:
+            try:
+                value = compute(backend)
+            except VPDError:
+                raise
+            except Exception as exc:
+                raise ToolError(
+                    f"The {capability} backend {backend.name!r} failed: {type(exc).__name__}: {exc}",
+                    tool=capability,
+                    backend=backend.name,
+                ) from exc
+            if self.cache is not None:
+                self.cache.put(key, value)
+        call.steps.append(
+            {
+                "capability": capability,
+                "backend": backend.name,
+                "model": backend.model_id,
+                "seconds": round(time.perf_counter() - start, 6),
+                "cache_hit": hit,
+            }
+        )
+        return value
+
+    def _operation(
+        self,
+        operation: str,
+        capability: str,
+        image: ImageData | None,
+        box: Box | None,
+        inputs: dict[str, Any],
+        run: Callable[[_Call], T],
+        summarize: Callable[[T], Any] = lambda value: value,
+        details: Callable[[T], dict[str, Any]] | None = None,
+    ) -> T:
+        """Run an operation, emitting one :class:`ToolEvent` whether it succeeds or fails."""
+        call = _Call()
+        start = time.perf_counter()
+        try:
+            value = run(call)
+        except Exception as exc:
+            self._emit(operation, capability, image, box, inputs, None, start, call, error=str(exc))
+            raise
+        extra = details(value) if details is not None else {}
+        self._emit(operation, capability, image, box, inputs, summarize(value), start, call, details=extra)
+        return value
+
+    def _emit(
+        self,
+        operation: str,
+        capability: str,
+        image: ImageData | None,
+        box: Box | None,
+        inputs: dict[str, Any],
+        output: Any,
+        start: float,
+        call: _Call,
+        *,
+        error: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        primary = next((s for s in call.steps if s["capability"] == capability), None)
+        emit(
+            ToolEvent(
+                operation=operation,
+                capability=capability,
+                backend=primary["backend"] if primary else "",
+                model=primary["model"] if primary else None,
+                image=image.sha256[:16] if image is not None else None,
+                box=box,
+                inputs=inputs,
+                output=output,
+                seconds=round(time.perf_counter() - start, 6),
+                cache_hit=call.cache_hit,
+                error=error,
+                details={"steps": call.steps, **(details or {})},
+            )
+        )
+
+    @staticmethod
+    def _crop(image: ImageData, box: Box) -> Any:
+        if box == (0, 0, image.width, image.height):
+            return image.pil
+        return image.crop(box)
+
+    @staticmethod
+    def check_box(image: ImageData, box: Sequence[int]) -> Box:
+        """Clamp ``box`` to the image; raise if nothing is left of it."""
+        if len(box) != 4:
+            raise InvalidArgumentError(f"A box has 4 numbers (x0, y0, x1, y1), got {len(box)}.")
+        x0, y0, x1, y1 = (int(round(float(v))) for v in box)
+        x0, x1 = max(0, min(x0, image.width)), max(0, min(x1, image.width))
+        y0, y1 = max(0, min(y0, image.height)), max(0, min(y1, image.height))
+        if x1 <= x0 or y1 <= y0:
+            raise InvalidArgumentError(
+                f"The region {tuple(box)} has no pixels inside the {image.width}x{image.height} image."
+            )
+        return (x0, y0, x1, y1)
+
+    # -- detection ---------------------------------------------------------------------
+    def detect(self, image: ImageData, box: Box, queries: Sequence[str]) -> list[Detection]:
+        """Raw detections for ``queries`` in a region, in *full-image* coordinates (cached)."""
+        box = self.check_box(image, box)
+        names = [check_text(q, "object_name") for q in queries]
+        return self._detections(_Call(), image, box, names)
+
+    def _detections(self, call: _Call, image: ImageData, box: Box, names: list[str]) -> list[Detection]:
+        def compute(backend: Any) -> list[Detection]:
+            found = backend.detect([self._crop(image, box)], [names])[0]
+            return [_shift(d, box) for d in found]
+
+        return self._capability(call, "detect", image, box, {"queries": names}, compute)
+
+    def find(self, image: ImageData, box: Box, object_name: str) -> list[Region]:
+        """Objects called ``object_name`` inside ``box``, best first (see the module docstring)."""
+        box = self.check_box(image, box)
+        name = check_text(object_name, "object_name")
+
+        def run(call: _Call) -> list[Region]:
+            detections = self._detections(call, image, box, [name])
+            regions = [
+                Region(_int_box(d.box, image), float(d.score), name, d.class_name)
+                for d in sorted(detections, key=lambda d: -d.score)
+            ]
+            regions = [r for r in regions if r.box[2] > r.box[0] and r.box[3] > r.box[1]]
+            if regions and self.has("segment"):
+                boxes = [r.box for r in regions]
+                masks = self._capability(
+                    call,
+                    "segment",
+                    image,
+                    None,
+                    {"boxes": boxes},
+                    lambda backend: backend.segment([image.pil], [[tuple(float(v) for v in b) for b in boxes]])[0],
+                )
+                regions = [
+                    Region(r.box, r.score, r.label, r.class_name, _crop_mask(m, r.box)) for r, m in zip(regions, masks)
+                ]
+            return regions
+
+        return self._operation(
+            "find",
+            "detect",
+            image,
+            box,
+            {"object_name": name},
+            run,
+            summarize=lambda regions: [{"box": list(r.box), "score": round(r.score, 4)} for r in regions],
+            details=lambda regions: {"classes": sorted({r.class_name for r in regions if r.class_name})},
+        )
+
+    def exists(self, image: ImageData, box: Box, object_name: str) -> bool:
+        """Whether ``find`` returns at least one object (shares its cached detection)."""
+        box = self.check_box(image, box)
+        name = check_text(object_name, "object_name")
+        return self._operation(
+            "exists", "detect", image, box, {"object_name": name}, lambda call: bool(self._detections(call, image, box, [name]))
+        )
+
+    # -- questions about a region ------------------------------------------------------
+    def simple_query(self, image: ImageData, box: Box, question: str) -> str:
+        """A short VQA answer about the region."""
+        box = self.check_box(image, box)
+        q = check_text(question, "question")
+        return self._operation("simple_query", "vqa", image, box, {"question": q}, lambda call: self._vqa(call, image, box, q))
+
+    def _vqa(self, call: _Call, image: ImageData, box: Box, question: str) -> str:
+        answer = self._capability(
+            call, "vqa", image, box, {"question": question}, lambda b: b.answer([self._crop(image, box)], [question])[0]
+        )
+        return str(answer).strip()
+
+    def verify_property(self, image: ImageData, box: Box, object_name: str, prop: str) -> bool:
+        """Whether the object in the region has ``prop`` (see the module docstring)."""
+        box = self.check_box(image, box)
+        name = check_text(object_name, "object_name")
+        prop = check_text(prop, "property")
+
+        def run(call: _Call) -> bool:
+            if self.has("match"):
+                texts = [f"a photo of a {prop} {name}", f"a photo of a {name}"]
+                logits = self._capability(
+                    call, "match", image, box, {"texts": texts}, lambda b: b.score([self._crop(image, box)], [texts])[0]
+                )
+                return _softmax_first(logits) > 0.5
+            return _yes(self._vqa(call, image, box, f"Is the {name} {prop}? Answer yes or no."))
+
+        capability = "match" if self.has("match") else "vqa"
+        return self._operation(
+            "verify_property", capability, image, box, {"object_name": name, "property": prop}, run
+        )
+
+    def best_text_match(self, image: ImageData, box: Box, options: Sequence[str]) -> str:
+        """The option that best describes the region."""
+        box = self.check_box(image, box)
+        opts = check_options(options)
+
+        def run(call: _Call) -> str:
+            if self.has("match"):
+                logits = self._capability(
+                    call, "match", image, box, {"texts": opts}, lambda b: b.score([self._crop(image, box)], [opts])[0]
+                )
+                return opts[max(range(len(opts)), key=lambda i: logits[i])]
+            listed = ", ".join(opts[:-1]) + f" or {opts[-1]}" if len(opts) > 1 else opts[0]
+            answer = self._vqa(call, image, box, f"Which of these best describes it: {listed}?")
+            return closest_option(answer, opts)
+
+        capability = "match" if self.has("match") else "vqa"
+        return self._operation("best_text_match", capability, image, box, {"options": opts}, run)
+
+    def best_image_match(self, image: ImageData, boxes: Sequence[Box], content: Sequence[str]) -> int:
+        """Index of the region that best matches any of the ``content`` texts."""
+        if not boxes:
+            raise InvalidArgumentError("best_image_match needs a non-empty list of patches.")
+        regions = [self.check_box(image, b) for b in boxes]
+        texts = check_options(content, "content")
+
+        def run(call: _Call) -> int:
+            scores: list[float] = []
+            for region in regions:
+                if self.has("match"):
+                    logits = self._capability(
+                        call,
+                        "match",
+                        image,
+                        region,
+                        {"texts": texts},
+                        lambda b, r=region: b.score([self._crop(image, r)], [texts])[0],
+                    )
+                    scores.append(max(logits))
+                else:
+                    found: list[Detection] = []
+                    for text in texts:
+                        found += self._detections(call, image, region, [text])
+                    scores.append(max((d.score for d in found), default=0.0))
+            return max(range(len(regions)), key=lambda i: scores[i])
+
+        capability = "match" if self.has("match") else "detect"
+        return self._operation(
+            "best_image_match", capability, image, None, {"boxes": [list(r) for r in regions], "content": texts}, run
+        )
+
+    # -- depth and text ----------------------------------------------------------------
+    def depth_map(self, image: ImageData) -> np.ndarray:
+        """The full image's depth map (cached; larger is farther)."""
+        return self._capability(_Call(), "depth", image, None, {}, lambda b: b.estimate_depth([image.pil])[0])
+
+    def depth(self, image: ImageData, box: Box, mask: np.ndarray | None = None) -> float:
+        """Median depth inside the region (inside ``mask`` when given; larger is farther)."""
+        import numpy as np
+
+        box = self.check_box(image, box)
+
+        def run(call: _Call) -> float:
+            full = self._capability(call, "depth", image, None, {}, lambda b: b.estimate_depth([image.pil])[0])
+            values = np.asarray(full)[box[1] : box[3], box[0] : box[2]]
+            if mask is not None and mask.shape == values.shape and mask.any():
+                values = values[mask]
+            return float(np.median(values))
+
+        return self._operation(
+            "depth",
+            "depth",
+            image,
+            box,
+            {"masked": mask is not None},
+            run,
+            summarize=lambda v: round(v, 6),
+        )
+
+    def read_text(self, image: ImageData, box: Box) -> list[TextLine]:
+        """OCR lines of the region in reading order, in full-image coordinates (cached)."""
+        box = self.check_box(image, box)
+        return self._read(_Call(), image, box)
+
+    def _read(self, call: _Call, image: ImageData, box: Box) -> list[TextLine]:
+        def compute(backend: Any) -> list[TextLine]:
+            lines = backend.read_text([self._crop(image, box)])[0]
+            dx, dy = box[0], box[1]
+            shifted = [
+                TextLine(line.text, float(line.score), (line.box[0] + dx, line.box[1] + dy, line.box[2] + dx, line.box[3] + dy))
+                for line in lines
+            ]
+            return reading_order(shifted)
+
+        return self._capability(call, "ocr", image, box, {}, compute)
+
+    def ocr(self, image: ImageData, box: Box) -> str:
+        """The text in the region, lines in reading order joined by spaces ('' if none)."""
+        box = self.check_box(image, box)
+        return self._operation(
+            "ocr",
+            "ocr",
+            image,
+            box,
+            {},
+            lambda call: " ".join(line.text.strip() for line in self._read(call, image, box) if line.text.strip()),
+        )
+
+    # -- language ----------------------------------------------------------------------
+    def llm_query(self, question: str, long_answer: bool = False) -> str:
+        """Ask the LLM a text question (no image)."""
+        q = check_text(question, "question")
+        if not isinstance(long_answer, bool):
+            raise InvalidArgumentError("long_answer must be True or False.")
+        messages: list[ChatMessage] = [
+            {"role": "system", "content": _LONG if long_answer else _SHORT},
+            {"role": "user", "content": q},
+        ]
+        max_tokens = 256 if long_answer else 32
+
+        def run(call: _Call) -> str:
+            reply = self._capability(
+                call,
+                "llm",
+                None,
+                None,
+                {"messages": messages, "max_tokens": max_tokens},
+                lambda b: b.chat([messages], max_tokens=max_tokens, temperature=0.0)[0],
+            )
+            return str(reply).strip()
+
+        return self._operation("llm_query", "llm", None, None, {"question": q, "long_answer": long_answer}, run)
+
+    # -- user tools --------------------------------------------------------------------
+    def call_tool(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the user tool ``name`` (registered with ``@vpd.tool``), traced like the rest.
+
+        Raises:
+            InvalidArgumentError: Unknown tool or wrong arguments.
+            ToolError: The tool raised (the original exception is chained).
+        """
+        spec = self.tools.get(name)
+        if spec is None:
+            known = ", ".join(self.tools.names()) or "none registered"
+            raise InvalidArgumentError(f"Unknown tool {name!r}; registered tools: {known}.")
+        spec.bind_arguments(args[1:] if spec.kind == "method" else args, kwargs)
+
+        def run(call: _Call) -> Any:
+            start = time.perf_counter()
+            try:
+                result = spec.func(*args, **kwargs)
+            except VPDError:
+                raise
+            except Exception as exc:
+                raise ToolError(f"Tool {name!r} failed: {type(exc).__name__}: {exc}", tool=name) from exc
+            call.steps.append(
+                {"capability": "tool", "backend": name, "model": None, "seconds": time.perf_counter() - start, "cache_hit": False}
+            )
+            return result
+
+        shown_args = [_summary(a) for a in (args[1:] if spec.kind == "method" else args)]
+        return self._operation(
+            name, "tool", None, None, {"args": shown_args, "kwargs": {k: _summary(v) for k, v in kwargs.items()}}, run, _summary
+        )
+
+
+def _summary(value: Any) -> Any:
+    """A short JSON-safe rendering of a value for events."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return value if len(value) <= 200 else value[:200] + "..."
+    if isinstance(value, (list, tuple)):
+        return [_summary(v) for v in value[:20]] + (["..."] if len(value) > 20 else [])
+    if isinstance(value, dict):
+        return {str(k)[:50]: _summary(v) for k, v in list(value.items())[:20]}
+    box = getattr(value, "box", None)
+    if box is not None:
+        return {"type": type(value).__name__, "box": list(box)}
+    return type(value).__name__
+
+
+def _shift(d: Detection, box: Box) -> Detection:
+    x0, y0 = box[0], box[1]
+    b = d.box
+    return Detection((b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0), d.score, d.label, d.class_name)
+
+
+def _int_box(box: Sequence[float], image: ImageData) -> Box:
+    x0 = max(0, min(image.width, int(math.floor(box[0]))))
+    y0 = max(0, min(image.height, int(math.floor(box[1]))))
+    x1 = max(0, min(image.width, int(math.ceil(box[2]))))
+    y1 = max(0, min(image.height, int(math.ceil(box[3]))))
+    return (x0, y0, x1, y1)
+
+
+def _crop_mask(mask: Any, box: Box) -> np.ndarray:
+    import numpy as np
+
+    full = np.asarray(mask, dtype=bool)
+    return full[box[1] : box[3], box[0] : box[2]].copy()
