@@ -94,7 +94,7 @@ def _from_array(array: Any) -> PILImage.Image:
     arr = np.asarray(array)
     if arr.size == 0:
         raise ImageError("The image array is empty; pass an H x W or H x W x C array with pixels.")
-    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[2] not in (1, 3, 4):
+    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[2] > 4:
         arr = np.moveaxis(arr, 0, -1)  # CHW (torch layout) -> HWC
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]

@@ -14,7 +14,7 @@ from typing import Any
 
 from vpd.helpers import HELPER_API
 from vpd.patch import PATCH_API, ImagePatch
-from vpd.tools.user_tools import ToolRegistry, tool_registry
+from vpd.tools.user_tools import ToolRegistry, format_signature, tool_registry
 
 __all__ = ["render_api"]
 
@@ -27,24 +27,9 @@ def _docstring(doc: str, prefix: str) -> str:
     return f'{prefix}"""\n{_indent(doc, prefix)}\n{prefix}"""'
 
 
-def _signature(func: Callable[..., Any]) -> str:
-    # Annotations are strings (``from __future__ import annotations``); show them unquoted.
-    sig = inspect.signature(func)
-    params = []
-    for param in sig.parameters.values():
-        text = param.name
-        if param.annotation is not inspect.Parameter.empty:
-            text += f": {param.annotation}"
-        if param.default is not inspect.Parameter.empty:
-            text += f" = {param.default!r}" if param.annotation is not inspect.Parameter.empty else f"={param.default!r}"
-        params.append(text)
-    ret = f" -> {sig.return_annotation}" if sig.return_annotation is not inspect.Signature.empty else ""
-    return f"({', '.join(params)}){ret}"
-
-
 def _function(name: str, func: Callable[..., Any], prefix: str) -> str:
     doc = inspect.getdoc(func) or ""
-    return f"{prefix}def {name}{_signature(func)}:\n{_docstring(doc, prefix + '    ')}\n{prefix}    ..."
+    return f"{prefix}def {name}{format_signature(inspect.signature(func))}:\n{_docstring(doc, prefix + '    ')}\n{prefix}    ..."
 
 
 def render_api(tools: ToolRegistry | None = None) -> str:

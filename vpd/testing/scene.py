@@ -235,7 +235,7 @@ class FakeDetector(_SceneBackend):
 
 
 class FakeSegmenter(_SceneBackend):
-    """Masks the pixels of the object that covers most of each box."""
+    """Masks the visible pixels of the object whose extent best fits each box (highest IoU)."""
 
     capability = "segment"
 
@@ -247,18 +247,27 @@ class FakeSegmenter(_SceneBackend):
         out = []
         for image, image_boxes in zip(images, boxes):
             ids = self.scene.id_map(image)
+            visible = self.scene.visible(image)
             masks = []
-            for x0, y0, x1, y1 in image_boxes:
-                region = ids[int(y0) : int(y1), int(x0) : int(x1)]
-                values, counts = np.unique(region[region >= 0], return_counts=True)
+            for box in image_boxes:
                 mask = np.zeros(ids.shape, dtype=bool)
-                if len(values):
-                    inside = np.zeros(ids.shape, dtype=bool)
-                    inside[int(y0) : int(y1), int(x0) : int(x1)] = True
-                    mask = (ids == values[np.argmax(counts)]) & inside
+                if visible:
+                    best = max(range(len(visible)), key=lambda i: _iou(visible[i][1], box))
+                    if _iou(visible[best][1], box) > 0:
+                        x0, y0, x1, y1 = (int(round(v)) for v in box)
+                        index = next(i for i, o in enumerate(self.scene.objects) if o is visible[best][0])
+                        mask[y0:y1, x0:x1] = ids[y0:y1, x0:x1] == index
                 masks.append(mask)
             out.append(masks)
         return out
+
+
+def _iou(a: PixelBox, b: PixelBox) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
 
 class FakeDepth(_SceneBackend):

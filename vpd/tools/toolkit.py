@@ -207,9 +207,10 @@ class Toolkit(ToolOperations):
                 self._set(capability, name, why)
                 return
             skipped.append(f"{name}: {availability.reason}")
-        if order:
+        registered = [name for name in order if name in self.registry.names(capability)]
+        if registered:
             # Nothing is ready: keep the last fallback so the error at use says what to install.
-            self._set(capability, order[-1], "auto: nothing available (" + "; ".join(skipped) + ")")
+            self._set(capability, registered[-1], "auto: nothing available (" + "; ".join(skipped) + ")")
         else:
             self._backends[capability] = None
             hint = "set VPD_LLM=<litellm model>, e.g. openai/gpt-4o-mini" if capability == "llm" else "choose a backend"

@@ -59,9 +59,10 @@ class ToolSpec:
         if self.kind == "method":
             # Show the patch parameter as ``self``: programs call it as ``patch.name(...)``.
             params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-            head = f"def {self.name}{self.signature.replace(parameters=[*params, *self.signature.parameters.values()])}:"
+            shown = self.signature.replace(parameters=[*params, *self.signature.parameters.values()])
+            head = f"def {self.name}{format_signature(shown)}:"
         else:
-            head = f"def {self.name}{self.signature}:"
+            head = f"def {self.name}{format_signature(self.signature)}:"
         body = "\n".join("    " + line if line else "" for line in ['"""', *self.doc.splitlines(), '"""'])
         return f"{head}\n{body}\n    ..."
 
@@ -75,6 +76,31 @@ class ToolSpec:
             return self.signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise InvalidArgumentError(f"{self.name}{self.signature}: {exc}") from exc
+
+
+def format_signature(sig: inspect.Signature) -> str:
+    """Render a signature as source code, with string annotations shown unquoted."""
+    params = []
+    for param in sig.parameters.values():
+        text = param.name
+        if param.annotation is not inspect.Parameter.empty:
+            text += f": {_annotation(param.annotation)}"
+            if param.default is not inspect.Parameter.empty:
+                text += f" = {param.default!r}"
+        elif param.default is not inspect.Parameter.empty:
+            text += f"={param.default!r}"
+        params.append(text)
+    ret = sig.return_annotation
+    tail = f" -> {_annotation(ret)}" if ret is not inspect.Signature.empty else ""
+    return f"({', '.join(params)}){tail}"
+
+
+def _annotation(annotation: Any) -> str:
+    if isinstance(annotation, str):
+        return annotation
+    if isinstance(annotation, type):
+        return annotation.__qualname__
+    return inspect.formatannotation(annotation)
 
 
 def _annotations(func: Callable[..., Any]) -> dict[str, Any]:

@@ -1,0 +1,52 @@
+# Entry points: `make demo`, `make test`, `make lint`, `make bench`.
+# Everything installs into ./.venv from the package registries; nothing else is needed.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU build of torch by default; override for CUDA, e.g. make TORCH_SPEC="torch==2.13.0" ...
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= offline,hub,llm,dev
+comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+
+.PHONY: install demo test test-fast lint format typecheck bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/vpd tools --toolkit offline
+	$(BIN)/python examples/offline_tools.py
+
+test: install
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: install
+	$(BIN)/ruff check vpd tests examples benchmarks
+	$(BIN)/ruff format --check vpd tests examples benchmarks
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format vpd tests examples benchmarks
+	$(BIN)/ruff check --fix vpd tests examples benchmarks
+
+typecheck: install
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python benchmarks/offline_backends.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,72 @@
+"""ResultCache: LRU bound, byte bound, disk tier, read-only values, keys."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vpd import ConfigError, ResultCache
+from vpd.tools.cache import cache_key
+
+
+def test_lru_eviction_and_stats():
+    cache = ResultCache(max_entries=2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # a is now most recent
+    cache.put("c", 3)  # evicts b
+    assert "b" not in cache and cache.get("a") == 1 and cache.get("c") == 3
+    assert cache.get("b", "missing") == "missing"
+    stats = cache.stats
+    assert (stats.hits, stats.misses, stats.entries) == (3, 1, 2)
+    assert stats.hit_rate == pytest.approx(0.75)
+
+
+def test_none_and_falsy_values_are_cached():
+    cache = ResultCache()
+    cache.put("k", [])
+    value = cache.lookup("k")
+    assert not ResultCache.is_missing(value) and value == []
+    assert ResultCache.is_missing(cache.lookup("other"))
+
+
+def test_byte_budget():
+    cache = ResultCache(max_entries=100, max_bytes=3_000_000)
+    for i in range(5):
+        cache.put(str(i), np.zeros(1_000_000, np.uint8))
+    assert cache.memory_bytes <= 3_000_000
+    assert len(cache) == 2 and "4" in cache
+
+
+def test_arrays_become_read_only():
+    cache = ResultCache()
+    arr = np.zeros(3)
+    cache.put("x", [arr])
+    with pytest.raises(ValueError):
+        cache.get("x")[0][0] = 1
+
+
+def test_disk_tier_survives_a_new_instance(tmp_path):
+    first = ResultCache(directory=tmp_path)
+    first.put("k", {"boxes": [np.arange(4)], "text": "hi"})
+    first.close()
+    second = ResultCache(directory=tmp_path)
+    value = second.get("k")
+    assert value["text"] == "hi" and value["boxes"][0].tolist() == [0, 1, 2, 3]
+    assert second.stats.disk_hits == 1
+    second.clear(disk=True)
+    assert ResultCache(directory=tmp_path).get("k") is None
+
+
+def test_bad_settings(tmp_path):
+    with pytest.raises(ConfigError):
+        ResultCache(max_entries=0)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="cache directory"):
+        ResultCache(directory=blocker / "sub")
+
+
+def test_cache_key_is_stable_and_sensitive():
+    assert cache_key("a", (1, 2), {"q": ["x"]}) == cache_key("a", [1, 2], {"q": ["x"]})
+    assert cache_key("a", (1, 2)) != cache_key("a", (1, 3))
