@@ -52,7 +52,9 @@ def main() -> None:
     rows: list[tuple[str, str, float, float]] = []
 
     detector = backend_registry.get("detect", "nanodet")()
-    rows.append(("detect", "nanodet (coffee 600x400)", *_time(lambda: detector.detect([coffee], [["cup"]]), args.repeats)))
+    rows.append(
+        ("detect", "nanodet (coffee 600x400)", *_time(lambda: detector.detect([coffee], [["cup"]]), args.repeats))
+    )
     reader = backend_registry.get("ocr", "rapidocr")()
     rows.append(("ocr", "rapidocr (sign 640x360)", *_time(lambda: reader.read_text([sign]), args.repeats)))
     grabcut = backend_registry.get("segment", "grabcut")()
@@ -85,7 +87,9 @@ def main() -> None:
             op(patch)
             hits.append(time.perf_counter() - start)
         miss, hit = statistics.median(misses), statistics.median(hits)
-        print(f"  {label:<24} uncached {miss * 1000:8.1f} ms   cached {hit * 1e6:8.1f} us   speed-up {miss / hit:8.0f}x")
+        print(
+            f"  {label:<24} uncached {miss * 1000:8.1f} ms   cached {hit * 1e6:8.1f} us   speed-up {miss / hit:8.0f}x"
+        )
 
 
 if __name__ == "__main__":

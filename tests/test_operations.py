@@ -108,7 +108,9 @@ def test_depth_orders_objects(patch):
 def test_depth_uses_mask_when_segmenter_configured():
     # The ball's box is mostly covered by a farther box drawn on top of it: only the
     # mask tells the ball's own pixels apart.
-    s = Scene(100, 100, [SceneObject("ball", (10, 10, 30, 30), depth=1.0), SceneObject("box", (14, 14, 40, 40), depth=9.0)])
+    s = Scene(
+        100, 100, [SceneObject("ball", (10, 10, 30, 30), depth=1.0), SceneObject("box", (14, 14, 40, 40), depth=9.0)]
+    )
     with_mask = ImagePatch(s.image, toolkit=s.toolkit()).find("ball")[0]
     without_mask = ImagePatch(s.image, toolkit=s.toolkit(segment=None)).find("ball")[0]
     assert with_mask.xyxy == without_mask.xyxy == (10, 10, 30, 30)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import vpd
 from vpd import ImagePatch, InvalidArgumentError
 from vpd.helpers import bool_to_yesno, coerce_to_numeric, distance
 

@@ -117,7 +117,11 @@ def test_env_configuration():
     assert cfg.backends["detect"] == BackendSpec("owlv2", model="/models/owl", source="VPD_DETECT")
     assert cfg.backends["segment"] is None
     llm = cfg.backends["llm"]
-    assert (llm.backend, llm.model, llm.options["api_base"]) == ("litellm", "openai/gpt-4o-mini", "http://127.0.0.1:9/v1")
+    assert (llm.backend, llm.model, llm.options["api_base"]) == (
+        "litellm",
+        "openai/gpt-4o-mini",
+        "http://127.0.0.1:9/v1",
+    )
     assert cfg.device == "cpu" and cfg.cache_dir == "/tmp/vpd-cache-test"
     tk = Toolkit(cfg)
     assert tk.backend("detect").model_id == "/models/owl"

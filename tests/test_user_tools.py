@@ -101,11 +101,11 @@ def test_missing_docstring_or_hints(registry):
     def no_doc(x: int) -> int:
         return x
 
-    def no_hint(x) -> int:  # noqa: ANN001
+    def no_hint(x) -> int:
         """Doc."""
         return x
 
-    def no_return(x: int):  # noqa: ANN202
+    def no_return(x: int):
         """Doc."""
         return x
 

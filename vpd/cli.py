@@ -10,14 +10,17 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from vpd.errors import VPDError
+
+if TYPE_CHECKING:
+    from vpd.tools.toolkit import Toolkit
 
 __all__ = ["main"]
 
 
-def _toolkit_from_arg(value: str | None):  # type: ignore[no-untyped-def]
+def _toolkit_from_arg(value: str | None) -> Toolkit:
     from vpd.tools.config import PRESETS, ToolkitConfig
     from vpd.tools.toolkit import Toolkit
 
@@ -35,7 +38,7 @@ def _cmd_tools(args: argparse.Namespace, out: TextIO) -> int:
     toolkit = _toolkit_from_arg(args.toolkit)
     rows = toolkit.describe()
     if args.json:
-        payload = {
+        payload: dict[str, Any] = {
             "capabilities": [
                 {"capability": r.capability, "reason": r.reason, "backend": asdict(r.info) if r.info else None}
                 for r in rows
@@ -43,16 +46,12 @@ def _cmd_tools(args: argparse.Namespace, out: TextIO) -> int:
         }
         if args.all:
             payload["registered"] = {
-                cap: {
-                    name: _availability(cap, name)
-                    for name in backend_registry.names(cap)
-                }
-                for cap in CAPABILITIES
+                cap: {name: _availability(cap, name) for name in backend_registry.names(cap)} for cap in CAPABILITIES
             }
         json.dump(payload, out, indent=2, default=str)
         out.write("\n")
         return 0
-    table = [("capability", "backend", "model", "status", "why")]
+    table: list[tuple[str, ...]] = [("capability", "backend", "model", "status", "why")]
     for r in rows:
         if r.info is None:
             table.append((r.capability, "-", "-", "off", r.reason))
@@ -65,7 +64,9 @@ def _cmd_tools(args: argparse.Namespace, out: TextIO) -> int:
         for cap in CAPABILITIES:
             for name in backend_registry.names(cap):
                 info = _availability(cap, name)
-                out.write(f"  {cap:<8} {name:<16} {'ready' if info['available'] else 'unavailable'}: {info['reason']}\n")
+                out.write(
+                    f"  {cap:<8} {name:<16} {'ready' if info['available'] else 'unavailable'}: {info['reason']}\n"
+                )
                 if info["description"]:
                     out.write(f"  {'':<8} {'':<16} {info['description']}\n")
     return 0

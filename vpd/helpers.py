@@ -108,7 +108,8 @@ def distance(patch_a: ImagePatch | float, patch_b: ImagePatch | float) -> float:
     if isinstance(patch_a, numbers) and isinstance(patch_b, numbers) and not isinstance(patch_a, bool):
         return float(abs(patch_a - patch_b))
     raise InvalidArgumentError(
-        f"distance takes two ImagePatch objects or two numbers, got {type(patch_a).__name__} and {type(patch_b).__name__}."
+        "distance takes two ImagePatch objects or two numbers, "
+        f"got {type(patch_a).__name__} and {type(patch_b).__name__}."
     )
 
 

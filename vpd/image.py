@@ -179,7 +179,9 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.exists():
-            raise ImageError(f"Image file not found: {str(path)!r}. Check the path (relative paths are from {os.getcwd()!r}).")
+            raise ImageError(
+                f"Image file not found: {str(path)!r}. Check the path (relative paths are from {os.getcwd()!r})."
+            )
         if path.is_dir():
             raise ImageError(f"{str(path)!r} is a directory, not an image file.")
         try:
@@ -252,4 +254,6 @@ def _finish(
         pil = pil.resize(new_size, Image.Resampling.LANCZOS)
         scale = new_size[0] / original_size[0]
         notes.append(f"resized {original_size[0]}x{original_size[1]} -> {new_size[0]}x{new_size[1]}")
-    return ImageData(pil=pil, sha256=_digest(pil), original_size=original_size, scale=scale, source=origin, notes=tuple(notes))
+    return ImageData(
+        pil=pil, sha256=_digest(pil), original_size=original_size, scale=scale, source=origin, notes=tuple(notes)
+    )

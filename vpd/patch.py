@@ -80,6 +80,12 @@ class ImagePatch:
     """
 
     __slots__ = ("_box", "_image", "_label", "_mask", "_score", "_toolkit")
+    _box: tuple[int, int, int, int]
+    _image: ImageData
+    _label: str | None
+    _mask: np.ndarray | None
+    _score: float | None
+    _toolkit: Toolkit | None
 
     def __init__(
         self,
@@ -163,22 +169,22 @@ class ImagePatch:
     # -- geometry ----------------------------------------------------------------------
     @property
     def left(self) -> int:
-        """x of the left edge, in pixels from the image's left border."""
+        """X of the left edge, in pixels from the image's left border."""
         return self._box[0]
 
     @property
     def lower(self) -> int:
-        """y of the bottom edge, in pixels from the image's BOTTOM border."""
+        """Y of the bottom edge, in pixels from the image's BOTTOM border."""
         return self._box[1]
 
     @property
     def right(self) -> int:
-        """x of the right edge (exclusive)."""
+        """X of the right edge (exclusive)."""
         return self._box[2]
 
     @property
     def upper(self) -> int:
-        """y of the top edge (exclusive), in pixels from the image's bottom border."""
+        """Y of the top edge (exclusive), in pixels from the image's bottom border."""
         return self._box[3]
 
     @property
@@ -193,12 +199,12 @@ class ImagePatch:
 
     @property
     def horizontal_center(self) -> float:
-        """x of the centre: (left + right) / 2. Smaller is further left."""
+        """X of the centre: (left + right) / 2. Smaller is further left."""
         return (self._box[0] + self._box[2]) / 2
 
     @property
     def vertical_center(self) -> float:
-        """y of the centre: (lower + upper) / 2. Larger is higher up in the image."""
+        """Y of the centre: (lower + upper) / 2. Larger is higher up in the image."""
         return (self._box[1] + self._box[3]) / 2
 
     @property
@@ -256,7 +262,8 @@ class ImagePatch:
 
         Example:
             >>> # the left half of the image
-            >>> left_half = image_patch.crop(image_patch.left, image_patch.lower, image_patch.horizontal_center, image_patch.upper)
+            >>> p = image_patch
+            >>> left_half = p.crop(p.left, p.lower, p.horizontal_center, p.upper)
         """
         box = (_coord(left, "left"), _coord(lower, "lower"), _coord(right, "right"), _coord(upper, "upper"))
         patch = ImagePatch.__new__(ImagePatch)
@@ -282,7 +289,8 @@ class ImagePatch:
 
         Example:
             >>> cup = image_patch.find("cup")[0]
-            >>> tables = [t for t in image_patch.find("table") if t.overlaps_with(cup.left, cup.lower, cup.right, cup.upper)]
+            >>> tables = image_patch.find("table")
+            >>> under_cup = [t for t in tables if t.overlaps_with(cup.left, cup.lower, cup.right, cup.upper)]
         """
         l, lo, r, u = (_coord(left, "left"), _coord(lower, "lower"), _coord(right, "right"), _coord(upper, "upper"))
         return min(self.right, r) > max(self.left, l) and min(self.upper, u) > max(self.lower, lo)

@@ -29,7 +29,8 @@ def _docstring(doc: str, prefix: str) -> str:
 
 def _function(name: str, func: Callable[..., Any], prefix: str) -> str:
     doc = inspect.getdoc(func) or ""
-    return f"{prefix}def {name}{format_signature(inspect.signature(func))}:\n{_docstring(doc, prefix + '    ')}\n{prefix}    ..."
+    head = f"{prefix}def {name}{format_signature(inspect.signature(func))}:"
+    return f"{head}\n{_docstring(doc, prefix + '    ')}\n{prefix}    ..."
 
 
 def render_api(tools: ToolRegistry | None = None) -> str:

@@ -171,7 +171,7 @@ class Scene:
                 continue
             ys, xs = np.nonzero(ids == i)
             box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
-            found.append((self.objects[int(i)], box, int(len(xs))))
+            found.append((self.objects[int(i)], box, len(xs)))
         return found
 
     def toolkit(self, **overrides: Any) -> Toolkit:
@@ -224,12 +224,7 @@ class FakeDetector(_SceneBackend):
         for image, names in zip(images, queries):
             visible = self.scene.visible(image)
             out.append(
-                [
-                    Detection(box, obj.score, q, obj.label)
-                    for q in names
-                    for obj, box, _ in visible
-                    if obj.matches(q)
-                ]
+                [Detection(box, obj.score, q, obj.label) for q in names for obj, box, _ in visible if obj.matches(q)]
             )
         return out
 
@@ -298,7 +293,9 @@ class FakeOCR(_SceneBackend):
     def read_text(self, images: Sequence[Image]) -> list[list[TextLine]]:
         """See :class:`vpd.tools.TextReader`."""
         self.calls += 1
-        return [[TextLine(obj.text, 0.99, box) for obj, box, _ in self.scene.visible(image) if obj.text] for image in images]
+        return [
+            [TextLine(obj.text, 0.99, box) for obj, box, _ in self.scene.visible(image) if obj.text] for image in images
+        ]
 
 
 def _largest(visible: list[tuple[SceneObject, PixelBox, int]]) -> SceneObject | None:
@@ -386,5 +383,3 @@ class FakeLLM(_SceneBackend):
             reply = next((r for k, r in self.scene.llm.items() if k.lower() in last.lower()), "unknown")
             replies.append(reply)
         return replies
-
-

@@ -171,7 +171,8 @@ class Backend:
         if unknown:
             known = ", ".join(sorted(self.option_defaults)) or "none"
             raise ConfigError(
-                f"Unknown option(s) {', '.join(unknown)} for {self.capability} backend {self.name!r}; known options: {known}."
+                f"Unknown option(s) {', '.join(unknown)} for {self.capability} backend {self.name!r}; "
+                f"known options: {known}."
             )
         self.model_id: str | None = model or self.default_model
         self.requested_device = device

@@ -147,7 +147,7 @@ def _spec_from_table(capability: str, table: Any, source: str) -> BackendSpec | 
     backend = table.get("backend")
     if backend is None or (isinstance(backend, str) and backend.lower() in _OFF):
         if backend is None and any(k in table for k in ("model", "device", "dtype")):
-            raise ConfigError(f"[{capability}] in {source} sets a model or device but no backend; add backend = \"...\".")
+            raise ConfigError(f'[{capability}] in {source} sets a model or device but no backend; add backend = "...".')
         return None
     if not isinstance(backend, str):
         raise ConfigError(f"[{capability}] backend in {source} must be a string.")
@@ -185,7 +185,9 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "config") -> Tool
         raise ConfigError(f"[cache] in {source} must be a table.")
     bad_cache = sorted(set(cache) - {"max_entries", "directory"})
     if bad_cache:
-        raise ConfigError(f"Unknown key(s) {', '.join(bad_cache)} in [cache] of {source}; allowed: max_entries, directory.")
+        raise ConfigError(
+            f"Unknown key(s) {', '.join(bad_cache)} in [cache] of {source}; allowed: max_entries, directory."
+        )
     entries = cache.get("max_entries", 4096)
     if not isinstance(entries, int) or isinstance(entries, bool) or entries < 0:
         raise ConfigError(f"[cache] max_entries in {source} must be a non-negative integer.")

@@ -80,7 +80,11 @@ class HubBackend(Backend):
             return loader.from_pretrained(self.model_id, **kwargs)
         except (OSError, ValueError) as exc:
             offline = os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0")
-            why = "HF_HUB_OFFLINE is set and it is not cached" if offline else "it is not cached and could not be downloaded"
+            why = (
+                "HF_HUB_OFFLINE is set and it is not cached"
+                if offline
+                else "it is not cached and could not be downloaded"
+            )
             raise ToolUnavailable(
                 f"Could not load {self.model_id!r} for the {self.capability} backend {self.name!r} ({why}): "
                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. Download it where the hub is "

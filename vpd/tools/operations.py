@@ -31,9 +31,9 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from vpd.errors import InvalidArgumentError, ToolError, ToolUnavailable, VPDError
+from vpd.errors import InvalidArgumentError, ToolError, VPDError
 from vpd.tools.cache import ResultCache, cache_key
 from vpd.tools.events import ToolEvent, emit
 from vpd.tools.types import ChatMessage, Detection, TextLine
@@ -158,10 +158,12 @@ class ToolOperations:
     cache: ResultCache | None
     tools: ToolRegistry
 
-    def backend(self, capability: str) -> Backend:  # provided by Toolkit
+    def backend(self, capability: str) -> Backend:
+        """The backend serving ``capability`` (implemented by the Toolkit)."""
         raise NotImplementedError
 
-    def has(self, capability: str) -> bool:  # provided by Toolkit
+    def has(self, capability: str) -> bool:
+        """Whether ``capability`` is served (implemented by the Toolkit)."""
         raise NotImplementedError
 
     # -- plumbing ----------------------------------------------------------------------
@@ -180,8 +182,9 @@ class ToolOperations:
         start = time.perf_counter()
         cached = self.cache.lookup(key) if self.cache is not None else None
         hit = self.cache is not None and not ResultCache.is_missing(cached)
+        value: T
         if hit:
-            value = cached
+            value = cast(T, cached)
         else:
             try:
                 value = compute(backend)
@@ -338,7 +341,12 @@ class ToolOperations:
         box = self.check_box(image, box)
         name = check_text(object_name, "object_name")
         return self._operation(
-            "exists", "detect", image, box, {"object_name": name}, lambda call: bool(self._detections(call, image, box, [name]))
+            "exists",
+            "detect",
+            image,
+            box,
+            {"object_name": name},
+            lambda call: bool(self._detections(call, image, box, [name])),
         )
 
     # -- questions about a region ------------------------------------------------------
@@ -346,7 +354,9 @@ class ToolOperations:
         """A short VQA answer about the region."""
         box = self.check_box(image, box)
         q = check_text(question, "question")
-        return self._operation("simple_query", "vqa", image, box, {"question": q}, lambda call: self._vqa(call, image, box, q))
+        return self._operation(
+            "simple_query", "vqa", image, box, {"question": q}, lambda call: self._vqa(call, image, box, q)
+        )
 
     def _vqa(self, call: _Call, image: ImageData, box: Box, question: str) -> str:
         answer = self._capability(
@@ -370,9 +380,7 @@ class ToolOperations:
             return _yes(self._vqa(call, image, box, f"Is the {name} {prop}? Answer yes or no."))
 
         capability = "match" if self.has("match") else "vqa"
-        return self._operation(
-            "verify_property", capability, image, box, {"object_name": name, "property": prop}, run
-        )
+        return self._operation("verify_property", capability, image, box, {"object_name": name, "property": prop}, run)
 
     def best_text_match(self, image: ImageData, box: Box, options: Sequence[str]) -> str:
         """The option that best describes the region."""
@@ -409,7 +417,7 @@ class ToolOperations:
                         image,
                         region,
                         {"texts": texts},
-                        lambda b, r=region: b.score([self._crop(image, r)], [texts])[0],
+                        _scorer(image, region, texts),
                     )
                     scores.append(max(logits))
                 else:
@@ -462,7 +470,11 @@ class ToolOperations:
             lines = backend.read_text([self._crop(image, box)])[0]
             dx, dy = box[0], box[1]
             shifted = [
-                TextLine(line.text, float(line.score), (line.box[0] + dx, line.box[1] + dy, line.box[2] + dx, line.box[3] + dy))
+                TextLine(
+                    line.text,
+                    float(line.score),
+                    (line.box[0] + dx, line.box[1] + dy, line.box[2] + dx, line.box[3] + dy),
+                )
                 for line in lines
             ]
             return reading_order(shifted)
@@ -529,13 +541,25 @@ class ToolOperations:
             except Exception as exc:
                 raise ToolError(f"Tool {name!r} failed: {type(exc).__name__}: {exc}", tool=name) from exc
             call.steps.append(
-                {"capability": "tool", "backend": name, "model": None, "seconds": time.perf_counter() - start, "cache_hit": False}
+                {
+                    "capability": "tool",
+                    "backend": name,
+                    "model": None,
+                    "seconds": time.perf_counter() - start,
+                    "cache_hit": False,
+                }
             )
             return result
 
         shown_args = [_summary(a) for a in (args[1:] if spec.kind == "method" else args)]
         return self._operation(
-            name, "tool", None, None, {"args": shown_args, "kwargs": {k: _summary(v) for k, v in kwargs.items()}}, run, _summary
+            name,
+            "tool",
+            None,
+            None,
+            {"args": shown_args, "kwargs": {k: _summary(v) for k, v in kwargs.items()}},
+            run,
+            _summary,
         )
 
 
@@ -553,6 +577,11 @@ def _summary(value: Any) -> Any:
     if box is not None:
         return {"type": type(value).__name__, "box": list(box)}
     return type(value).__name__
+
+
+def _scorer(image: ImageData, box: Box, texts: list[str]) -> Callable[[Any], list[float]]:
+    """A cache-compute function scoring ``texts`` against one region (cropped only on a miss)."""
+    return lambda backend: backend.score([ToolOperations._crop(image, box)], [texts])[0]
 
 
 def _shift(d: Detection, box: Box) -> Detection:

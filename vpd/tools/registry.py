@@ -72,7 +72,9 @@ class BackendRegistry:
                 f"Unknown capability {capability!r}; capabilities are: {', '.join(CAPABILITIES)}."
             )
         if not _NAME.match(name):
-            raise ToolRegistrationError(f"Backend name {name!r} must be snake_case (a-z, 0-9, _), starting with a letter.")
+            raise ToolRegistrationError(
+                f"Backend name {name!r} must be snake_case (a-z, 0-9, _), starting with a letter."
+            )
         if isinstance(target, type) and not issubclass(target, Backend):
             raise ToolRegistrationError(f"{target.__qualname__} must subclass vpd.tools.Backend to be registered.")
         with self._lock:
@@ -105,11 +107,12 @@ class BackendRegistry:
                 f"Unknown {capability} backend {name!r}; available: {', '.join(sorted(self._entries[capability]))}."
             )
         if isinstance(target, str):
-            target = _import(target)
-            if not (isinstance(target, type) and issubclass(target, Backend)):
+            loaded = _import(target)
+            if not (isinstance(loaded, type) and issubclass(loaded, Backend)):
                 raise ConfigError(f"{capability} backend {name!r} does not point at a vpd.tools.Backend subclass.")
             with self._lock:
-                self._entries[capability][name] = target
+                self._entries[capability][name] = loaded
+            return loaded
         return target
 
     def _check_capability(self, capability: str) -> None:

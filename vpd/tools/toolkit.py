@@ -132,8 +132,10 @@ class Toolkit(ToolOperations):
     # -- construction ------------------------------------------------------------------
     @classmethod
     def offline(cls, **overrides: Any) -> Toolkit:
-        """The preset that runs with no network: NanoDet (COCO-80) detection, RapidOCR,
-        ground-plane depth heuristic, VQA by an LLM over a description of the image.
+        """The preset that runs with no network.
+
+        NanoDet (COCO-80) detection, RapidOCR, the ground-plane depth heuristic, and VQA by
+        an LLM over a description of the image.
 
         Segmentation and image-text matching are off (no offline weights exist); pass e.g.
         ``segment="grabcut"`` to turn GrabCut on. Keyword arguments are as for ``Toolkit``.
@@ -142,8 +144,10 @@ class Toolkit(ToolOperations):
 
     @classmethod
     def hub(cls, **overrides: Any) -> Toolkit:
-        """The preset of Hugging Face checkpoints: OWLv2, SAM, Depth Anything V2, BLIP VQA, CLIP
-        (downloaded on first use; needs ``vpd[hub]``). Keyword arguments are as for ``Toolkit``."""
+        """The preset of Hugging Face checkpoints: OWLv2, SAM, Depth Anything V2, BLIP VQA, CLIP.
+
+        Checkpoints download on first use (needs ``vpd[hub]``). Keyword arguments are as for ``Toolkit``.
+        """
         return cls(ToolkitConfig(preset="hub"), **overrides)
 
     @classmethod
@@ -170,7 +174,8 @@ class Toolkit(ToolOperations):
         if isinstance(choice, Backend):
             if choice.capability and choice.capability != capability:
                 raise ConfigError(
-                    f"{type(choice).__name__} serves {choice.capability!r}, not {capability!r}; pass it as {choice.capability}=..."
+                    f"{type(choice).__name__} serves {choice.capability!r}, not {capability!r}; "
+                    f"pass it as {choice.capability}=..."
                 )
             self._backends[capability] = choice
             self._reasons[capability] = reason

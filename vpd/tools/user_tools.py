@@ -237,7 +237,13 @@ class _ToolDecorator:
 
     @overload
     def __call__(
-        self, func: None = None, /, *, name: str | None = None, registry: ToolRegistry | None = None, replace: bool = False
+        self,
+        func: None = None,
+        /,
+        *,
+        name: str | None = None,
+        registry: ToolRegistry | None = None,
+        replace: bool = False,
     ) -> Callable[[F], F]: ...
 
     def __call__(
@@ -257,7 +263,13 @@ class _ToolDecorator:
 
     @overload
     def method(
-        self, func: None = None, /, *, name: str | None = None, registry: ToolRegistry | None = None, replace: bool = False
+        self,
+        func: None = None,
+        /,
+        *,
+        name: str | None = None,
+        registry: ToolRegistry | None = None,
+        replace: bool = False,
     ) -> Callable[[F], F]: ...
 
     def method(
