@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -251,6 +251,15 @@ class Backend:
             reason=availability.reason,
             options=dict(self.options),
         )
+
+    def explain(self, queries: Sequence[str]) -> dict[str, Any]:
+        """Facts about how this backend read ``queries``, recorded in traces.
+
+        A closed-vocabulary detector, for example, says which of its classes answered
+        each free-text query. Called after the backend has run, so it may use the loaded
+        model. The default has nothing to add.
+        """
+        return {}
 
     def cache_identity(self) -> str:
         """A string identifying this backend's results for the result cache.

@@ -8,7 +8,7 @@ Environment variables (all optional)::
     VPD_<CAP>_MODEL=<hub id or path>                     e.g. VPD_DEPTH_MODEL=/models/depth-anything
     VPD_<CAP>_DEVICE=...                                 per-capability device
     VPD_LLM=<litellm model string>                       e.g. VPD_LLM=openai/gpt-4o-mini
-    VPD_LLM_API_BASE=http://127.0.0.1:8000/v1            OpenAI-compatible server
+    VPD_LLM_API_BASE=http://127.0.0.1:8000/v1            OpenAI-compatible server (also VPD_VQA_API_BASE)
     VPD_CACHE_DIR=~/.cache/vpd                           also keep tool results on disk
     VPD_RESULT_CACHE=0                                   disable the result cache
 
@@ -248,23 +248,22 @@ def config_from_env(environ: Mapping[str, str] | None = None) -> ToolkitConfig:
         name = env.get(key)
         model = env.get(f"{key}_MODEL")
         device = env.get(f"{key}_DEVICE")
-        if name is None and model is None and device is None:
+        api_base = env.get(f"{key}_API_BASE")
+        if name is None and model is None and device is None and api_base is None:
             continue
         current = backends.get(capability)
         if name is not None and name.strip().lower() in _OFF:
             backends[capability] = None
             continue
         options: dict[str, Any] = dict(current.options) if current else {}
-        if capability == "llm":
-            base = env.get("VPD_LLM_API_BASE")
-            if base:
-                options["api_base"] = base
+        if api_base:
+            options["api_base"] = api_base
         backend = (name or "").strip() or (current.backend if current else None)
         if capability == "llm" and backend and "/" in backend:
             # VPD_LLM=openai/gpt-4o-mini: a litellm model string rather than a backend name.
             model, backend = backend, "litellm"
         if backend is None:
-            raise ConfigError(f"{key}_MODEL or {key}_DEVICE is set but {key} (the backend name) is not.")
+            raise ConfigError(f"{key}_MODEL, {key}_DEVICE or {key}_API_BASE is set but {key} (the backend name) is not.")
         backends[capability] = BackendSpec(
             backend=backend,
             model=model or (current.model if current and current.backend == backend else None),

@@ -76,22 +76,32 @@ class HubBackend(Backend):
                 tool=self.capability,
                 backend=self.name,
             )
+        local = Path(self.model_id).expanduser()
+        if self.model_id.startswith((".", "/", "~")) and not local.exists():
+            raise ToolUnavailable(
+                f"The local model directory {self.model_id!r} for the {self.capability} backend {self.name!r} "
+                "does not exist; pass an existing directory (saved with save_pretrained) or a hub model id.",
+                tool=self.capability,
+                backend=self.name,
+            )
         try:
             return loader.from_pretrained(self.model_id, **kwargs)
         except (OSError, ValueError) as exc:
-            offline = os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0")
-            why = (
-                "HF_HUB_OFFLINE is set and it is not cached"
-                if offline
-                else "it is not cached and could not be downloaded"
-            )
-            raise ToolUnavailable(
-                f"Could not load {self.model_id!r} for the {self.capability} backend {self.name!r} ({why}): "
-                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. Download it where the hub is "
-                f"reachable (huggingface-cli download {self.model_id}) or pass a local directory as the model.",
-                tool=self.capability,
-                backend=self.name,
-            ) from exc
+            detail = (str(exc).splitlines() or [type(exc).__name__])[0].rstrip(".")
+            if local.exists():
+                message = (
+                    f"{self.model_id!r} is not a checkpoint the {self.capability} backend {self.name!r} can load "
+                    f"({detail}). Point it at a directory saved with save_pretrained for this model type."
+                )
+            else:
+                offline = os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0")
+                why = "HF_HUB_OFFLINE is set and it is not cached" if offline else "not cached, and the download failed"
+                message = (
+                    f"Could not load {self.model_id!r} for the {self.capability} backend {self.name!r} ({why}: "
+                    f"{detail}). Download it where the hub is reachable (huggingface-cli download {self.model_id}) "
+                    "or pass a local directory as the model."
+                )
+            raise ToolUnavailable(message, tool=self.capability, backend=self.name) from exc
 
     def to_device(self, model: Any) -> Any:
         """Move a torch module to this backend's device and dtype, in eval mode."""

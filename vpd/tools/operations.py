@@ -333,7 +333,10 @@ class ToolOperations:
             {"object_name": name},
             run,
             summarize=lambda regions: [{"box": list(r.box), "score": round(r.score, 4)} for r in regions],
-            details=lambda regions: {"classes": sorted({r.class_name for r in regions if r.class_name})},
+            details=lambda regions: {
+                "classes": sorted({r.class_name for r in regions if r.class_name}),
+                **self.backend("detect").explain([name]),
+            },
         )
 
     def exists(self, image: ImageData, box: Box, object_name: str) -> bool:

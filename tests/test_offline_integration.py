@@ -1,0 +1,74 @@
+"""The offline toolkit through ImagePatch, on real photos (the issue's "done when")."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+import vpd
+from vpd import ImagePatch
+
+skimage_data = pytest.importorskip("skimage.data")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def toolkit():
+    return vpd.Toolkit.offline()
+
+
+def _sign() -> Image.Image:
+    image = Image.new("RGB", (640, 360), (120, 120, 120))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((120, 100, 520, 260), fill=(250, 250, 250), outline=(0, 0, 0), width=4)
+    draw.text((160, 130), "STOP 42", fill=(0, 0, 0), font=ImageFont.load_default(size=64))
+    draw.text((170, 205), "Main St.", fill=(0, 0, 0), font=ImageFont.load_default(size=40))
+    return image
+
+
+def test_coffee_cup_found_and_no_dog(toolkit):
+    image = ImagePatch(skimage_data.coffee(), toolkit=toolkit)  # 600x400
+    cups = image.find("cup")
+    assert cups, "NanoDet should find the cup"
+    cup = cups[0]
+    # The cup fills most of the photo; NanoDet gives about x 140..427, y (top) 11..398.
+    assert 100 <= cup.left <= 200 and 380 <= cup.right <= 480
+    assert cup.upper >= 350 and cup.lower <= 60
+    assert cup.label == "cup" and 0 < cup.score <= 1
+    assert image.exists("dog") is False
+    assert image.exists("mug") is True  # mapped onto COCO "cup"
+
+
+def test_astronaut_person_in_bottom_left_coordinates(toolkit):
+    image = ImagePatch(skimage_data.astronaut(), toolkit=toolkit)  # 512x512
+    people = image.find("person")
+    assert people
+    # The astronaut fills the image; her head (top of the box) is near the top.
+    assert people[0].upper > 400
+    assert image.find("woman"), "synonyms map onto COCO 'person'"
+
+
+def test_ocr_reads_a_rendered_sign(toolkit):
+    sign = ImagePatch(_sign(), toolkit=toolkit)
+    text = sign.ocr()
+    assert "STOP" in text and "42" in text and "Main" in text
+    # bottom-left origin: the lower half of the image (y < 180) has the "Main St." line
+    assert "Main" in sign.crop(0, 0, 640, 180).ocr()
+    assert "STOP" not in sign.crop(0, 0, 640, 180).ocr()
+
+
+def test_trace_events_name_backend_and_class(toolkit):
+    image = ImagePatch(skimage_data.coffee(), toolkit=toolkit)
+    with vpd.record_tool_calls() as events:
+        image.find("mug")
+    assert events[0].backend == "nanodet"
+    assert events[0].details["classes"] == ["cup"]
+
+
+def test_default_toolkit_offline_never_blocks(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    tk = vpd.Toolkit.from_env({})
+    rows = {r.capability: r for r in tk.describe()}
+    assert rows["detect"].info is not None
+    assert rows["ocr"].info.backend in ("rapidocr", "paddleocr")

@@ -1,0 +1,120 @@
+"""Visual question answering with BLIP (Hugging Face ``transformers``).
+
+BLIP-VQA encodes the image, reads the question against it, and generates a short answer
+with its text decoder (greedy, so answers are deterministic). Answers are decoded
+without special tokens, stripped and lower-cased, matching VQA-style scoring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from vpd.errors import ConfigError, InvalidArgumentError, ToolError
+from vpd.tools.hub import HubBackend
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+__all__ = ["BlipVQA"]
+
+
+class BlipVQA(HubBackend):
+    """Visual question answering: BLIP (``BlipForQuestionAnswering``), short answers.
+
+    Options:
+        max_new_tokens: Longest answer, in tokens (10).
+        batch_size: Image-question pairs per generation call.
+    """
+
+    capability: ClassVar[str] = "vqa"
+    name: ClassVar[str] = "blip"
+    default_model: ClassVar[str | None] = "Salesforce/blip-vqa-base"
+    description: ClassVar[str] = "BLIP visual question answering, short lower-case answers (transformers)"
+    option_defaults: ClassVar[dict[str, Any]] = {"max_new_tokens": 10, "batch_size": 8}
+
+    def __init__(self, model: str | None = None, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        for option in ("max_new_tokens", "batch_size"):
+            value = self.options[option]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(
+                    f"Option {option} of the vqa backend 'blip' must be a positive integer, got {value!r}."
+                )
+
+    def _load(self) -> tuple[Any, Any]:
+        from transformers import BlipForQuestionAnswering, BlipProcessor
+
+        processor = self.from_pretrained(BlipProcessor)
+        model = self.to_device(self.from_pretrained(BlipForQuestionAnswering))
+        return model, processor
+
+    def answer(self, images: Sequence[Image], questions: Sequence[str]) -> list[str]:
+        """Answer one question per image.
+
+        Args:
+            images: RGB images.
+            questions: One question per image.
+
+        Returns:
+            One short, stripped, lower-case answer per image.
+
+        Raises:
+            InvalidArgumentError: Mismatched lengths, or an empty/blank question.
+            ToolUnavailable: The model cannot be loaded.
+            ToolError: The model failed while running.
+        """
+        if len(images) != len(questions):
+            raise InvalidArgumentError(f"answer() got {len(images)} image(s) but {len(questions)} question(s).")
+        for i, question in enumerate(questions):
+            if not isinstance(question, str) or not question.strip():
+                raise InvalidArgumentError(f"questions[{i}] is empty or not a string ({question!r}); ask something.")
+        if not images:
+            return []
+        model, processor = self.load()
+        size = int(self.options["batch_size"])
+        answers: list[str] = []
+        for start in range(0, len(images), size):
+            answers.extend(
+                self._run(
+                    model, processor, images[start : start + size], [q.strip() for q in questions[start : start + size]]
+                )
+            )
+        return answers
+
+    def _run(self, model: Any, processor: Any, images: Sequence[Image], questions: list[str]) -> list[str]:
+        """Generate the answers of one batch, one ``generate`` call per question length.
+
+        Questions are grouped by token count so that no question is ever padded: the
+        answer decoder of transformers' BLIP attends to every question position, padding
+        included (its ``generate`` passes an all-ones mask, and transformers 5 drops the
+        cross-attention mask altogether), so padding would change a question's answer with
+        the other questions of its batch.
+        """
+        import torch
+
+        rgb = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
+        answers = [""] * len(rgb)
+        try:
+            inputs = processor(images=rgb, text=questions, return_tensors="pt", padding=True, truncation=True)
+            lengths = inputs["attention_mask"].sum(dim=1).tolist()
+            pixels = inputs["pixel_values"].to(device=self.device, dtype=self.torch_dtype)
+            for length in sorted(set(lengths)):
+                rows = [i for i, n in enumerate(lengths) if n == length]
+                index = torch.tensor(rows)
+                with torch.inference_mode():
+                    generated = model.generate(
+                        pixel_values=pixels[index.to(pixels.device)],
+                        input_ids=inputs["input_ids"][index, :length].to(self.device),
+                        attention_mask=inputs["attention_mask"][index, :length].to(self.device),
+                        max_new_tokens=int(self.options["max_new_tokens"]),
+                        do_sample=False,
+                        num_beams=1,
+                    )
+                for row, text in zip(rows, processor.batch_decode(generated, skip_special_tokens=True), strict=True):
+                    answers[row] = " ".join(text.split()).lower()
+        except (RuntimeError, ValueError) as exc:
+            raise ToolError(
+                f"BLIP failed on a batch of {len(rgb)} question(s): {exc}", tool=self.capability, backend=self.name
+            ) from exc
+        return answers
