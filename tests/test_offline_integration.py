@@ -64,6 +64,11 @@ def test_trace_events_name_backend_and_class(toolkit):
         image.find("mug")
     assert events[0].backend == "nanodet"
     assert events[0].details["classes"] == ["cup"]
+    (mapping,) = events[0].details["query_mapping"]
+    assert mapping["query"] == "mug" and mapping["classes"] == ["cup"]
+    with vpd.record_tool_calls() as events:
+        assert image.find("quantum flux capacitor") == []
+    assert events[0].details["query_mapping"][0]["classes"] == []
 
 
 def test_default_toolkit_offline_never_blocks(monkeypatch):

@@ -263,7 +263,9 @@ def config_from_env(environ: Mapping[str, str] | None = None) -> ToolkitConfig:
             # VPD_LLM=openai/gpt-4o-mini: a litellm model string rather than a backend name.
             model, backend = backend, "litellm"
         if backend is None:
-            raise ConfigError(f"{key}_MODEL, {key}_DEVICE or {key}_API_BASE is set but {key} (the backend name) is not.")
+            raise ConfigError(
+                f"{key}_MODEL, {key}_DEVICE or {key}_API_BASE is set but {key} (the backend name) is not."
+            )
         backends[capability] = BackendSpec(
             backend=backend,
             model=model or (current.model if current and current.backend == backend else None),

