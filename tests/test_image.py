@@ -92,6 +92,7 @@ def test_exif_rotation_applied():
         (np.zeros((4, 4, 2), np.uint8), "shape"),
         (np.full((4, 4), np.nan), "NaN"),
         (12345, "Cannot load an image from a int"),
+        ("https://example.com/cat.jpg", "does not download"),
     ],
 )
 def test_bad_input_raises_image_error(source, message):

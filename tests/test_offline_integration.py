@@ -77,3 +77,21 @@ def test_default_toolkit_offline_never_blocks(monkeypatch):
     rows = {r.capability: r for r in tk.describe()}
     assert rows["detect"].info is not None
     assert rows["ocr"].info.backend in ("rapidocr", "paddleocr")
+
+
+def test_offline_simple_query_describes_the_photo_to_the_llm():
+    """Offline VQA: NanoDet + RapidOCR describe the crop, an LLM behind HTTP answers."""
+    pytest.importorskip("litellm")
+    from vpd.testing import FakeOpenAIServer
+
+    with FakeOpenAIServer(replies=["a cup"]) as server:
+        llm = vpd.BackendSpec("litellm", model=server.model_string, options={"api_base": server.base_url})
+        toolkit = vpd.Toolkit.offline(llm=llm)
+        image = ImagePatch(skimage_data.coffee(), toolkit=toolkit)
+        with vpd.record_tool_calls() as events:
+            assert image.simple_query("What is on the saucer?") == "a cup"
+        prompt = server.chat_requests[0].text
+    assert "cup" in prompt and "What is on the saucer?" in prompt
+    assert events[0].backend == "described"
+    used = {step["capability"] for step in events[0].details["steps"]}
+    assert used == {"vqa"}

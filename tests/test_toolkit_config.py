@@ -83,13 +83,12 @@ def test_auto_picks_first_available(registry, monkeypatch):
     assert "skipped missing" in row.reason and "vpd[offline]" in row.reason
 
 
-def test_auto_with_nothing_available_keeps_fallback_with_hint(registry, monkeypatch):
+def test_auto_with_nothing_available_turns_off_with_hint(registry, monkeypatch):
     monkeypatch.setitem(vpd.tools.config.AUTO_ORDER, "detect", ("missing",))
     tk = Toolkit(registry=registry)
-    backend = tk.backend("detect")
-    assert not backend.info().available
-    with pytest.raises(ToolUnavailable, match=r"pip install 'vpd\[offline\]'"):
-        backend.load()
+    assert not tk.has("detect")
+    with pytest.raises(ToolUnavailable, match=r"nothing available; missing: .*pip install 'vpd\[offline\]'"):
+        tk.backend("detect")
 
 
 def test_turned_off_capability_error():
@@ -110,6 +109,7 @@ def test_env_configuration():
             "VPD_SEGMENT": "none",
             "VPD_LLM": "openai/gpt-4o-mini",
             "VPD_LLM_API_BASE": "http://127.0.0.1:9/v1",
+            "VPD_LLM_API_KEY": "sk-test",
             "VPD_CACHE_DIR": "/tmp/vpd-cache-test",
         }
     )
@@ -122,6 +122,7 @@ def test_env_configuration():
         "openai/gpt-4o-mini",
         "http://127.0.0.1:9/v1",
     )
+    assert llm.options["api_key"] == "sk-test"
     assert cfg.device == "cpu" and cfg.cache_dir == "/tmp/vpd-cache-test"
     tk = Toolkit(cfg)
     assert tk.backend("detect").model_id == "/models/owl"

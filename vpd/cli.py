@@ -51,14 +51,16 @@ def _cmd_tools(args: argparse.Namespace, out: TextIO) -> int:
         json.dump(payload, out, indent=2, default=str)
         out.write("\n")
         return 0
-    table: list[tuple[str, ...]] = [("capability", "backend", "model", "status", "why")]
+    table: list[tuple[str, ...]] = [("capability", "backend", "model", "status")]
+    reasons = [""]
     for r in rows:
         if r.info is None:
-            table.append((r.capability, "-", "-", "off", r.reason))
+            table.append((r.capability, "-", "-", "off"))
         else:
             status = "ready" if r.info.available else f"unavailable: {r.info.reason}"
-            table.append((r.capability, r.info.backend, _short(r.info.model), status, r.reason))
-    _print_table(table, out)
+            table.append((r.capability, r.info.backend, _short(r.info.model), status))
+        reasons.append(r.reason)
+    _print_table(table, out, reasons)
     if args.all:
         out.write("\nRegistered backends:\n")
         for cap in CAPABILITIES:
@@ -89,11 +91,14 @@ def _short(model: str | None, width: int = 48) -> str:
     return model if len(model) <= width else "..." + model[-(width - 3) :]
 
 
-def _print_table(rows: list[tuple[str, ...]], out: TextIO) -> None:
+def _print_table(rows: list[tuple[str, ...]], out: TextIO, notes: list[str]) -> None:
+    """Print aligned columns, each row followed by its note (why) on an indented line."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
+    for row, note in zip(rows, notes):
         cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
         out.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
+        if note:
+            out.write(f"{'':<{widths[0]}}  why: {note}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

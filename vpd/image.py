@@ -176,6 +176,10 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
         raise ImageError("Pillow is required to load images: pip install pillow") from exc
 
     notes: list[str] = []
+    if isinstance(source, str) and source.startswith(("http://", "https://", "data:")):
+        raise ImageError(
+            "vpd does not download images or decode URLs; fetch the image first and pass its path or bytes."
+        )
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.exists():

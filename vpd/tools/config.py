@@ -9,6 +9,7 @@ Environment variables (all optional)::
     VPD_<CAP>_DEVICE=...                                 per-capability device
     VPD_LLM=<litellm model string>                       e.g. VPD_LLM=openai/gpt-4o-mini
     VPD_LLM_API_BASE=http://127.0.0.1:8000/v1            OpenAI-compatible server (also VPD_VQA_API_BASE)
+    VPD_LLM_API_KEY=...                                  key for it (also VPD_VQA_API_KEY)
     VPD_CACHE_DIR=~/.cache/vpd                           also keep tool results on disk
     VPD_RESULT_CACHE=0                                   disable the result cache
 
@@ -249,7 +250,8 @@ def config_from_env(environ: Mapping[str, str] | None = None) -> ToolkitConfig:
         model = env.get(f"{key}_MODEL")
         device = env.get(f"{key}_DEVICE")
         api_base = env.get(f"{key}_API_BASE")
-        if name is None and model is None and device is None and api_base is None:
+        api_key = env.get(f"{key}_API_KEY")
+        if name is None and model is None and device is None and api_base is None and api_key is None:
             continue
         current = backends.get(capability)
         if name is not None and name.strip().lower() in _OFF:
@@ -258,6 +260,8 @@ def config_from_env(environ: Mapping[str, str] | None = None) -> ToolkitConfig:
         options: dict[str, Any] = dict(current.options) if current else {}
         if api_base:
             options["api_base"] = api_base
+        if api_key:
+            options["api_key"] = api_key
         backend = (name or "").strip() or (current.backend if current else None)
         if capability == "llm" and backend and "/" in backend:
             # VPD_LLM=openai/gpt-4o-mini: a litellm model string rather than a backend name.

@@ -40,7 +40,7 @@ def weights_on_disk(model: str | None, filename: str = "config.json") -> Availab
         return Availability(False, f"cannot look up {model!r} in the cache: {exc}")
     if isinstance(found, str):
         return Availability(True, f"{model} is in the Hugging Face cache")
-    return Availability(False, f"{model} is not in the Hugging Face cache (it downloads on first use when online)")
+    return Availability(False, f"{model} not downloaded")
 
 
 class HubBackend(Backend):

@@ -208,16 +208,16 @@ class Toolkit(ToolOperations):
                 continue
             availability = cls.check_available(cls.default_model)
             if availability:
-                why = "auto: best available" + (f" (skipped {'; '.join(skipped)})" if skipped else "")
+                why = "auto: first available" + (f"; skipped {'; '.join(skipped)}" if skipped else "")
                 self._set(capability, name, why)
                 return
             skipped.append(f"{name}: {availability.reason}")
-        registered = [name for name in order if name in self.registry.names(capability)]
-        if registered:
-            # Nothing is ready: keep the last fallback so the error at use says what to install.
-            self._set(capability, registered[-1], "auto: nothing available (" + "; ".join(skipped) + ")")
+        # Nothing can run without a download or an install: leave the capability off rather
+        # than let the first call block on the network; the reason says how to turn it on.
+        self._backends[capability] = None
+        if order:
+            self._reasons[capability] = "auto: nothing available; " + "; ".join(skipped)
         else:
-            self._backends[capability] = None
             hint = "set VPD_LLM=<litellm model>, e.g. openai/gpt-4o-mini" if capability == "llm" else "choose a backend"
             self._reasons[capability] = f"not configured ({hint})"
 
@@ -256,7 +256,12 @@ class Toolkit(ToolOperations):
         rows = []
         for capability in CAPABILITIES:
             backend = self._backends.get(capability)
-            rows.append(CapabilityStatus(capability, backend.info() if backend else None, self._reasons[capability]))
+            reason = self._reasons[capability]
+            if backend is not None and backend.uses:
+                off = [cap for cap in backend.uses if self._backends.get(cap) is None]
+                if off:
+                    reason += f"; it builds on {', '.join(backend.uses)}, and {', '.join(off)} is off"
+            rows.append(CapabilityStatus(capability, backend.info() if backend else None, reason))
         return rows
 
     def replace(self, **overrides: BackendChoice) -> Toolkit:

@@ -70,7 +70,9 @@ class LiteLLMBackend(Backend):
         api_base: Server URL, e.g. ``"http://127.0.0.1:8080/v1"`` for an OpenAI-compatible
             server, or ``"http://localhost:11434"`` for Ollama. ``None`` uses the provider's.
         api_key: The key; ``None`` lets litellm read the provider's environment variable
-            (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``...).
+            (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``...). With an ``api_base`` and no key
+            anywhere, a placeholder is sent: local OpenAI-compatible servers (llama.cpp,
+            vLLM, Ollama) need none, but the OpenAI client refuses to send a request without one.
         timeout: Seconds to wait for one reply.
         num_retries: Retries of a call that failed transiently (HTTP 429, 5xx, connection
             errors, timeouts), with exponential backoff. Done here rather than by litellm,
@@ -169,6 +171,8 @@ class LiteLLMBackend(Backend):
         for name in ("api_base", "api_key", "extra_headers"):
             if self.options[name] is not None:
                 kwargs[name] = self.options[name]
+        if "api_base" in kwargs and "api_key" not in kwargs and not os.environ.get("OPENAI_API_KEY"):
+            kwargs["api_key"] = "no-key-needed"
         retries = max(0, int(self.options["num_retries"]))
         for attempt in range(retries + 1):
             try:
