@@ -9,10 +9,12 @@ say what to do.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
-from vpd.errors import ToolUnavailable
+from vpd.errors import ToolError, ToolUnavailable
 from vpd.tools.backend import Availability, Backend, missing_modules, resolve_torch_dtype
 
 __all__ = ["HubBackend", "weights_on_disk"]
@@ -106,6 +108,35 @@ class HubBackend(Backend):
     def to_device(self, model: Any) -> Any:
         """Move a torch module to this backend's device and dtype, in eval mode."""
         return model.to(device=self.device, dtype=self.torch_dtype).eval()
+
+    @contextmanager
+    def model_errors(self, what: str) -> Iterator[None]:
+        """Turn a ``RuntimeError``/``ValueError`` raised inside into a :class:`ToolError` ``"{what}: {error}"``.
+
+        Wraps processor and model calls, whose failures (bad image sizes, out of memory,
+        dtype trouble) are not the caller's bug but should still name the backend.
+        """
+        try:
+            yield
+        except (RuntimeError, ValueError) as exc:
+            raise ToolError(f"{what}: {exc}", tool=self.capability, backend=self.name) from exc
+
+    def model_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Move processor outputs to this backend's device; floating tensors also take its dtype.
+
+        Integer tensors (token ids, masks) keep their dtype; values that are not tensors
+        are passed through unchanged.
+        """
+        moved = {}
+        for key, value in inputs.items():
+            if hasattr(value, "to"):
+                value = (
+                    value.to(device=self.device, dtype=self.torch_dtype)
+                    if value.is_floating_point()
+                    else value.to(self.device)
+                )
+            moved[key] = value
+        return moved
 
 
 def require(*modules: str, extra: str, what: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from vpd.errors import ConfigError, InvalidArgumentError, ToolError
+from vpd.tools.backends._common import as_rgb, batches, check_questions, require_positive_int
 from vpd.tools.hub import HubBackend
 
 if TYPE_CHECKING:
@@ -35,12 +35,7 @@ class BlipVQA(HubBackend):
 
     def __init__(self, model: str | None = None, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
-        for option in ("max_new_tokens", "batch_size"):
-            value = self.options[option]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(
-                    f"Option {option} of the vqa backend 'blip' must be a positive integer, got {value!r}."
-                )
+        require_positive_int(self, "max_new_tokens", "batch_size")
 
     def _load(self) -> tuple[Any, Any]:
         from transformers import BlipForQuestionAnswering, BlipProcessor
@@ -64,22 +59,14 @@ class BlipVQA(HubBackend):
             ToolUnavailable: The model cannot be loaded.
             ToolError: The model failed while running.
         """
-        if len(images) != len(questions):
-            raise InvalidArgumentError(f"answer() got {len(images)} image(s) but {len(questions)} question(s).")
-        for i, question in enumerate(questions):
-            if not isinstance(question, str) or not question.strip():
-                raise InvalidArgumentError(f"questions[{i}] is empty or not a string ({question!r}); ask something.")
+        check_questions(images, questions)
         if not images:
             return []
         model, processor = self.load()
         size = int(self.options["batch_size"])
         answers: list[str] = []
-        for start in range(0, len(images), size):
-            answers.extend(
-                self._run(
-                    model, processor, images[start : start + size], [q.strip() for q in questions[start : start + size]]
-                )
-            )
+        for batch, asked in zip(batches(images, size), batches(questions, size), strict=True):
+            answers.extend(self._run(model, processor, batch, [q.strip() for q in asked]))
         return answers
 
     def _run(self, model: Any, processor: Any, images: Sequence[Image], questions: list[str]) -> list[str]:
@@ -93,28 +80,26 @@ class BlipVQA(HubBackend):
         """
         import torch
 
-        rgb = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
+        rgb = [as_rgb(im) for im in images]
         answers = [""] * len(rgb)
-        try:
+        with self.model_errors(f"BLIP failed on a batch of {len(rgb)} question(s)"):
             inputs = processor(images=rgb, text=questions, return_tensors="pt", padding=True, truncation=True)
             lengths = inputs["attention_mask"].sum(dim=1).tolist()
-            pixels = inputs["pixel_values"].to(device=self.device, dtype=self.torch_dtype)
             for length in sorted(set(lengths)):
                 rows = [i for i, n in enumerate(lengths) if n == length]
                 index = torch.tensor(rows)
+                group = {
+                    "pixel_values": inputs["pixel_values"][index],
+                    "input_ids": inputs["input_ids"][index, :length],
+                    "attention_mask": inputs["attention_mask"][index, :length],
+                }
                 with torch.inference_mode():
                     generated = model.generate(
-                        pixel_values=pixels[index.to(pixels.device)],
-                        input_ids=inputs["input_ids"][index, :length].to(self.device),
-                        attention_mask=inputs["attention_mask"][index, :length].to(self.device),
+                        **self.model_inputs(group),
                         max_new_tokens=int(self.options["max_new_tokens"]),
                         do_sample=False,
                         num_beams=1,
                     )
                 for row, text in zip(rows, processor.batch_decode(generated, skip_special_tokens=True), strict=True):
                     answers[row] = " ".join(text.split()).lower()
-        except (RuntimeError, ValueError) as exc:
-            raise ToolError(
-                f"BLIP failed on a batch of {len(rgb)} question(s): {exc}", tool=self.capability, backend=self.name
-            ) from exc
         return answers

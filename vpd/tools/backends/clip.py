@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from vpd.errors import ConfigError, InvalidArgumentError, ToolError
+from vpd.tools.backends._common import as_rgb, batches, check_text_lists, require_positive_int
 from vpd.tools.hub import HubBackend
 
 if TYPE_CHECKING:
@@ -38,11 +38,7 @@ class _ContrastiveMatcher(HubBackend):
 
     def __init__(self, model: str | None = None, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
-        size = self.options["batch_size"]
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ConfigError(
-                f"Option batch_size of the match backend {self.name!r} must be a positive integer, got {size!r}."
-            )
+        require_positive_int(self, "batch_size")
 
     def _load(self) -> tuple[Any, Any]:
         from transformers import AutoModel, AutoProcessor
@@ -67,22 +63,16 @@ class _ContrastiveMatcher(HubBackend):
             ToolUnavailable: The model cannot be loaded.
             ToolError: The model failed while running.
         """
-        per_image = _check_texts(images, texts)
+        per_image = check_text_lists(images, texts, call="score", argument="texts", item="text")
         results: list[list[float]] = [[] for _ in images]
         todo = [i for i, t in enumerate(per_image) if t]
         if not todo:
             return results
         model, processor = self.load()
         unique = list(dict.fromkeys(t for i in todo for t in per_image[i]))
-        try:
+        with self.model_errors(f"{type(self).__name__} failed on {len(todo)} image(s) and {len(unique)} text(s)"):
             image_embeds = self._encode_images(model, processor, [images[i] for i in todo])
             text_embeds = self._encode_texts(model, processor, unique)
-        except (RuntimeError, ValueError) as exc:
-            raise ToolError(
-                f"{type(self).__name__} failed on {len(todo)} image(s) and {len(unique)} text(s): {exc}",
-                tool=self.capability,
-                backend=self.name,
-            ) from exc
         scale = model.logit_scale.detach().float().exp().cpu()
         bias = getattr(model, "logit_bias", None)
         logits = scale * image_embeds @ text_embeds.T
@@ -97,13 +87,11 @@ class _ContrastiveMatcher(HubBackend):
         """Unit-norm float32 image embeddings (CPU), batch by batch."""
         import torch
 
-        size = int(self.options["batch_size"])
         parts = []
-        for start in range(0, len(images), size):
-            batch = [im if im.mode == "RGB" else im.convert("RGB") for im in images[start : start + size]]
-            pixels = processor(images=batch, return_tensors="pt")["pixel_values"]
+        for batch in batches(images, int(self.options["batch_size"])):
+            pixels = processor(images=[as_rgb(im) for im in batch], return_tensors="pt")["pixel_values"]
             with torch.inference_mode():
-                features = model.get_image_features(pixel_values=pixels.to(self.device, self.torch_dtype))
+                features = model.get_image_features(**self.model_inputs({"pixel_values": pixels}))
             parts.append(_unit(_pooled(features)))
         return torch.cat(parts)
 
@@ -111,15 +99,14 @@ class _ContrastiveMatcher(HubBackend):
         """Unit-norm float32 text embeddings (CPU), batch by batch."""
         import torch
 
-        size = int(self.options["batch_size"])
         parts = []
-        for start in range(0, len(texts), size):
-            tokens = processor.tokenizer(texts[start : start + size], return_tensors="pt", **self.text_kwargs)
-            inputs = {"input_ids": tokens["input_ids"].to(self.device)}
+        for batch in batches(texts, int(self.options["batch_size"])):
+            tokens = processor.tokenizer(batch, return_tensors="pt", **self.text_kwargs)
+            inputs = {"input_ids": tokens["input_ids"]}
             if self.text_attention_mask and "attention_mask" in tokens:
-                inputs["attention_mask"] = tokens["attention_mask"].to(self.device)
+                inputs["attention_mask"] = tokens["attention_mask"]
             with torch.inference_mode():
-                features = model.get_text_features(**inputs)
+                features = model.get_text_features(**self.model_inputs(inputs))
             parts.append(_unit(_pooled(features)))
         return torch.cat(parts)
 
@@ -163,18 +150,3 @@ def _unit(features: Any) -> Any:
     """Float32 CPU copy, scaled to unit length."""
     features = features.float().cpu()
     return features / features.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-
-
-def _check_texts(images: Sequence[Image], texts: Sequence[Sequence[str]]) -> list[list[str]]:
-    """Validate a score() call; return each image's texts."""
-    if len(images) != len(texts):
-        raise InvalidArgumentError(f"score() got {len(images)} image(s) but {len(texts)} text list(s).")
-    cleaned = []
-    for i, image_texts in enumerate(texts):
-        if isinstance(image_texts, str):
-            raise InvalidArgumentError(f"texts[{i}] must be a list of strings, not the string {image_texts!r}.")
-        for text in image_texts:
-            if not isinstance(text, str) or not text.strip():
-                raise InvalidArgumentError(f"texts[{i}] has an empty or non-string text {text!r}.")
-        cleaned.append(list(image_texts))
-    return cleaned

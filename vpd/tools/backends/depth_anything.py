@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from vpd.errors import ConfigError, ToolError
+from vpd.tools.backends._common import as_rgb, batches, require_positive_int
 from vpd.tools.hub import HubBackend
 
 if TYPE_CHECKING:
@@ -48,11 +48,7 @@ class DepthAnythingEstimator(HubBackend):
 
     def __init__(self, model: str | None = None, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
-        size = self.options["batch_size"]
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ConfigError(
-                f"Option batch_size of the depth backend 'depth_anything' must be a positive integer, got {size!r}."
-            )
+        require_positive_int(self, "batch_size")
 
     def _load(self) -> tuple[Any, Any]:
         from transformers import AutoImageProcessor, AutoModelForDepthEstimation
@@ -78,14 +74,10 @@ class DepthAnythingEstimator(HubBackend):
         if not images:
             return []
         model, processor = self.load()
-        rgb = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
-        try:
+        rgb = [as_rgb(im) for im in images]
+        with self.model_errors("Depth Anything could not pre-process an image"):
             # Pre-process one by one: sizes differ with the aspect ratio; then batch equal shapes.
             pixels = [processor(images=im, return_tensors="pt")["pixel_values"] for im in rgb]
-        except (RuntimeError, ValueError) as exc:
-            raise ToolError(
-                f"Depth Anything could not pre-process an image: {exc}", tool="depth", backend=self.name
-            ) from exc
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, tensor in enumerate(pixels):
             groups.setdefault(tuple(tensor.shape), []).append(i)
@@ -93,8 +85,7 @@ class DepthAnythingEstimator(HubBackend):
         size = int(self.options["batch_size"])
         metric = getattr(model.config, "depth_estimation_type", "relative") == "metric"
         for members in groups.values():
-            for start in range(0, len(members), size):
-                chunk = members[start : start + size]
+            for chunk in batches(members, size):
                 maps = self._run(model, [pixels[i] for i in chunk], [rgb[i] for i in chunk], metric)
                 for i, depth in zip(chunk, maps, strict=True):
                     results[i] = depth
@@ -104,20 +95,16 @@ class DepthAnythingEstimator(HubBackend):
         """One forward pass over same-shaped inputs; maps resized to each image and converted."""
         import torch
 
-        try:
-            batch = torch.cat(pixels).to(device=self.device, dtype=self.torch_dtype)
+        with self.model_errors(f"Depth Anything failed on a batch of {len(images)} image(s)"):
+            batch = self.model_inputs({"pixel_values": torch.cat(pixels)})
             with torch.inference_mode():
-                predicted = model(pixel_values=batch).predicted_depth.float()  # (B, h, w)
+                predicted = model(**batch).predicted_depth.float()  # (B, h, w)
                 maps = []
                 for i, image in enumerate(images):
                     resized = torch.nn.functional.interpolate(
                         predicted[i][None, None], size=(image.height, image.width), mode="bicubic", align_corners=False
                     )[0, 0]
                     maps.append(resized.cpu().numpy())
-        except (RuntimeError, ValueError) as exc:
-            raise ToolError(
-                f"Depth Anything failed on a batch of {len(images)} image(s): {exc}", tool="depth", backend=self.name
-            ) from exc
         return [to_depth(m, metric=metric) for m in maps]
 
 

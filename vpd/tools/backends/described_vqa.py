@@ -20,8 +20,9 @@ from collections import defaultdict
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from vpd.errors import InvalidArgumentError, ToolUnavailable
+from vpd.errors import ToolUnavailable
 from vpd.tools.backend import Availability, Backend
+from vpd.tools.backends._common import check_questions
 from vpd.tools.backends._litellm import short_answer
 from vpd.tools.backends.coco import COCO_CLASSES
 from vpd.tools.types import Detection, TextLine
@@ -104,13 +105,9 @@ class DescribedVQA(Backend):
             ToolUnavailable: No LLM is available (this fallback cannot answer without one).
             ToolError: The LLM or a sub-tool failed for another reason.
         """
-        if len(images) != len(questions):
-            raise InvalidArgumentError(f"Got {len(images)} images but {len(questions)} questions; pass one per image.")
+        check_questions(images, questions)
         if not images:
             return []
-        for question in questions:
-            if not isinstance(question, str) or not question.strip():
-                raise InvalidArgumentError("A VQA question must be a non-empty string.")
         try:
             llm = self.dependency("llm")
         except ToolUnavailable as exc:

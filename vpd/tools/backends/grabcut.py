@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from vpd.errors import InvalidArgumentError, ToolError
 from vpd.tools.backend import Backend
+from vpd.tools.backends._common import to_bgr
 from vpd.tools.types import PixelBox
 
 if TYPE_CHECKING:
@@ -90,13 +91,10 @@ class GrabCutSegmenter(Backend):
             raise InvalidArgumentError(f"Got {len(images)} images but {len(boxes)} box lists; pass one per image.")
         if not images:
             return []
-        import numpy as np
-
         cv2 = self.load()
         results: list[list[np.ndarray]] = []
         for image, image_boxes in zip(images, boxes):
-            rgb = np.asarray(image.convert("RGB") if image.mode != "RGB" else image, dtype=np.uint8)
-            bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+            bgr = to_bgr(image)
             results.append([self._segment_one(cv2, bgr, _check_box(box)) for box in image_boxes])
         return results
 

@@ -29,8 +29,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from vpd.errors import ConfigError, InvalidArgumentError, ToolError
-from vpd.tools.hub import HubBackend
+from vpd.errors import InvalidArgumentError
+from vpd.tools.backends._common import (
+    HubDetector,
+    as_rgb,
+    batches,
+    box_tuple,
+    pixel_corners,
+    require_fraction,
+    require_positive_int,
+    sigmoid,
+)
 from vpd.tools.types import Detection
 
 if TYPE_CHECKING:
@@ -70,7 +79,7 @@ def to_phrase(query: str) -> str:
     return " ".join(query.lower().replace(".", " ").split())
 
 
-class GroundingDinoDetector(HubBackend):
+class GroundingDinoDetector(HubDetector):
     """Open-vocabulary object detector: Grounding DINO (``AutoModelForZeroShotObjectDetection``).
 
     Options:
@@ -83,7 +92,6 @@ class GroundingDinoDetector(HubBackend):
         batch_size: Prompts (images, or parts of an image's query list) per forward pass.
     """
 
-    capability: ClassVar[str] = "detect"
     name: ClassVar[str] = "grounding_dino"
     default_model: ClassVar[str | None] = "IDEA-Research/grounding-dino-tiny"
     description: ClassVar[str] = "Grounding DINO open-vocabulary detector (transformers; any text query)"
@@ -91,17 +99,12 @@ class GroundingDinoDetector(HubBackend):
 
     def __init__(self, model: str | None = None, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
-        for option in ("box_threshold", "text_threshold"):
-            value = self.options[option]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                raise ConfigError(
-                    f"Option {option} of the detect backend 'grounding_dino' must be in [0, 1], got {value!r}."
-                )
-        size = self.options["batch_size"]
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ConfigError(
-                f"Option batch_size of the detect backend 'grounding_dino' must be a positive integer, got {size!r}."
-            )
+        require_fraction(self, "box_threshold")
+        require_fraction(self, "text_threshold")
+        require_positive_int(self, "batch_size")
+
+    #: Queries that differ only in case, spacing or full stops read the same (and "." alone is empty).
+    query_phrase = staticmethod(to_phrase)
 
     def _load(self) -> tuple[Any, Any]:
         from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
@@ -110,60 +113,34 @@ class GroundingDinoDetector(HubBackend):
         model = self.to_device(self.from_pretrained(AutoModelForZeroShotObjectDetection))
         return model, processor
 
-    def detect(self, images: Sequence[Image], queries: Sequence[Sequence[str]]) -> list[list[Detection]]:
-        """Detect the queried objects in each image.
-
-        Args:
-            images: RGB images.
-            queries: For each image, the object names to look for (lists may differ in length).
-
-        Returns:
-            For each image, its detections (boxes in that image's pixels, top-left origin),
-            best first; ``label`` is the query exactly as given.
-
-        Raises:
-            InvalidArgumentError: Mismatched lengths, or an empty/blank query.
-            ToolUnavailable: The model cannot be loaded.
-            ToolError: The model failed while running.
-        """
-        per_image = _check_inputs(images, queries)
-        results: list[list[Detection]] = [[] for _ in images]
-        todo = [i for i, q in enumerate(per_image) if q]
-        if not todo:
-            return results
+    def _detect(
+        self, images: Sequence[Image], queries: list[list[str]], todo: list[int], results: list[list[Detection]]
+    ) -> None:
         model, processor = self.load()
         max_tokens = int(getattr(model.config, "max_text_len", 256))
         size = int(self.options["batch_size"])
         # A window of images at a time bounds the memory held by pre-processed pixels.
-        for start in range(0, len(todo), size):
-            window = todo[start : start + size]
+        for window in batches(todo, size):
             pixels = self._pixels(processor, images, window)
-            prompts = [p for i in window for p in self._prompts(i, per_image[i], processor.tokenizer, max_tokens)]
+            prompts = [p for i in window for p in self._prompts(i, queries[i], processor.tokenizer, max_tokens)]
             # Only images that resize to the same shape share a pass: padding an image to the
             # batch's largest would change its detections with the company it keeps.
             by_shape: dict[tuple[int, ...], list[_Prompt]] = {}
             for prompt in prompts:
                 by_shape.setdefault(tuple(pixels[prompt.image]["pixel_values"].shape), []).append(prompt)
             for group in by_shape.values():
-                for first in range(0, len(group), size):
-                    batch = group[first : first + size]
+                for batch in batches(group, size):
                     for prompt, found in zip(batch, self._run(model, processor, images, pixels, batch), strict=True):
                         results[prompt.image].extend(found)
         for detections in results:
             detections.sort(key=lambda d: -d.score)
-        return results
 
     def _pixels(self, processor: Any, images: Sequence[Image], indices: list[int]) -> dict[int, Any]:
         """Pre-process the images at ``indices`` one by one (their resized shapes may differ)."""
         pixels = {}
         for i in indices:
-            image = images[i] if images[i].mode == "RGB" else images[i].convert("RGB")
-            try:
-                pixels[i] = processor.image_processor(images=[image], return_tensors="pt")
-            except (RuntimeError, ValueError) as exc:
-                raise ToolError(
-                    f"Grounding DINO could not pre-process image {i}: {exc}", tool=self.capability, backend=self.name
-                ) from exc
+            with self.model_errors(f"Grounding DINO could not pre-process image {i}"):
+                pixels[i] = processor.image_processor(images=[as_rgb(images[i])], return_tensors="pt")
         return pixels
 
     def _prompts(self, image: int, queries: list[str], tokenizer: Any, max_tokens: int) -> list[_Prompt]:
@@ -198,7 +175,7 @@ class GroundingDinoDetector(HubBackend):
         """One forward pass over prompts whose images share a shape; returns each prompt's detections."""
         import torch
 
-        try:
+        with self.model_errors(f"Grounding DINO failed on a batch of {len(prompts)} prompt(s)"):
             text = processor.tokenizer(
                 [p.text for p in prompts],
                 padding=True,
@@ -208,15 +185,8 @@ class GroundingDinoDetector(HubBackend):
             )
             offsets = text.pop("offset_mapping").tolist()
             inputs = {key: torch.cat([pixels[p.image][key] for p in prompts]) for key in pixels[prompts[0].image]}
-            inputs = _to_model({**inputs, **text}, self.device, self.torch_dtype)
             with torch.inference_mode():
-                outputs = model(**inputs)
-        except (RuntimeError, ValueError) as exc:
-            raise ToolError(
-                f"Grounding DINO failed on a batch of {len(prompts)} prompt(s): {exc}",
-                tool=self.capability,
-                backend=self.name,
-            ) from exc
+                outputs = model(**self.model_inputs({**inputs, **text}))
         logits = outputs.logits.float().cpu().numpy()
         boxes = outputs.pred_boxes.float().cpu().numpy()
         results = []
@@ -286,55 +256,15 @@ def postprocess(
     """
     if logits.size == 0 or not any(tokens):
         return []
-    probs = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -60.0, 60.0)))  # -inf -> 0
+    probs = sigmoid(logits)  # -inf -> 0
     per_query = np.stack(
         [probs[:, list(t)].max(axis=1) if t else np.zeros(len(probs)) for t in tokens], axis=1
     )  # (num_boxes, num_queries)
     labels = per_query.argmax(axis=1)
     scores = per_query[np.arange(len(labels)), labels]
-    cx, cy, w, h = (boxes[:, k].astype(np.float64) for k in range(4))
-    corners = np.stack(
-        [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], axis=1
-    )
-    corners[:, [0, 2]] = corners[:, [0, 2]].clip(0.0, width)
-    corners[:, [1, 3]] = corners[:, [1, 3]].clip(0.0, height)
+    corners = pixel_corners(boxes, scale=(width, height), width=width, height=height)
     keep = (scores > box_threshold) & (scores > text_threshold)
     keep &= (corners[:, 2] > corners[:, 0]) & (corners[:, 3] > corners[:, 1])
     idx = np.flatnonzero(keep)
     idx = idx[np.argsort(-scores[idx], kind="stable")]
-    return [
-        (
-            (float(corners[i, 0]), float(corners[i, 1]), float(corners[i, 2]), float(corners[i, 3])),
-            float(scores[i]),
-            int(labels[i]),
-        )
-        for i in idx
-    ]
-
-
-def _check_inputs(images: Sequence[Image], queries: Sequence[Sequence[str]]) -> list[list[str]]:
-    """Validate a detect() call; return each image's queries, de-duplicated."""
-    if len(images) != len(queries):
-        raise InvalidArgumentError(f"detect() got {len(images)} image(s) but {len(queries)} query list(s).")
-    cleaned = []
-    for i, image_queries in enumerate(queries):
-        if isinstance(image_queries, str):
-            raise InvalidArgumentError(f"queries[{i}] must be a list of strings, not the string {image_queries!r}.")
-        seen: list[str] = []
-        for query in image_queries:
-            if not isinstance(query, str) or not to_phrase(query):
-                raise InvalidArgumentError(f"queries[{i}] has an empty or non-string query {query!r}; name an object.")
-            if query not in seen:
-                seen.append(query)
-        cleaned.append(seen)
-    return cleaned
-
-
-def _to_model(inputs: Any, device: str, dtype: Any) -> dict[str, Any]:
-    """Move processor outputs to the model's device; floating tensors also take its dtype."""
-    moved = {}
-    for key, value in inputs.items():
-        if hasattr(value, "to"):
-            value = value.to(device=device, dtype=dtype) if value.is_floating_point() else value.to(device)
-        moved[key] = value
-    return moved
+    return [(box_tuple(corners[i]), float(scores[i]), int(labels[i])) for i in idx]

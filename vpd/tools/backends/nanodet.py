@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from vpd.errors import InvalidArgumentError, ToolError, ToolUnavailable
 from vpd.tools.backend import Availability, Backend
+from vpd.tools.backends._common import as_rgb, nms
 from vpd.tools.backends.coco import COCO_CLASSES, CocoQueryMapper, QueryMapping
 from vpd.tools.types import Detection, PixelBox
 
@@ -101,41 +102,6 @@ def decode_nanodet(
     if not all_boxes:
         return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64)
     return np.concatenate(all_boxes), np.concatenate(all_scores), np.concatenate(all_classes)
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Greedy non-maximum suppression within each class.
-
-    Args:
-        boxes: ``[K, 4]`` (x0, y0, x1, y1).
-        scores: ``[K]``.
-        classes: ``[K]``; boxes of different classes never suppress each other.
-        iou_threshold: A box is dropped when its IoU with a kept, higher-scoring box of the
-            same class exceeds this.
-
-    Returns:
-        Indices of the kept boxes, highest score first.
-    """
-    import numpy as np
-
-    if len(boxes) == 0:
-        return np.zeros((0,), np.int64)
-    # Shift each class to its own region of the plane so one pass handles every class.
-    offset = classes.astype(np.float64)[:, None] * (float(np.abs(boxes).max()) + 1.0) * 2.0
-    b = boxes.astype(np.float64) + offset
-    areas = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    order = np.argsort(-scores, kind="stable")
-    keep: list[int] = []
-    while order.size:
-        i = int(order[0])
-        keep.append(i)
-        rest = order[1:]
-        w = np.clip(np.minimum(b[i, 2], b[rest, 2]) - np.maximum(b[i, 0], b[rest, 0]), 0, None)
-        h = np.clip(np.minimum(b[i, 3], b[rest, 3]) - np.maximum(b[i, 1], b[rest, 1]), 0, None)
-        inter = w * h
-        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
-        order = rest[iou <= iou_threshold]
-    return np.asarray(keep, np.int64)
 
 
 class NanoDetDetector(Backend):
@@ -410,7 +376,7 @@ class NanoDetDetector(Backend):
 
         if not isinstance(image, PILImage.Image):
             raise InvalidArgumentError(f"NanoDet expects PIL images, got {type(image).__name__}.")
-        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        rgb = as_rgb(image)
         width, height = rgb.size
         max_aspect = max(1.0, float(self.options["max_aspect"]))
         canvas_w = max(width, round(height / max_aspect))

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from vpd.errors import ToolError
 from vpd.tools.backend import Availability, Backend
+from vpd.tools.backends._common import to_bgr
 from vpd.tools.types import TextLine
 
 if TYPE_CHECKING:
-    import numpy as np
     from PIL.Image import Image
 
 __all__ = ["RapidOCRReader"]
@@ -138,7 +138,7 @@ class RapidOCRReader(Backend):
         engine, lock = self.load()
         results = []
         for image in images:
-            array = _to_bgr(image)
+            array = to_bgr(image)
             try:
                 with lock:
                     output = engine(array)
@@ -177,14 +177,6 @@ class RapidOCRReader(Backend):
                 return False
             return not (x1 - x0 >= _WHOLE_IMAGE * width and y1 - y0 >= _WHOLE_IMAGE * height)
         return score >= float(self.options["min_score"])
-
-
-def _to_bgr(image: Image) -> np.ndarray:
-    """RGB PIL image -> contiguous BGR uint8 array (what rapidocr expects from an ndarray)."""
-    import numpy as np
-
-    rgb = np.asarray(image.convert("RGB") if image.mode != "RGB" else image, dtype=np.uint8)
-    return np.ascontiguousarray(rgb[:, :, ::-1])
 
 
 def _axis_aligned(quad: Any, width: int, height: int) -> tuple[float, float, float, float] | None:

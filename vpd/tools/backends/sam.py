@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from vpd.errors import ConfigError, InvalidArgumentError, ToolError
+from vpd.errors import InvalidArgumentError
+from vpd.tools.backends._common import as_rgb, batches, require_finite, require_positive_int
 from vpd.tools.hub import HubBackend
 from vpd.tools.types import PixelBox
 
@@ -44,16 +45,8 @@ class SamSegmenter(HubBackend):
 
     def __init__(self, model: str | None = None, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
-        size = self.options["batch_size"]
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ConfigError(
-                f"Option batch_size of the segment backend 'sam' must be a positive integer, got {size!r}."
-            )
-        threshold = self.options["mask_threshold"]
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
-            raise ConfigError(
-                f"Option mask_threshold of the segment backend 'sam' must be a number, got {threshold!r}."
-            )
+        require_positive_int(self, "batch_size")
+        require_finite(self, "mask_threshold")
 
     def _load(self) -> tuple[Any, Any]:
         from transformers import SamModel, SamProcessor
@@ -89,9 +82,7 @@ class SamSegmenter(HubBackend):
         if not todo:
             return results
         model, processor = self.load()
-        size = int(self.options["batch_size"])
-        for start in range(0, len(todo), size):
-            chunk = todo[start : start + size]
+        for chunk in batches(todo, int(self.options["batch_size"])):
             prompts = [[per_image[i][k] for k in valid[i]] for i in chunk]
             masks = self._run(model, processor, [images[i] for i in chunk], prompts)
             for i, image_masks in zip(chunk, masks, strict=True):
@@ -105,15 +96,14 @@ class SamSegmenter(HubBackend):
         """Encode a batch of images once, then decode every image's boxes."""
         import torch
 
-        rgb = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
+        rgb = [as_rgb(im) for im in images]
         results = []
-        try:
+        with self.model_errors(f"SAM failed on a batch of {len(images)} image(s)"):
             encoded = processor(images=rgb, return_tensors="pt")
-            pixels = encoded["pixel_values"].to(device=self.device, dtype=self.torch_dtype)
             original = encoded["original_sizes"].tolist()  # (height, width) per image
             resized = encoded["reshaped_input_sizes"].tolist()  # after the longest-edge resize
             with torch.inference_mode():
-                embeddings = model.get_image_embeddings(pixels)
+                embeddings = model.get_image_embeddings(**self.model_inputs({"pixel_values": encoded["pixel_values"]}))
                 for i, image_boxes in enumerate(boxes):
                     (old_h, old_w), (new_h, new_w) = original[i], resized[i]
                     # The prompt encoder expects boxes in the resized (pre-padding) frame.
@@ -121,10 +111,8 @@ class SamSegmenter(HubBackend):
                     prompts = torch.tensor(image_boxes, dtype=torch.float32) * scale
                     image_masks: list[np.ndarray] = []
                     for start in range(0, len(prompts), _BOXES_PER_CALL):
-                        part = prompts[None, start : start + _BOXES_PER_CALL].to(self.device, self.torch_dtype)
-                        outputs = model(
-                            image_embeddings=embeddings[i : i + 1], input_boxes=part, multimask_output=False
-                        )
+                        part = self.model_inputs({"input_boxes": prompts[None, start : start + _BOXES_PER_CALL]})
+                        outputs = model(image_embeddings=embeddings[i : i + 1], multimask_output=False, **part)
                         # (1, boxes, 1, h, w) low-res logits -> (boxes, 1, H, W) booleans at the image size.
                         [masks] = processor.post_process_masks(
                             [outputs.pred_masks[0].float().cpu()],
@@ -135,10 +123,6 @@ class SamSegmenter(HubBackend):
                         )
                         image_masks.extend(mask[0].numpy().astype(bool) for mask in masks)
                     results.append(image_masks)
-        except (RuntimeError, ValueError) as exc:
-            raise ToolError(
-                f"SAM failed on a batch of {len(images)} image(s): {exc}", tool=self.capability, backend=self.name
-            ) from exc
         return results
 
 
