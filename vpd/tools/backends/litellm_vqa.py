@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from vpd.errors import InvalidArgumentError
+from vpd.tools.backends._common import check_questions
 from vpd.tools.backends._litellm import LiteLLMBackend, short_answer
 
 if TYPE_CHECKING:
@@ -99,13 +100,9 @@ class LiteLLMVQA(LiteLLMBackend):
             ToolUnavailable: No model configured, or litellm not installed.
             ToolError: The provider failed (for example the model cannot take images).
         """
-        if len(images) != len(questions):
-            raise InvalidArgumentError(f"Got {len(images)} images but {len(questions)} questions; pass one per image.")
+        check_questions(images, questions)
         if not images:
             return []
-        for question in questions:
-            if not isinstance(question, str) or not question.strip():
-                raise InvalidArgumentError("A VQA question must be a non-empty string.")
         self.require_model()
         conversations = [self.build_messages(image, question) for image, question in zip(images, questions)]
         replies = self.run_concurrently(
