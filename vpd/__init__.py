@@ -20,6 +20,8 @@ from vpd.errors import (
 from vpd.helpers import best_image_match, bool_to_yesno, coerce_to_numeric, distance, llm_query
 from vpd.image import ImageData, load_image
 from vpd.patch import ImagePatch
+from vpd.programs.sandbox import Execution, Sandbox, SandboxLimits, run_program, run_programs
+from vpd.programs.trace import ProgramError, Trace
 from vpd.tools.backend import Backend
 from vpd.tools.cache import ResultCache
 from vpd.tools.config import BackendSpec, ToolkitConfig
@@ -38,6 +40,14 @@ __all__ = [
     "coerce_to_numeric",
     "distance",
     "llm_query",
+    # running programs
+    "Execution",
+    "ProgramError",
+    "Sandbox",
+    "SandboxLimits",
+    "Trace",
+    "run_program",
+    "run_programs",
     # images
     "ImageData",
     "load_image",

@@ -79,7 +79,8 @@ class ImagePatch:
         >>> leftmost = min(cups, key=lambda cup: cup.horizontal_center)
     """
 
-    __slots__ = ("_box", "_image", "_label", "_mask", "_score", "_toolkit")
+    __slots__ = ("_area", "_box", "_image", "_label", "_mask", "_score", "_toolkit")
+    _area: int | None
     _box: tuple[int, int, int, int]
     _image: ImageData
     _label: str | None
@@ -116,6 +117,7 @@ class ImagePatch:
         object.__setattr__(self, "_mask", None)
         object.__setattr__(self, "_score", None)
         object.__setattr__(self, "_label", None)
+        object.__setattr__(self, "_area", None)
         w, h = data.width, data.height
         box = (
             0 if left is None else _coord(left, "left"),
@@ -148,8 +150,13 @@ class ImagePatch:
         mask: np.ndarray | None = None,
         score: float | None = None,
         label: str | None = None,
+        area: int | None = None,
     ) -> ImagePatch:
-        """A child patch from a top-left ``(x0, y0, x1, y1)`` box (how tools report regions)."""
+        """A child patch from a top-left ``(x0, y0, x1, y1)`` box (how tools report regions).
+
+        ``area`` is the object's pixel count when known without the mask itself (a sandboxed
+        program gets the count, not the mask).
+        """
         h = parent._image.height
         patch = cls.__new__(cls)
         object.__setattr__(patch, "_image", parent._image)
@@ -158,6 +165,7 @@ class ImagePatch:
         object.__setattr__(patch, "_mask", mask)
         object.__setattr__(patch, "_score", score)
         object.__setattr__(patch, "_label", label)
+        object.__setattr__(patch, "_area", area if area is not None or mask is None else int(mask.sum()))
         return patch
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -210,8 +218,8 @@ class ImagePatch:
     @property
     def area(self) -> int:
         """Pixels covered by the object: its segmentation mask when one was computed, else width * height."""
-        if self._mask is not None:
-            return int(self._mask.sum())
+        if self._area is not None:
+            return self._area
         return self.width * self.height
 
     @property
@@ -272,6 +280,7 @@ class ImagePatch:
         object.__setattr__(patch, "_mask", None)
         object.__setattr__(patch, "_score", None)
         object.__setattr__(patch, "_label", None)
+        object.__setattr__(patch, "_area", None)
         object.__setattr__(patch, "_box", patch._clamp(*box))
         return patch
 
@@ -319,7 +328,10 @@ class ImagePatch:
             >>> number_of_cars = len(cars)
         """
         regions = self.toolkit.find(self._image, self.xyxy, object_name)
-        return [ImagePatch._from_region(self, r.box, mask=r.mask, score=r.score, label=r.label) for r in regions]
+        return [
+            ImagePatch._from_region(self, r.box, mask=r.mask, score=r.score, label=r.label, area=r.area)
+            for r in regions
+        ]
 
     def exists(self, object_name: str) -> bool:
         """Return True if at least one object called `object_name` is inside this patch.

@@ -1,5 +1,21 @@
 """Programs: the API prompt, generation, the sandbox, execution and tracing."""
 
 from vpd.programs.api import render_api
+from vpd.programs.checker import check_program
+from vpd.programs.sandbox import Execution, Sandbox, SandboxLimits, run_program, run_programs
+from vpd.programs.trace import Assignment, PrintOutput, ProgramError, ToolCall, Trace
 
-__all__ = ["render_api"]
+__all__ = [
+    "Assignment",
+    "Execution",
+    "PrintOutput",
+    "ProgramError",
+    "Sandbox",
+    "SandboxLimits",
+    "ToolCall",
+    "Trace",
+    "check_program",
+    "render_api",
+    "run_program",
+    "run_programs",
+]

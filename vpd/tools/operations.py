@@ -69,6 +69,7 @@ class Region:
         label: The object name that was searched for.
         class_name: The detector's own class when it differs (closed-vocabulary detectors).
         mask: Boolean mask of the box's shape (``y1-y0`` x ``x1-x0``) when a segmenter ran.
+        area: Pixels of the mask when there is one, else None.
     """
 
     box: Box
@@ -76,6 +77,7 @@ class Region:
     label: str
     class_name: str | None = None
     mask: np.ndarray | None = field(default=None, compare=False)
+    area: int | None = None
 
 
 @dataclass
@@ -320,8 +322,9 @@ class ToolOperations:
                     {"boxes": boxes},
                     lambda backend: backend.segment([image.pil], [[tuple(float(v) for v in b) for b in boxes]])[0],
                 )
+                cropped = [_crop_mask(m, r.box) for r, m in zip(regions, masks)]
                 regions = [
-                    Region(r.box, r.score, r.label, r.class_name, _crop_mask(m, r.box)) for r, m in zip(regions, masks)
+                    Region(r.box, r.score, r.label, r.class_name, m, int(m.sum())) for r, m in zip(regions, cropped)
                 ]
             return regions
 

@@ -1,0 +1,218 @@
+"""Compiling untrusted programs: RestrictedPython with a stricter policy, plus tracing hooks.
+
+:func:`compile_program` parses a program, rejects forbidden constructs (imports, classes,
+``global``, ``with``, generators, async, underscore names and attributes), rewrites
+attribute access, item access, iteration, writes and in-place operators into calls of
+guard functions (RestrictedPython's transformer), and inserts a call after every
+assignment that reports the assigned value to the tracer. The result is cached by source.
+
+The guards themselves live in :mod:`vpd.programs.runtime`; compiling alone makes nothing
+safe: programs run in a disposable, resource-limited worker process.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import re
+from dataclasses import dataclass
+from types import CodeType
+from typing import Any
+
+__all__ = ["ASSIGN_HOOK", "PROGRAM_FILENAME", "CompiledProgram", "compile_program"]
+
+#: Name of the tracing hook inserted after assignments (unreachable from program code,
+#: which may not use names starting with an underscore).
+ASSIGN_HOOK = "__vpd_assign__"
+#: Filename of compiled programs; the runtime finds program lines by it.
+PROGRAM_FILENAME = "<program>"
+#: Longest program accepted, in characters.
+MAX_PROGRAM_CHARS = 64_000
+
+_LINE = re.compile(r"^Line (\d+):\s*")
+
+
+@dataclass(frozen=True)
+class CompiledProgram:
+    """The result of :func:`compile_program`.
+
+    Attributes:
+        code: The code object, or None when compilation failed.
+        errors: ``(line, message)`` pairs; empty on success.
+    """
+
+    code: CodeType | None
+    errors: tuple[tuple[int | None, str], ...]
+
+    @property
+    def ok(self) -> bool:
+        """Whether the program compiled."""
+        return self.code is not None
+
+
+def _transformer_class() -> type:
+    from RestrictedPython import RestrictingNodeTransformer
+
+    class StrictTransformer(RestrictingNodeTransformer):
+        """RestrictedPython's policy, made stricter for generated programs."""
+
+        def _reject(self, node: ast.AST, what: str) -> ast.AST:
+            self.error(node, f"{what} are not allowed in programs.")
+            return node
+
+        def visit_Import(self, node: ast.Import) -> ast.AST:
+            self.error(node, "import statements are not allowed; everything a program may use is already in scope.")
+            return node
+
+        def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.AST:
+            self.error(node, "import statements are not allowed; everything a program may use is already in scope.")
+            return node
+
+        def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
+            return self._reject(node, "class statements")
+
+        def visit_Global(self, node: ast.Global) -> ast.AST:
+            return self._reject(node, "global statements")
+
+        def visit_Nonlocal(self, node: ast.Nonlocal) -> ast.AST:
+            return self._reject(node, "nonlocal statements")
+
+        def visit_With(self, node: ast.With) -> ast.AST:
+            return self._reject(node, "with statements")
+
+        def visit_AsyncWith(self, node: ast.AsyncWith) -> ast.AST:
+            return self._reject(node, "async statements")
+
+        def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> ast.AST:
+            return self._reject(node, "async functions")
+
+        def visit_AsyncFor(self, node: ast.AsyncFor) -> ast.AST:
+            return self._reject(node, "async statements")
+
+        def visit_Await(self, node: ast.Await) -> ast.AST:
+            return self._reject(node, "await expressions")
+
+        def visit_Yield(self, node: ast.Yield) -> ast.AST:
+            return self._reject(node, "generators (yield)")
+
+        def visit_YieldFrom(self, node: ast.YieldFrom) -> ast.AST:
+            return self._reject(node, "generators (yield)")
+
+        def visit_Try(self, node: ast.Try) -> ast.AST:
+            # A bare "except:" or "except BaseException" would swallow what the runtime raises
+            # to stop a program; only Exception and its subclasses may be caught.
+            for handler in node.handlers:
+                if handler.type is None:
+                    self.error(handler, "bare 'except:' is not allowed; catch Exception or a subclass.")
+            visited: ast.AST = super().visit_Try(node)
+            return visited
+
+        def visit_TryStar(self, node: Any) -> ast.AST:
+            return self._reject(node, "except* blocks")
+
+    return StrictTransformer
+
+
+class _AssignmentTracer(ast.NodeTransformer):
+    """Insert ``__vpd_assign__(line, name, value)`` after assignments to plain names."""
+
+    @staticmethod
+    def _names(target: ast.expr) -> list[str]:
+        if isinstance(target, ast.Name):
+            return [] if target.id.startswith("_") else [target.id]
+        if isinstance(target, (ast.Tuple, ast.List)):
+            return [n for elt in target.elts for n in _AssignmentTracer._names(elt)]
+        if isinstance(target, ast.Starred):
+            return _AssignmentTracer._names(target.value)
+        return []
+
+    @staticmethod
+    def _hook(names: list[str], node: ast.stmt) -> list[ast.stmt]:
+        calls: list[ast.stmt] = []
+        for name in names:
+            call = ast.Expr(
+                ast.Call(
+                    func=ast.Name(ASSIGN_HOOK, ast.Load()),
+                    args=[ast.Constant(node.lineno), ast.Constant(name), ast.Name(name, ast.Load())],
+                    keywords=[],
+                )
+            )
+            calls.append(ast.copy_location(call, node))
+        return calls
+
+    def _block(self, body: list[ast.stmt]) -> list[ast.stmt]:
+        out: list[ast.stmt] = []
+        for stmt in body:
+            out.append(self.visit(stmt))
+            if isinstance(stmt, ast.Assign):
+                out += self._hook([n for t in stmt.targets for n in self._names(t)], stmt)
+            elif isinstance(stmt, (ast.AugAssign, ast.AnnAssign)) and stmt.value is not None:
+                out += self._hook(self._names(stmt.target), stmt)
+        return out
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        for name in ("body", "orelse", "finalbody"):
+            block = getattr(node, name, None)
+            if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
+                setattr(node, name, self._block(block))
+        if isinstance(node, ast.Try):
+            for handler in node.handlers:
+                handler.body = self._block(handler.body)
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.expr, ast.excepthandler)):
+                continue
+            if not isinstance(child, ast.stmt):
+                self.visit(child)
+        return node
+
+    def visit_For(self, node: ast.For) -> ast.AST:
+        self.generic_visit(node)
+        node.body = self._hook(self._names(node.target), node) + node.body
+        return node
+
+
+@functools.lru_cache(maxsize=4096)
+def compile_program(source: str) -> CompiledProgram:
+    """Compile an untrusted program under the strict policy (cached by source).
+
+    Args:
+        source: Python source defining ``execute_command(image)``.
+
+    Returns:
+        The code object, or the errors with their lines.
+    """
+    if not isinstance(source, str):
+        return CompiledProgram(None, ((None, f"A program must be a string, not {type(source).__name__}."),))
+    if len(source) > MAX_PROGRAM_CHARS:
+        return CompiledProgram(None, ((None, f"The program is longer than {MAX_PROGRAM_CHARS} characters."),))
+    if "\x00" in source:
+        return CompiledProgram(None, ((None, "The program contains a NUL character."),))
+    try:
+        tree = ast.parse(source, PROGRAM_FILENAME, "exec")
+    except SyntaxError as exc:
+        return CompiledProgram(None, ((exc.lineno, f"SyntaxError: {exc.msg}"),))
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return CompiledProgram(None, ((None, f"The program cannot be parsed: {type(exc).__name__}"),))
+    errors: list[str] = []
+    warnings: list[str] = []
+    used: dict[str, bool] = {}
+    try:
+        _transformer_class()(errors, warnings, used).visit(tree)
+    except RecursionError:
+        return CompiledProgram(None, ((None, "The program is nested too deeply."),))
+    if errors:
+        return CompiledProgram(None, tuple(_split_line(e) for e in errors))
+    tree = _AssignmentTracer().visit(tree)
+    ast.fix_missing_locations(tree)
+    try:
+        code = compile(tree, PROGRAM_FILENAME, "exec")
+    except (SyntaxError, ValueError, RecursionError) as exc:
+        return CompiledProgram(None, ((getattr(exc, "lineno", None), f"{type(exc).__name__}: {exc}"),))
+    return CompiledProgram(code, ())
+
+
+def _split_line(message: str) -> tuple[int | None, str]:
+    match = _LINE.match(message)
+    if match:
+        return int(match.group(1)), message[match.end() :]
+    return None, message

@@ -1,0 +1,553 @@
+"""What runs inside a program's worker process: the guards, the scope, the tool client.
+
+The worker is a forked, resource-limited, disposable process (see
+:mod:`vpd.programs.zygote`). It holds no pixels and no models: ``ImagePatch`` is the real
+class, but its toolkit is a :class:`ToolClient` that asks the host over a socket, and the
+image is a :class:`RemoteImage` that knows only its size and hash. Everything the program
+assigns and prints is reported to the host as short text; its answer is converted to plain
+JSON here, by exact type, so the host never calls a method of an object the program made.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import CodeType, FrameType
+from typing import Any
+
+from vpd.errors import InvalidArgumentError, ToolError
+from vpd.image import ImageData
+from vpd.patch import PATCH_API, ImagePatch
+from vpd.programs import wire
+from vpd.programs.policy import ASSIGN_HOOK, PROGRAM_FILENAME
+from vpd.tools.operations import Region
+from vpd.tools.user_tools import ToolRegistry, ToolSpec
+
+__all__ = ["SAFE_BUILTIN_NAMES", "RemoteImage", "SandboxViolation", "ToolClient", "run_worker"]
+
+#: Builtins a program may use (everything else is simply absent).
+SAFE_BUILTIN_NAMES: tuple[str, ...] = (
+    "abs", "all", "any", "bool", "chr", "dict", "divmod", "enumerate", "filter", "float", "frozenset",
+    "int", "isinstance", "len", "list", "map", "max", "min", "ord", "pow", "range", "repr", "reversed",
+    "round", "set", "slice", "sorted", "str", "sum", "tuple", "zip", "print",
+    "ArithmeticError", "AssertionError", "AttributeError", "Exception", "IndexError", "KeyError",
+    "LookupError", "NameError", "NotImplementedError", "OverflowError", "RuntimeError", "StopIteration",
+    "TypeError", "ValueError", "ZeroDivisionError",
+)  # fmt: skip
+
+#: ImagePatch attributes a program may read or call (plus user method tools).
+PATCH_ATTRIBUTES = frozenset((*PATCH_API, "score", "label", "xyxy"))
+
+_PLAIN_TYPES = (str, bytes, list, dict, set, frozenset, tuple, int, float, bool, complex, range, slice)
+_MAX_EVENTS = 2000
+_MAX_PRINT_CHARS = 20_000
+_MAX_VALUE_CHARS = 200
+_MAX_ANSWER_CHARS = 20_000
+_MAX_ANSWER_ITEMS = 1000
+_MAX_ANSWER_DEPTH = 8
+
+
+#: Violations raised in this worker. A program may catch the exception, but the run still
+#: fails: the record is kept here, outside the program's reach (names starting with "_").
+_VIOLATIONS: list[str] = []
+
+
+class SandboxViolation(Exception):
+    """A program broke a sandbox rule; the run fails with kind ``violation`` even if it is caught."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        _VIOLATIONS.append(message)
+
+
+@dataclass(frozen=True, eq=False)
+class RemoteImage(ImageData):
+    """An image whose pixels stay in the host: only its size and hash are known here."""
+
+    dims: tuple[int, int] = (0, 0)
+
+    @property
+    def width(self) -> int:
+        """Width in pixels."""
+        return self.dims[0]
+
+    @property
+    def height(self) -> int:
+        """Height in pixels."""
+        return self.dims[1]
+
+    def to_numpy(self) -> Any:
+        """Not available in a sandbox."""
+        raise SandboxViolation("Programs cannot read pixels; use the ImagePatch methods.")
+
+    def crop(self, box: tuple[int, int, int, int]) -> Any:
+        """Not available in a sandbox."""
+        raise SandboxViolation("Programs cannot read pixels; use the ImagePatch methods.")
+
+
+def program_line() -> int | None:
+    """The line of the program currently executing (found by the compiled filename)."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_filename == PROGRAM_FILENAME:
+            return frame.f_lineno
+        frame = frame.f_back
+    return None
+
+
+# -- rendering values as bounded text -------------------------------------------------------
+def _patch_text(patch: ImagePatch) -> str:
+    left, lower, right, upper = patch._box
+    return f"ImagePatch(left={left}, lower={lower}, right={right}, upper={upper})"
+
+
+def short(value: Any, budget: int = _MAX_VALUE_CHARS, depth: int = 0) -> str:
+    """A bounded rendering of ``value`` that never calls a method of a program-made object."""
+    kind = type(value)
+    if value is None or kind is bool:
+        text = str(value)
+    elif kind is int:
+        text = str(value) if value.bit_length() < 200 else f"<int of {value.bit_length()} bits>"
+    elif kind is float:
+        text = repr(value)
+    elif kind is str:
+        text = repr(value[: budget + 2])
+    elif kind is ImagePatch:
+        text = _patch_text(value)
+    elif kind in (list, tuple, set, frozenset) and depth < 3:
+        items = [short(v, budget // 2, depth + 1) for _, v in zip(range(6), value)]
+        more = ", ..." if len(value) > 6 else ""
+        brackets = "[]" if kind is list else "()" if kind is tuple else "{}"
+        text = f"{brackets[0]}{', '.join(items)}{more}{brackets[1]}"
+    elif kind is dict and depth < 3:
+        items = [
+            f"{short(k, 40, depth + 1)}: {short(v, budget // 2, depth + 1)}"
+            for _, (k, v) in zip(range(6), value.items())
+        ]
+        text = "{" + ", ".join(items) + (", ..." if len(value) > 6 else "") + "}"
+    else:
+        text = f"<{kind.__name__}>"
+    return text if len(text) <= budget else text[: budget - 3] + "..."
+
+
+class AnswerError(Exception):
+    """The program's return value cannot be turned into JSON."""
+
+
+def to_json(value: Any, depth: int = 0, counter: list[int] | None = None) -> Any:
+    """Convert an answer to plain JSON by exact type, with size and depth caps.
+
+    Raises:
+        AnswerError: An unsupported type, a non-finite float, or a cap exceeded.
+    """
+    counter = counter if counter is not None else [0]
+    counter[0] += 1
+    if counter[0] > _MAX_ANSWER_ITEMS:
+        raise AnswerError(f"the answer has more than {_MAX_ANSWER_ITEMS} items")
+    if depth > _MAX_ANSWER_DEPTH:
+        raise AnswerError(f"the answer is nested deeper than {_MAX_ANSWER_DEPTH} levels")
+    kind = type(value)
+    if value is None or kind is bool:
+        return value
+    if kind is int:
+        if value.bit_length() > 63:
+            raise AnswerError("the answer is an integer too large for JSON (more than 64 bits)")
+        return value
+    if kind is float:
+        if not math.isfinite(value):
+            raise AnswerError(f"the answer is {value!r}, which JSON cannot represent")
+        return value
+    if kind is str:
+        if len(value) > _MAX_ANSWER_CHARS:
+            raise AnswerError(f"the answer is a string of {len(value)} characters (limit {_MAX_ANSWER_CHARS})")
+        return value
+    if kind is ImagePatch:
+        left, lower, right, upper = value._box
+        return {"left": left, "lower": lower, "right": right, "upper": upper}
+    if kind in (list, tuple):
+        return [to_json(v, depth + 1, counter) for v in value]
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise AnswerError("answer dictionaries must have string keys")
+            out[to_json(key, depth + 1, counter)] = to_json(item, depth + 1, counter)
+        return out
+    raise AnswerError(
+        f"execute_command returned a {kind.__name__}; return a str, int, float, bool, None, "
+        "an ImagePatch, or a list/dict of these"
+    )
+
+
+# -- the tool client ------------------------------------------------------------------------
+class ToolClient:
+    """Stands in for the toolkit inside the worker: every call goes to the host."""
+
+    def __init__(self, sock: socket.socket, tools: Sequence[dict[str, Any]], reporter: Reporter) -> None:
+        self._sock = sock
+        self._reporter = reporter
+        self.tools = ToolRegistry()
+        for entry in tools:
+            name, kind = str(entry["name"]), entry["kind"]
+            # Placeholders: the real function runs in the host; only the names matter here.
+            self.tools.add(ToolSpec(name, _absent, kind, _EMPTY_SIGNATURE, str(entry.get("doc", ""))))
+
+    def _call(self, op: str, **args: Any) -> Any:
+        self._reporter.flush()
+        wire.send(self._sock, {"type": "call", "op": op, "args": args, "line": program_line()})
+        reply = wire.receive(self._sock)
+        if reply is None:
+            raise SystemExit(3)  # the host went away; nothing left to do
+        if "error" in reply:
+            error = reply["error"]
+            message = str(error.get("message", "tool call failed"))
+            kind = error.get("kind")
+            if kind == "invalid":
+                raise InvalidArgumentError(message)
+            if kind == "violation":
+                raise SandboxViolation(message)
+            raise ToolError(message, tool=op)
+        return reply.get("result")
+
+    # The methods ImagePatch and the helpers call (same signatures as ToolOperations).
+    def find(self, image: Any, box: Sequence[int], object_name: str) -> list[Region]:
+        """Ask the host to find objects."""
+        found = self._call("find", box=list(box), object_name=object_name)
+        return [
+            Region(tuple(r["box"]), float(r["score"]), str(r["label"]), r.get("class_name"), None, r.get("area"))
+            for r in found
+        ]
+
+    def exists(self, image: Any, box: Sequence[int], object_name: str) -> bool:
+        """Ask the host whether an object exists."""
+        return bool(self._call("exists", box=list(box), object_name=object_name))
+
+    def verify_property(self, image: Any, box: Sequence[int], object_name: str, prop: str) -> bool:
+        """Ask the host to verify a property."""
+        return bool(self._call("verify_property", box=list(box), object_name=object_name, property=prop))
+
+    def best_text_match(self, image: Any, box: Sequence[int], options: Any) -> str:
+        """Ask the host for the best option."""
+        return str(self._call("best_text_match", box=list(box), options=_plain(options)))
+
+    def simple_query(self, image: Any, box: Sequence[int], question: str) -> str:
+        """Ask the host a visual question."""
+        return str(self._call("simple_query", box=list(box), question=question))
+
+    def depth(self, image: Any, box: Sequence[int], mask: Any = None) -> float:
+        """Ask the host for the median depth."""
+        return float(self._call("depth", box=list(box)))
+
+    def ocr(self, image: Any, box: Sequence[int]) -> str:
+        """Ask the host to read text."""
+        return str(self._call("ocr", box=list(box)))
+
+    def llm_query(self, question: str, long_answer: bool = False) -> str:
+        """Ask the host's LLM."""
+        return str(self._call("llm_query", question=question, long_answer=long_answer))
+
+    def best_image_match(self, image: Any, boxes: Sequence[Sequence[int]], content: Any) -> int:
+        """Ask the host which region matches best."""
+        return int(self._call("best_image_match", boxes=[list(b) for b in boxes], content=_plain(content)))
+
+    def call_tool(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Ask the host to run a user tool."""
+        result = self._call(
+            "call_tool", name=name, args=[_encode(a) for a in args], kwargs={k: _encode(v) for k, v in kwargs.items()}
+        )
+        return _decode(result, self._root)
+
+    _root: ImagePatch | None = None
+
+
+def _absent(*args: Any, **kwargs: Any) -> Any:
+    raise SandboxViolation("user tools run in the host")
+
+
+_EMPTY_SIGNATURE = inspect.Signature()
+
+
+def _plain(value: Any) -> Any:
+    """Lists and tuples of plain values as lists (what the host accepts)."""
+    if type(value) in (list, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _encode(value: Any) -> Any:
+    """Encode a tool argument: patches as their box, containers recursively, plain values as is."""
+    kind = type(value)
+    if kind is ImagePatch:
+        return {"$patch": list(value.xyxy)}
+    if kind in (list, tuple):
+        return [_encode(v) for v in value]
+    if kind is dict:
+        return {str(k): _encode(v) for k, v in value.items()}
+    if value is None or kind in (str, int, float, bool):
+        return value
+    raise InvalidArgumentError(f"a {kind.__name__} cannot be passed to a tool")
+
+
+def _decode(value: Any, root: ImagePatch | None) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"$patch"} and root is not None:
+            return ImagePatch._from_region(root, tuple(value["$patch"]))
+        return {k: _decode(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v, root) for v in value]
+    return value
+
+
+# -- events ----------------------------------------------------------------------------------
+class Reporter:
+    """Buffers assignment and print events; flushed before every tool call and at the end."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buffer: list[dict[str, Any]] = []
+        self._count = 0
+        self.dropped = 0
+        self.printed = 0
+
+    def add(self, event: dict[str, Any]) -> None:
+        if self._count >= _MAX_EVENTS:
+            self.dropped += 1
+            return
+        self._count += 1
+        self._buffer.append(event)
+        if len(self._buffer) >= 50:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._buffer:
+            batch, self._buffer = self._buffer, []
+            wire.send(self._sock, {"type": "events", "events": batch})
+
+    def assign(self, line: int, name: str, value: Any) -> None:
+        self.add({"kind": "assign", "line": line, "name": name, "value": short(value)})
+
+    def print(self, line: int | None, text: str) -> None:
+        room = _MAX_PRINT_CHARS - self.printed
+        if room <= 0:
+            self.dropped += 1
+            return
+        text = text[:room]
+        self.printed += len(text)
+        self.add({"kind": "print", "line": line, "text": text})
+
+
+def _print_factory(reporter: Reporter) -> type:
+    class Printer:
+        """RestrictedPython's print collector, sending what is printed to the host."""
+
+        def __init__(self, _getattr_: Any = None) -> None:
+            pass
+
+        def _call_print(self, *objects: Any, **kwargs: Any) -> None:
+            if set(kwargs) - {"sep", "end"}:
+                raise SandboxViolation("print() accepts only sep= and end= in programs")
+            sep = kwargs.get("sep", " ")
+            end = kwargs.get("end", "\n")
+            if type(sep) is not str or type(end) is not str:
+                raise TypeError("sep and end must be strings")
+            parts = [o if type(o) is str else short(o, 1000) for o in objects]
+            reporter.print(program_line(), sep.join(parts)[:_MAX_PRINT_CHARS] + end[:10])
+
+        def __call__(self) -> str:
+            return ""
+
+    return Printer
+
+
+# -- guards ----------------------------------------------------------------------------------
+def _make_getattr(client: ToolClient) -> Callable[..., Any]:
+    from RestrictedPython.Guards import safer_getattr
+
+    def guarded_getattr(obj: Any, name: str, default: Any = None) -> Any:
+        if type(name) is not str or name.startswith("_"):
+            raise SandboxViolation(f"access to attribute {name!r} is not allowed")
+        kind = type(obj)
+        if kind is ImagePatch:
+            if name in PATCH_ATTRIBUTES or client.tools.get(name, "method") is not None:
+                return getattr(obj, name)
+            raise AttributeError(
+                f"ImagePatch has no attribute {name!r}; available: {', '.join(sorted(PATCH_ATTRIBUTES))}"
+            )
+        if kind is RemoteImage:
+            if name in ("width", "height", "size"):
+                return getattr(obj, name)
+            raise AttributeError(f"the image has no attribute {name!r}; wrap it: ImagePatch(image)")
+        if kind in _PLAIN_TYPES or any(obj is t for t in _PLAIN_TYPES) or isinstance(obj, Exception):
+            return safer_getattr(obj, name)
+        raise SandboxViolation(f"attribute access on {kind.__name__} objects is not allowed")
+
+    return guarded_getattr
+
+
+def _guarded_getitem(obj: Any, key: Any) -> Any:
+    if type(obj) in (list, tuple, dict, str, range, bytes):
+        return obj[key]
+    raise SandboxViolation(f"indexing {type(obj).__name__} objects is not allowed")
+
+
+def _guarded_write(obj: Any) -> Any:
+    if type(obj) in (list, dict):
+        return obj
+    raise SandboxViolation(f"programs may not modify {type(obj).__name__} objects")
+
+
+_INPLACE: dict[str, Callable[[Any, Any], Any]] = {
+    "+=": lambda a, b: a + b,
+    "-=": lambda a, b: a - b,
+    "*=": lambda a, b: a * b,
+    "/=": lambda a, b: a / b,
+    "//=": lambda a, b: a // b,
+    "%=": lambda a, b: a % b,
+    "**=": lambda a, b: a**b,
+    "<<=": lambda a, b: a << b,
+    ">>=": lambda a, b: a >> b,
+    "|=": lambda a, b: a | b,
+    "^=": lambda a, b: a ^ b,
+    "&=": lambda a, b: a & b,
+}
+
+
+def _inplacevar(op: str, x: Any, y: Any) -> Any:
+    if op not in _INPLACE:
+        raise SandboxViolation(f"operator {op} is not allowed")
+    return _INPLACE[op](x, y)
+
+
+def build_scope(client: ToolClient, reporter: Reporter) -> dict[str, Any]:
+    """The globals a program runs with: safe builtins, the API, guards and hooks."""
+    import builtins
+
+    from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
+
+    import vpd.helpers as helpers
+
+    safe = {name: getattr(builtins, name) for name in SAFE_BUILTIN_NAMES if name != "print"}
+    scope: dict[str, Any] = {
+        "__builtins__": safe,
+        "__name__": "program",
+        "_getattr_": _make_getattr(client),
+        "_getitem_": _guarded_getitem,
+        "_getiter_": iter,
+        "_write_": _guarded_write,
+        "_inplacevar_": _inplacevar,
+        "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
+        "_unpack_sequence_": guarded_unpack_sequence,
+        "_print_": _print_factory(reporter),
+        "_apply_": lambda f, *a, **k: f(*a, **k),
+        ASSIGN_HOOK: reporter.assign,
+        "ImagePatch": ImagePatch,
+    }
+    for name in helpers.HELPER_API:
+        scope[name] = getattr(helpers, name)
+    for spec in client.tools.specs("function"):
+        scope[spec.name] = _function_tool(client, spec.name)
+    return scope
+
+
+def _function_tool(client: ToolClient, name: str) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return client.call_tool(name, *args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
+# -- the worker's main -------------------------------------------------------------------------
+def _error_line(exc: BaseException) -> int | None:
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == PROGRAM_FILENAME:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except Exception:
+        text = ""
+    return f"{type(exc).__name__}: {text[:1000]}" if text else type(exc).__name__
+
+
+def run_worker(sock: socket.socket, job: dict[str, Any], code: CodeType) -> None:
+    """Run one program and report to the host. Never returns: leaves with ``os._exit``."""
+    import os
+
+    status = 0
+    try:
+        reporter = Reporter(sock)
+        wire.send(sock, {"type": "hello", "pid": os.getpid()})
+        client = ToolClient(sock, job.get("tools", []), reporter)
+        image_info = job["image"]
+        image = RemoteImage(
+            pil=None,  # type: ignore[arg-type]
+            sha256=str(image_info["sha256"]),
+            original_size=(int(image_info["width"]), int(image_info["height"])),
+            dims=(int(image_info["width"]), int(image_info["height"])),
+            source="host",
+        )
+        from vpd.tools.toolkit import use_toolkit
+
+        scope = build_scope(client, reporter)
+        answer: Any = None
+        error: dict[str, Any] | None = None
+        started = time.perf_counter()
+        with use_toolkit(client):  # type: ignore[arg-type]
+            client._root = ImagePatch(image)
+            try:
+                exec(code, scope)
+                entry = scope.get("execute_command")
+                if not callable(entry):
+                    raise NameError("the program must define execute_command(image)")
+                result = entry(image)
+                answer = to_json(result)
+            except AnswerError as exc:
+                error = {"kind": "answer", "message": str(exc), "line": None}
+            except SandboxViolation as exc:
+                error = {"kind": "violation", "message": _message(exc), "line": _error_line(exc)}
+            except MemoryError as exc:
+                error = {
+                    "kind": "memory",
+                    "message": "MemoryError: the program ran out of memory",
+                    "line": _error_line(exc),
+                }
+            except RecursionError as exc:
+                error = {
+                    "kind": "runtime",
+                    "message": "RecursionError: maximum recursion depth exceeded",
+                    "line": _error_line(exc),
+                }
+            except ToolError as exc:
+                error = {"kind": "tool", "message": _message(exc), "line": _error_line(exc)}
+            except Exception as exc:
+                error = {"kind": "runtime", "message": _message(exc), "line": _error_line(exc)}
+        if error is None and _VIOLATIONS:
+            error = {"kind": "violation", "message": f"SandboxViolation: {_VIOLATIONS[0][:1000]}", "line": None}
+        reporter.flush()
+        wire.send(
+            sock,
+            {
+                "type": "done",
+                "answer": answer,
+                "error": error,
+                "dropped": reporter.dropped,
+                "cpu_seconds": time.process_time(),
+                "seconds": time.perf_counter() - started,
+            },
+        )
+    except BaseException:  # the host learns from the missing "done" and the exit status
+        status = 70
+    finally:
+        os._exit(status)

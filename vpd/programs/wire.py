@@ -1,0 +1,49 @@
+"""Messages between the host and a program's worker: one JSON object per SEQPACKET datagram.
+
+SOCK_SEQPACKET keeps message boundaries, so a message is never split or interleaved.
+Both sides cap message size; anything malformed ends the run as a worker failure.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+__all__ = ["MAX_MESSAGE_BYTES", "WireError", "receive", "send"]
+
+#: Largest message either side accepts (well under the kernel's socket buffer).
+MAX_MESSAGE_BYTES = 96 * 1024
+
+
+class WireError(Exception):
+    """A malformed, oversized or missing message."""
+
+
+def send(sock: socket.socket, message: dict[str, Any]) -> None:
+    """Send one message (raises :class:`WireError` if it is too large to send)."""
+    data = json.dumps(message, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise WireError(f"message of {len(data)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")
+    sock.sendall(data)
+
+
+def receive(sock: socket.socket) -> dict[str, Any] | None:
+    """Receive one message; None at end of stream.
+
+    Raises:
+        WireError: The datagram is truncated, not UTF-8 JSON, or not an object.
+        TimeoutError: The socket's timeout expired.
+    """
+    data, _, flags, _ = sock.recvmsg(MAX_MESSAGE_BYTES + 1)
+    if not data:
+        return None
+    if len(data) > MAX_MESSAGE_BYTES or flags & socket.MSG_TRUNC:
+        raise WireError("oversized message")
+    try:
+        message = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise WireError(f"undecodable message: {type(exc).__name__}") from exc
+    if not isinstance(message, dict):
+        raise WireError("a message must be a JSON object")
+    return message
