@@ -17,7 +17,7 @@ import functools
 import re
 from dataclasses import dataclass
 from types import CodeType
-from typing import Any
+from typing import Any, cast
 
 __all__ = ["ASSIGN_HOOK", "PROGRAM_FILENAME", "CompiledProgram", "compile_program"]
 
@@ -104,8 +104,7 @@ def _transformer_class() -> type:
             for handler in node.handlers:
                 if handler.type is None:
                     self.error(handler, "bare 'except:' is not allowed; catch Exception or a subclass.")
-            visited: ast.AST = super().visit_Try(node)
-            return visited
+            return cast(ast.AST, super().visit_Try(node))
 
         def visit_TryStar(self, node: Any) -> ast.AST:
             return self._reject(node, "except* blocks")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 __all__ = [
     "TRACE_VERSION",
@@ -141,7 +141,7 @@ class PrintOutput:
     type: Literal["print"] = "print"
 
 
-TraceEvent = Union[ToolCall, Assignment, PrintOutput]
+TraceEvent = ToolCall | Assignment | PrintOutput
 _EVENT_TYPES: dict[str, type] = {"tool_call": ToolCall, "assignment": Assignment, "print": PrintOutput}
 
 
