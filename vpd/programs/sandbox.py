@@ -471,7 +471,7 @@ class Sandbox:
             os.chmod(self._root, 0o555)
             env = {
                 "PATH": "/usr/bin:/bin",
-                "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+                "PYTHONPATH": os.pathsep.join(os.path.abspath(p) for p in sys.path if p),
                 "PYTHONDONTWRITEBYTECODE": "1",
                 "LANG": "C.UTF-8",
             }
