@@ -75,13 +75,17 @@ def test_register_backend_decorator_and_errors():
         assert backend_registry.get("detect", "unit_test_detector") is UnitTestDetector
         assert UnitTestDetector.capability == "detect"
         with pytest.raises(ToolRegistrationError, match="already registered"):
-            register_backend("detect", "unit_test_detector")(type("Other", (Backend,), {}))
+            register_backend("detect", "unit_test_detector")(type("Other", (Backend,), {"detect": lambda s, i, q: []}))
+        with pytest.raises(ToolRegistrationError, match=r"has no detect\(\) method"):
+            register_backend("detect", "no_method")(type("NoMethod", (Backend,), {}))
     finally:
         backend_registry._entries["detect"].pop("unit_test_detector")
     with pytest.raises(ToolRegistrationError, match="Unknown capability"):
         register_backend("colour", "x")(type("X", (Backend,), {}))
     with pytest.raises(ToolRegistrationError, match="snake_case"):
-        register_backend("detect", "Bad-Name")(type("Y", (Backend,), {}))
+        register_backend("detect", "Bad-Name")(type("Y", (Backend,), {"detect": lambda s, i, q: []}))
+    with pytest.raises(ToolRegistrationError, match="must subclass"):
+        register_backend("detect", "plain")(object)
     with pytest.raises(ToolRegistrationError, match="must subclass"):
         BackendRegistry().register("detect", "plain", object)  # type: ignore[arg-type]
 
@@ -111,7 +115,8 @@ def test_entry_point_plugins(tmp_path, monkeypatch):
     (dist / "entry_points.txt").write_text("[vpd.tools]\nocr.demo_ocr = vpd_plugin_demo:DemoOCR\nbroken = x:y\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     registry = BackendRegistry()
-    assert "demo_ocr" in registry.names("ocr")
+    with pytest.warns(UserWarning, match="Ignoring entry point 'broken'"):
+        assert "demo_ocr" in registry.names("ocr")
     assert registry.get("ocr", "demo_ocr").description == "demo plug-in"
     with pytest.raises(ConfigError, match="Unknown ocr backend 'nope'.*demo_ocr"):
         registry.get("ocr", "nope")

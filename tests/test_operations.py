@@ -188,3 +188,44 @@ def test_unconfigured_capability_says_how_to_fix(scene):
     p = ImagePatch(scene.image, toolkit=scene.toolkit(llm=None))
     with pytest.raises(ToolUnavailable, match="VPD_LLM"):
         p.llm_query("anything?")
+
+
+def test_exists_agrees_with_find_for_boxes_outside_the_image(scene):
+    from vpd.tools.types import Detection
+
+    class Outside(FakeDetector):
+        def detect(self, images, queries):
+            return [[Detection((5000, 5000, 6000, 6000), 0.9, q) for q in qs] for qs in queries]
+
+    p = ImagePatch(scene.image, toolkit=scene.toolkit(detect=Outside(scene)))
+    assert p.find("cup") == [] and p.exists("cup") is False
+
+
+def test_malformed_backend_output_is_a_tool_error(scene):
+    import numpy as np
+
+    from vpd.testing import FakeDepth
+    from vpd.tools.types import Detection
+
+    class NaNBox(FakeDetector):
+        def detect(self, images, queries):
+            return [[Detection((float("nan"), 0, 1, 1), 0.9, q) for q in qs] for qs in queries]
+
+    class WrongShape(FakeDepth):
+        def estimate_depth(self, images):
+            return [np.zeros((3, 3), np.float32) for _ in images]
+
+    with pytest.raises(ToolError, match="invalid detection"):
+        ImagePatch(scene.image, toolkit=scene.toolkit(detect=NaNBox(scene))).find("cup")
+    with pytest.raises(ToolError, match="must be \\(height, width\\)"):
+        ImagePatch(scene.image, toolkit=scene.toolkit(depth=WrongShape(scene))).depth()
+
+
+def test_cache_identity_follows_bound_dependencies():
+    from vpd.testing import FakeLLM
+
+    a = Scene(50, 50, llm={"": "alpha"})
+    b = Scene(50, 50, llm={"": "beta"})
+    tk = vpd.Toolkit.offline(llm=FakeLLM(a))
+    tk2 = tk.replace(llm=FakeLLM(b))
+    assert tk.backend("vqa").cache_identity() != tk2.backend("vqa").cache_identity()

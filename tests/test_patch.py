@@ -134,3 +134,23 @@ def test_coerce_to_numeric_without_number():
 
 def test_bool_to_yesno():
     assert bool_to_yesno(True) == "yes" and bool_to_yesno(0) == "no"
+
+
+def test_numpy_scalars_are_numbers(image):
+    p = ImagePatch(image)
+    c = p.crop(np.int64(1), np.float32(2.4), np.uint8(50), np.float64(60))
+    assert (c.left, c.lower, c.right, c.upper) == (1, 2, 50, 60)
+    assert p.overlaps_with(np.int32(0), 0, 10, 10)
+    assert distance(np.int64(3), np.int64(1)) == 2.0
+
+
+def test_copy_and_pickle(image):
+    import copy
+    import pickle
+
+    from vpd.testing import Scene
+
+    p = ImagePatch(image, 1, 2, 30, 40, toolkit=Scene(W, H).toolkit())
+    assert copy.copy(p) is p and copy.deepcopy(p) is p
+    again = pickle.loads(pickle.dumps(p))
+    assert again == p and again.xyxy == p.xyxy

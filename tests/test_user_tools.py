@@ -176,3 +176,39 @@ def test_global_decorator_registers_in_default_registry():
         assert "def vpd_test_global_tool(x: int) -> int:" in render_api()
     finally:
         vpd.tool_registry.remove("vpd_test_global_tool")
+
+
+def test_redefining_the_same_function_replaces_it(registry):
+    # A notebook cell run twice defines a new function object with the same qualname.
+    def make():
+        def rerun_tool(x: int) -> int:
+            """Doc."""
+            return x
+
+        return rerun_tool
+
+    first, second = make(), make()
+    vpd.tool(registry=registry)(first)
+    vpd.tool(registry=registry)(second)
+    assert registry.get("rerun_tool").func is second
+
+
+def test_builtin_names_async_and_generators_rejected(registry):
+    def sorted(x: int) -> int:
+        """Doc."""
+        return x
+
+    async def fetch(x: int) -> int:
+        """Doc."""
+        return x
+
+    def numbers(x: int) -> int:
+        """Doc."""
+        yield x
+
+    with pytest.raises(ToolRegistrationError, match="Python builtin"):
+        vpd.tool(registry=registry)(sorted)
+    with pytest.raises(ToolRegistrationError, match="not async, not a generator"):
+        vpd.tool(registry=registry)(fetch)
+    with pytest.raises(ToolRegistrationError, match="not async, not a generator"):
+        vpd.tool(registry=registry)(numbers)

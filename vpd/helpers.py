@@ -6,6 +6,7 @@ Like the ImagePatch docstrings, these are written for the program-writing LLM.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from typing import Any
 
@@ -104,9 +105,13 @@ def distance(patch_a: ImagePatch | float, patch_b: ImagePatch | float) -> float:
             return 0.0
         smaller = min(patch_a.width * patch_a.height, patch_b.width * patch_b.height)
         return -(ix * iy) / smaller
-    numbers = (int, float)
-    if isinstance(patch_a, numbers) and isinstance(patch_b, numbers) and not isinstance(patch_a, bool):
-        return float(abs(patch_a - patch_b))
+    if (
+        isinstance(patch_a, numbers.Real)
+        and isinstance(patch_b, numbers.Real)
+        and not isinstance(patch_a, bool)
+        and not isinstance(patch_b, bool)
+    ):
+        return float(abs(float(patch_a) - float(patch_b)))
     raise InvalidArgumentError(
         "distance takes two ImagePatch objects or two numbers, "
         f"got {type(patch_a).__name__} and {type(patch_b).__name__}."
@@ -143,7 +148,7 @@ def coerce_to_numeric(string: Any, no_string: bool = False) -> Any:
     """
     if isinstance(string, bool):
         return int(string)
-    if isinstance(string, (int, float)):
+    if isinstance(string, numbers.Real):
         return string
     if not isinstance(string, str):
         raise InvalidArgumentError(f"coerce_to_numeric takes a string, got {type(string).__name__}.")

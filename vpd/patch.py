@@ -7,6 +7,8 @@ programs: the program-writing prompt is rendered from them (see
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -46,11 +48,13 @@ PATCH_API: tuple[str, ...] = (
 
 
 def _coord(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    # numbers.Real also admits numpy scalars, which programs get from arithmetic on arrays.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidArgumentError(f"{name} must be a number, got {type(value).__name__}.")
-    if value != value or value in (float("inf"), float("-inf")):
+    number = float(value)
+    if not math.isfinite(number):
         raise InvalidArgumentError(f"{name} must be a finite number, got {value}.")
-    return int(round(value))
+    return int(round(number))
 
 
 class ImagePatch:
@@ -106,6 +110,10 @@ class ImagePatch:
                 clamped to the image.
             toolkit: The tools to use; ``None`` uses the current toolkit (``vpd.use_toolkit``)
                 or the default one.
+
+        Coordinates are pixels of the image as loaded: an image above
+        :data:`vpd.image.DEFAULT_MAX_PIXELS` is downscaled on load and ``image.scale``
+        records the factor (multiply by ``1 / scale`` for original pixels).
 
         Raises:
             ImageError: The image cannot be loaded.
@@ -455,6 +463,16 @@ class ImagePatch:
         method.__doc__ = spec.doc
         return method
 
+    def __copy__(self) -> ImagePatch:
+        return self  # immutable
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ImagePatch:
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The toolkit (models, locks) is not pickled: an unpickled patch uses the current toolkit.
+        return (_rebuild_patch, (self._image, self._box, self._mask, self._score, self._label, self._area))
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ImagePatch):
             return NotImplemented
@@ -470,6 +488,28 @@ class ImagePatch:
         if self._score is not None:
             extra += f", score={self._score:.2f}"
         return f"ImagePatch(left={self.left}, lower={self.lower}, right={self.right}, upper={self.upper}{extra})"
+
+
+def _rebuild_patch(
+    image: ImageData,
+    box: tuple[int, int, int, int],
+    mask: np.ndarray | None,
+    score: float | None,
+    label: str | None,
+    area: int | None,
+) -> ImagePatch:
+    patch = ImagePatch.__new__(ImagePatch)
+    for name, value in (
+        ("_image", image),
+        ("_toolkit", None),
+        ("_box", box),
+        ("_mask", mask),
+        ("_score", score),
+        ("_label", label),
+        ("_area", area),
+    ):
+        object.__setattr__(patch, name, value)
+    return patch
 
 
 def _reserve_names() -> None:

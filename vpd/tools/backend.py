@@ -10,6 +10,7 @@ on the same device load it once.
 from __future__ import annotations
 
 import importlib.util
+import sys
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -120,11 +121,15 @@ def missing_modules(modules: tuple[str, ...]) -> list[str]:
     """The modules among ``modules`` that cannot be imported (checked without importing)."""
     missing = []
     for name in modules:
+        if name in sys.modules:
+            continue  # imported (or being imported by another thread right now)
         try:
             if importlib.util.find_spec(name) is None:
                 missing.append(name)
-        except (ImportError, ValueError):
+        except ImportError:
             missing.append(name)
+        except ValueError:
+            continue  # "__spec__ is None": another thread is importing it
     return missing
 
 
@@ -157,6 +162,8 @@ class Backend:
     #: image with the detector and OCR, then asks the LLM). The toolkit hands their
     #: backends to :meth:`bind` before first use.
     uses: ClassVar[tuple[str, ...]] = ()
+    #: The subset of :attr:`uses` it cannot work without (``vpd tools`` shows it unavailable).
+    needs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -268,7 +275,12 @@ class Backend:
         stale cached results.
         """
         opts = ",".join(f"{k}={self.options[k]!r}" for k in sorted(self.options))
-        return f"{self.capability}/{self.name}/{self.model_id}/{opts}"
+        identity = f"{self.capability}/{self.name}/{self.model_id}/{opts}"
+        # A backend built on others (see ``uses``) answers differently when they change.
+        deps = getattr(self, "dependencies", {})
+        for capability in sorted(deps):
+            identity += f"|{capability}=({deps[capability].cache_identity()})"
+        return identity
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model_id!r})"

@@ -295,8 +295,18 @@ class ToolOperations:
 
     def _detections(self, call: _Call, image: ImageData, box: Box, names: list[str]) -> list[Detection]:
         def compute(backend: Any) -> list[Detection]:
-            found = backend.detect([self._crop(image, box)], [names])[0]
-            return [_shift(d, box) for d in found]
+            batch = backend.detect([self._crop(image, box)], [names])
+            if not isinstance(batch, list) or len(batch) != 1:
+                raise ToolError(f"The detect backend {backend.name!r} returned a malformed batch.", tool="detect")
+            for d in batch[0]:
+                values = [*d.box, d.score]
+                if len(d.box) != 4 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+                    raise ToolError(
+                        f"The detect backend {backend.name!r} returned an invalid detection {d!r}.",
+                        tool="detect",
+                        backend=backend.name,
+                    )
+            return [_shift(d, box) for d in batch[0]]
 
         return self._capability(call, "detect", image, box, {"queries": names}, compute)
 
@@ -307,11 +317,7 @@ class ToolOperations:
 
         def run(call: _Call) -> list[Region]:
             detections = self._detections(call, image, box, [name])
-            regions = [
-                Region(_int_box(d.box, image), float(d.score), name, d.class_name)
-                for d in sorted(detections, key=lambda d: -d.score)
-            ]
-            regions = [r for r in regions if r.box[2] > r.box[0] and r.box[3] > r.box[1]]
+            regions = _regions(detections, image, name)
             if regions and self.has("segment"):
                 boxes = [r.box for r in regions]
                 masks = self._capability(
@@ -352,7 +358,8 @@ class ToolOperations:
             image,
             box,
             {"object_name": name},
-            lambda call: bool(self._detections(call, image, box, [name])),
+            # the same filtering as find(), so exists() is True exactly when find() is non-empty
+            lambda call: bool(_regions(self._detections(call, image, box, [name]), image, name)),
         )
 
     # -- questions about a region ------------------------------------------------------
@@ -450,8 +457,16 @@ class ToolOperations:
         box = self.check_box(image, box)
 
         def run(call: _Call) -> float:
-            full = self._capability(call, "depth", image, None, {}, lambda b: b.estimate_depth([image.pil])[0])
-            values = np.asarray(full)[box[1] : box[3], box[0] : box[2]]
+            full = np.asarray(
+                self._capability(call, "depth", image, None, {}, lambda b: b.estimate_depth([image.pil])[0])
+            )
+            if full.shape != (image.height, image.width):
+                raise ToolError(
+                    f"The depth backend {self.backend('depth').name!r} returned a {full.shape} map for a "
+                    f"{image.width}x{image.height} image; it must be (height, width).",
+                    tool="depth",
+                )
+            values = full[box[1] : box[3], box[0] : box[2]]
             if mask is not None and mask.shape == values.shape and mask.any():
                 values = values[mask]
             return float(np.median(values))
@@ -588,6 +603,15 @@ def _summary(value: Any) -> Any:
 def _scorer(image: ImageData, box: Box, texts: list[str]) -> Callable[[Any], list[float]]:
     """A cache-compute function scoring ``texts`` against one region (cropped only on a miss)."""
     return lambda backend: backend.score([ToolOperations._crop(image, box)], [texts])[0]
+
+
+def _regions(detections: Sequence[Detection], image: ImageData, name: str) -> list[Region]:
+    """Detections as integer regions inside the image, best first; empty boxes dropped."""
+    regions = [
+        Region(_int_box(d.box, image), float(d.score), name, d.class_name)
+        for d in sorted(detections, key=lambda d: -d.score)
+    ]
+    return [r for r in regions if r.box[2] > r.box[0] and r.box[3] > r.box[1]]
 
 
 def _shift(d: Detection, box: Box) -> Detection:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import re
 import threading
+import warnings
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -127,11 +128,26 @@ class BackendRegistry:
 
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             capability, _, name = ep.name.partition(".")
-            if capability in self._entries and name and name not in self._entries[capability]:
-                try:
-                    self.register(capability, name, ep.value)
-                except ToolRegistrationError:
-                    continue  # a malformed plug-in must not break vpd; `vpd tools` will not list it
+            if capability not in self._entries or not name:
+                # A malformed plug-in must not break vpd, but it must not vanish silently either.
+                warnings.warn(
+                    f"Ignoring entry point {ep.name!r} = {ep.value!r} in group {ENTRY_POINT_GROUP!r}: its name must be "
+                    f"'<capability>.<backend>' with a capability among {', '.join(CAPABILITIES)}.",
+                    stacklevel=2,
+                )
+                continue
+            if name in self._entries[capability]:
+                if self._entries[capability][name] != ep.value:
+                    warnings.warn(
+                        f"Ignoring entry point {ep.name!r} = {ep.value!r}: a {capability} backend named {name!r} "
+                        "is already registered.",
+                        stacklevel=2,
+                    )
+                continue
+            try:
+                self.register(capability, name, ep.value)
+            except ToolRegistrationError as exc:
+                warnings.warn(f"Ignoring entry point {ep.name!r}: {exc}", stacklevel=2)
 
 
 def _import(path: str) -> object:
@@ -145,6 +161,8 @@ def _import(path: str) -> object:
     except AttributeError as exc:
         raise ConfigError(f"Module {module_name!r} has no {attr!r}.") from exc
 
+
+_PROTOCOL_METHODS = ("detect", "segment", "estimate_depth", "read_text", "answer", "score", "chat")
 
 #: The process-wide registry of backend classes (classes only; never loaded models).
 backend_registry = BackendRegistry(_BUILTINS)
@@ -161,6 +179,8 @@ def register_backend(capability: str, name: str | None = None, *, replace: bool 
     """
 
     def decorate(cls: B) -> B:
+        if not (isinstance(cls, type) and issubclass(cls, Backend)):
+            raise ToolRegistrationError(f"{getattr(cls, '__qualname__', cls)!r} must subclass vpd.tools.Backend.")
         backend_name = name or cls.name
         if not backend_name:
             raise ToolRegistrationError(f"{cls.__qualname__} has no name; pass register_backend(capability, 'name').")
@@ -168,6 +188,15 @@ def register_backend(capability: str, name: str | None = None, *, replace: bool 
             raise ToolRegistrationError(
                 f"{cls.__qualname__}.capability is {cls.capability!r} but it is registered under {capability!r}."
             )
+        from vpd.tools.protocols import PROTOCOLS
+
+        if capability not in PROTOCOLS:
+            raise ToolRegistrationError(
+                f"Unknown capability {capability!r}; capabilities are: {', '.join(CAPABILITIES)}."
+            )
+        method = next(iter(m for m in _PROTOCOL_METHODS if m in PROTOCOLS[capability].__dict__), None)
+        if method and not callable(getattr(cls, method, None)):
+            raise ToolRegistrationError(f"{cls.__qualname__} serves {capability!r} but has no {method}() method.")
         cls.capability = capability
         cls.name = backend_name
         backend_registry.register(capability, backend_name, cls, replace=replace)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import copy
+import dataclasses
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -177,7 +179,9 @@ class Toolkit(ToolOperations):
                     f"{type(choice).__name__} serves {choice.capability!r}, not {capability!r}; "
                     f"pass it as {choice.capability}=..."
                 )
-            self._backends[capability] = choice
+            # A backend built on other capabilities is rebound to this toolkit's backends: copy
+            # it, so the toolkit it came from (e.g. through replace()) keeps its own bindings.
+            self._backends[capability] = copy.copy(choice) if choice.uses else choice
             self._reasons[capability] = reason
             return
         if isinstance(choice, str):
@@ -257,11 +261,17 @@ class Toolkit(ToolOperations):
         for capability in CAPABILITIES:
             backend = self._backends.get(capability)
             reason = self._reasons[capability]
-            if backend is not None and backend.uses:
+            info = backend.info() if backend else None
+            if backend is not None and info is not None and backend.uses:
                 off = [cap for cap in backend.uses if self._backends.get(cap) is None]
                 if off:
                     reason += f"; it builds on {', '.join(backend.uses)}, and {', '.join(off)} is off"
-            rows.append(CapabilityStatus(capability, backend.info() if backend else None, reason))
+                missing = [cap for cap in backend.needs if cap in off]
+                if missing:
+                    info = dataclasses.replace(
+                        info, available=False, reason=f"needs {', '.join(missing)}, which is off"
+                    )
+            rows.append(CapabilityStatus(capability, info, reason))
         return rows
 
     def replace(self, **overrides: BackendChoice) -> Toolkit:

@@ -16,6 +16,7 @@ adds it to ``ImagePatch`` instead (the function's first parameter receives the p
 
 from __future__ import annotations
 
+import builtins
 import inspect
 import keyword
 import re
@@ -127,6 +128,10 @@ def make_spec(func: Callable[..., Any], *, name: str | None = None, kind: ToolKi
             f"Tool name {tool_name!r} must be snake_case (lower-case words joined by single underscores, "
             "starting with a letter, not a Python keyword)."
         )
+    if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
+        raise ToolRegistrationError(
+            f"Tool {tool_name!r} must be a plain function that returns its result (not async, not a generator)."
+        )
     doc = inspect.getdoc(func) or ""
     if not doc.strip():
         raise ToolRegistrationError(
@@ -183,7 +188,12 @@ class ToolRegistry:
                     f"Tool name {spec.name!r} clashes with {self._reserved[spec.name]}; choose another name."
                 )
             existing = self._tools.get(spec.name)
-            if existing is not None and not replace and existing.func is not spec.func:
+            if (
+                existing is not None
+                and not replace
+                and existing.func is not spec.func
+                and not _same_definition(existing.func, spec.func)
+            ):
                 where = f"{existing.func.__module__}.{existing.func.__qualname__}"
                 raise ToolRegistrationError(
                     f"A tool named {spec.name!r} is already registered ({where}); rename one, "
@@ -225,8 +235,17 @@ class ToolRegistry:
         return len(self._tools)
 
 
+def _same_definition(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
+    """The same function defined again (a notebook cell run twice, a module reloaded)."""
+    return (getattr(a, "__module__", None), getattr(a, "__qualname__", None)) == (
+        getattr(b, "__module__", None),
+        getattr(b, "__qualname__", None),
+    )
+
+
 #: Tools registered with ``@vpd.tool`` (functions and their metadata; never models).
 tool_registry = ToolRegistry()
+tool_registry.reserve((n for n in dir(builtins) if not n.startswith("_")), "a Python builtin")
 
 
 class _ToolDecorator:

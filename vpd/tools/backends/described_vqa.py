@@ -68,6 +68,7 @@ class DescribedVQA(Backend):
         "no VQA model: the LLM answers from a text description built from detections, OCR and colours"
     )
     uses: ClassVar[tuple[str, ...]] = ("detect", "ocr", "llm")
+    needs: ClassVar[tuple[str, ...]] = ("llm",)
     option_defaults: ClassVar[dict[str, Any]] = {
         "min_detection_score": 0.0,
         "max_objects": 12,
