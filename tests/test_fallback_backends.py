@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -108,6 +109,61 @@ def test_grabcut_on_a_real_photo(grabcut: Any) -> None:
     assert mask[200, 300]  # the coffee in the middle of the cup
 
 
+def test_grabcut_is_deterministic_across_calls_and_threads(grabcut: Any) -> None:
+    skimage_data = pytest.importorskip("skimage.data")
+    from vpd.tools.backends.grabcut import GrabCutSegmenter
+
+    coffee = Image.fromarray(skimage_data.coffee())
+    disc, _ = disc_image((160, 120))
+    images, boxes = [coffee, disc], [[(140, 11, 427, 398)], [(95, 55, 225, 185), (-50, -50, 400, 400)]]
+    runs = [grabcut.segment(images, boxes) for _ in range(3)]
+    # A fresh thread (its own OpenCV random generator) and a fresh backend give the same masks.
+    fresh: list[Any] = []
+    thread = threading.Thread(target=lambda: fresh.append(GrabCutSegmenter().segment(images, boxes)))
+    thread.start()
+    thread.join()
+    runs += fresh
+    assert len(runs) == 4
+    reference = runs[0]
+    for run in runs[1:]:
+        for masks, expected in zip(run, reference):
+            assert all(np.array_equal(m, e) for m, e in zip(masks, expected))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"iterations": 0}, "iterations"),
+        ({"iterations": 2.5}, "iterations"),
+        ({"iterations": "5"}, "iterations"),
+        ({"margin": -0.1}, "margin"),
+        ({"margin": "wide"}, "margin"),
+        ({"max_side": 0}, "max_side"),
+        ({"max_side": None}, "max_side"),
+        ({"min_box_px": -1}, "min_box_px"),
+        ({"min_box_px": float("nan")}, "min_box_px"),
+        ({"device": "gpu"}, "device"),
+        ({"device": "tpu"}, "device"),
+        ({"dtype": "float16"}, "dtype"),
+    ],
+)
+def test_grabcut_bad_options_rejected_at_construction(options: dict[str, Any], message: str) -> None:
+    from vpd.tools.backends.grabcut import GrabCutSegmenter
+
+    with pytest.raises(ConfigError, match=message) as info:
+        GrabCutSegmenter(**options)
+    assert "grabcut" in str(info.value)
+
+
+def test_grabcut_runs_on_the_cpu_whatever_the_device() -> None:
+    from vpd.tools.backends.grabcut import GrabCutSegmenter
+
+    GrabCutSegmenter(iterations=1, margin=0, max_side=1, min_box_px=0, dtype="float32")
+    for device in (None, "auto", "cpu", "cuda", "cuda:1", "mps"):
+        backend = GrabCutSegmenter(device=device)  # a toolkit-wide device reaches it too
+        assert backend.device == "cpu" and backend.info().device == "cpu"
+
+
 # -- ground plane -----------------------------------------------------------------------------
 def test_ground_plane_is_farther_towards_the_top() -> None:
     depth = GroundPlaneDepth()
@@ -131,6 +187,29 @@ def test_ground_plane_horizon_option() -> None:
         GroundPlaneDepth(horizon=1.5)
     with pytest.raises(ConfigError):
         GroundPlaneDepth(horizont=0.5)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"horizon": 1.0}, "horizon"),
+        ({"horizon": -0.1}, "horizon"),
+        ({"horizon": "0.4"}, "horizon"),
+        ({"horizon": True}, "horizon"),
+        ({"horizon": float("nan")}, "horizon"),
+        ({"device": "gpu"}, "device"),
+        ({"dtype": "float64"}, "dtype"),
+    ],
+)
+def test_ground_plane_bad_options(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        GroundPlaneDepth(**options)
+    assert "ground_plane" in str(info.value)
+
+
+def test_ground_plane_good_options() -> None:
+    assert GroundPlaneDepth(horizon=0).options["horizon"] == 0
+    assert GroundPlaneDepth(horizon=0.99, device="cuda", dtype="float32").info().device == "cpu"
 
 
 # -- described VQA ----------------------------------------------------------------------------

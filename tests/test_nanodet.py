@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from vpd.tools.backends.coco import (
     CocoQueryMapper,
     normalize_query,
     singular_forms,
+    subject_phrase,
 )
 from vpd.tools.backends.nanodet import (
     ALL_CLASSES,
@@ -354,6 +356,95 @@ def test_table_mapping(query, classes, method) -> None:
     assert record.found == bool(classes)
 
 
+@pytest.mark.parametrize(
+    ("query", "classes", "method", "matched"),
+    [
+        # The object asked about is the first noun phrase, not what it relates to.
+        ("cup on the table", ("cup",), "head_noun", "cup"),
+        ("dog in the car", ("dog",), "head_noun", "dog"),
+        ("person with umbrella", ("person",), "head_noun", "person"),
+        ("man on horse", ("person",), "head_noun", "man"),
+        ("cat next to the dog", ("cat",), "head_noun", "cat"),
+        ("woman holding a phone", ("person",), "head_noun", "woman"),
+        ("boy wearing a hat", ("person",), "head_noun", "boy"),
+        ("car that is red", ("car",), "head_noun", "car"),
+        ("the bottle which is empty", ("bottle",), "head_noun", "bottle"),
+        ("a man riding a horse", ("person",), "head_noun", "man"),
+        ("the dog sitting on the couch", ("dog",), "head_noun", "dog"),
+        ("girl standing near the bus", ("person",), "head_noun", "girl"),
+        ("laptop under the desk", ("laptop",), "head_noun", "laptop"),
+        ("bus behind the truck", ("bus",), "head_noun", "bus"),
+        ("clock above the door", ("clock",), "head_noun", "clock"),
+        ("cat below the table", ("cat",), "head_noun", "cat"),
+        ("vase beside the book", ("vase",), "head_noun", "vase"),
+        ("bike in front of the house", ("bicycle",), "head_noun", "bike"),
+        ("bird on top of the car", ("bird",), "head_noun", "bird"),
+        ("the person who is skiing", ("person",), "head_noun", "person"),
+        ("umbrella without a handle", ("umbrella",), "head_noun", "umbrella"),
+        ("cups at the sink", ("cup",), "head_noun", "cup"),
+        ("small brown dogs in the park", ("dog",), "head_noun", "dog"),
+        # Compound classes and known phrases stay whole, also inside longer queries.
+        ("hot dog on a plate", ("hot dog",), "head_noun", "hot dog"),
+        ("small hot dog", ("hot dog",), "head_noun", "hot dog"),
+        ("big teddy bear", ("teddy bear",), "head_noun", "teddy bear"),
+        ("teddy bear sitting on the bed", ("teddy bear",), "head_noun", "teddy bear"),
+        ("cell phone in her hand", ("cell phone",), "head_noun", "cell phone"),
+        ("red wine glasses on the shelf", ("wine glass",), "head_noun", "wine glass"),
+        ("red traffic light", ("traffic light",), "head_noun", "traffic light"),
+        ("fire hydrant next to the car", ("fire hydrant",), "head_noun", "fire hydrant"),
+        ("stop sign behind the tree", ("stop sign",), "head_noun", "stop sign"),
+        ("old parking meter", ("parking meter",), "head_noun", "parking meter"),
+        ("baseball bat in his hands", ("baseball bat",), "head_noun", "baseball bat"),
+        ("tennis racket on the ground", ("tennis racket",), "head_noun", "tennis racket"),
+        ("large dining table with chairs", ("dining table",), "head_noun", "dining table"),
+        ("potted plant by the window", ("potted plant",), "head_noun", "potted plant"),
+        ("hair drier on the counter", ("hair drier",), "head_noun", "hair drier"),
+        ("yellow sports ball", ("sports ball",), "head_noun", "sports ball"),
+        ("red flying disc on the grass", ("frisbee",), "head_noun", "flying disc"),  # "flying" not cut
+        ("tall drinking glass", ("wine glass",), "head_noun", "drinking glass"),  # "drinking" not cut
+        ("man flying a kite", ("person",), "head_noun", "man"),
+        ("reading glasses on the table", (), "none", None),
+        # "X of Y": X unless it is an amount, part or group of Y.
+        ("slice of pizza", ("pizza",), "partitive", "pizza"),
+        ("two slices of pizza on a plate", ("pizza",), "partitive", "pizza"),
+        ("bottle of wine", ("bottle",), "head_noun", "bottle"),
+        ("pair of skis", ("skis",), "partitive", "skis"),
+        ("a pair of scissors", ("scissors",), "partitive", "scissors"),
+        ("cup of coffee", ("cup",), "head_noun", "cup"),
+        ("piece of cake", ("cake",), "partitive", "cake"),
+        ("bunch of bananas", ("banana",), "partitive", "banana"),
+        ("glass of wine", ("wine glass",), "head_noun", "glass"),
+        ("group of people", ("person",), "partitive", "people"),
+        ("herd of zebras", ("zebra",), "partitive", "zebra"),
+        ("box of donuts", ("donut",), "partitive", "donut"),
+        ("some of the cups", ("cup",), "partitive", "cup"),
+        ("pair of glasses", (), "none", None),
+        ("bowl of fruit", ("bowl",), "head_noun", "bowl"),
+    ],
+)
+def test_relational_and_partitive_mapping(query, classes, method, matched) -> None:
+    (record,) = CocoQueryMapper(None, 0.8).map_all([query])
+    assert (record.class_names, record.method, record.matched) == (classes, method, matched)
+    assert record.query == query
+
+
+def test_subject_phrase() -> None:
+    assert subject_phrase("cup on the table") == ("cup", False)
+    assert subject_phrase("red car") == ("red car", False)
+    assert subject_phrase("slice of the pizza on a plate") == ("pizza", True)
+    assert subject_phrase("door of the car") == ("door", False)  # not a partitive: the door, not the car
+    assert subject_phrase("on the left") == ("on the left", False)  # nothing before the relation word
+    assert subject_phrase("red flying disc") == ("red flying disc", False)
+    assert subject_phrase("man flying a kite") == ("man", False)
+
+
+def test_unknown_subject_never_falls_back_to_the_related_object() -> None:
+    # Without embeddings an unknown subject maps to nothing, never to the table it stands on.
+    for query in ("thing on the table", "door of the car", "lamp next to the tv"):
+        record = CocoQueryMapper(None, 0.8).map(query)
+        assert (record.class_names, record.method) == ((), "none"), query
+
+
 def test_without_embedder_unknown_is_none() -> None:
     record = CocoQueryMapper(None, 0.8).map("quantum flux capacitor")
     assert (record.class_names, record.method, record.similarity) == ((), "none", None)
@@ -398,6 +489,113 @@ def test_embedding_step_threshold_caching_and_modifier_rule() -> None:
     assert len(fake.calls) == 2  # answers are cached per query
     mapper.map("truckload")
     assert len(fake.calls) == 3  # a new query: one encode of it, vocabulary not re-embedded
+
+
+def test_embedding_step_reads_the_subject_of_a_relational_query() -> None:
+    fake = FakeEmbedder({"tv": [1.0, 0.0, 0.0], "television set": [1.0, 0.05, 0.0], "dining table": [0.0, 1.0, 0.0]})
+    mapper = CocoQueryMapper(lambda: fake, threshold=0.8)
+    record = mapper.map("television set on the dining table")
+    assert fake.calls[-1] == ["television set"]  # not the whole query, which names the table too
+    assert (record.class_names, record.method, record.matched) == (("tv",), "embedding", "tv")
+
+
+def test_explain_names_the_rule_and_entry(detector) -> None:
+    mapping = detector.explain(["cup on the table", "slice of pizza", "mug"])["query_mapping"]
+    assert [(m["classes"], m["method"], m["matched"]) for m in mapping] == [
+        (["cup"], "head_noun", "cup"),
+        (["pizza"], "partitive", "pizza"),
+        (["cup"], "synonym", "mug"),
+    ]
+
+
+# -- options, device and dtype (checked in __init__) -----------------------------------------
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"score_threshold": "high"}, "score_threshold"),
+        ({"score_threshold": -1}, "score_threshold"),
+        ({"score_threshold": 2}, "score_threshold"),
+        ({"score_threshold": float("nan")}, "score_threshold"),
+        ({"score_threshold": True}, "score_threshold"),
+        ({"nms_iou": -0.1}, "nms_iou"),
+        ({"nms_iou": "0.5"}, "nms_iou"),
+        ({"embedding_threshold": 1.5}, "embedding_threshold"),
+        ({"embedding_threshold": None}, "embedding_threshold"),
+        ({"max_detections": 0}, "max_detections"),
+        ({"max_detections": 2.5}, "max_detections"),
+        ({"max_aspect": 0.5}, "max_aspect"),
+        ({"max_aspect": "wide"}, "max_aspect"),
+        ({"num_threads": 0}, "num_threads"),
+        ({"num_threads": "4"}, "num_threads"),
+        ({"device": "gpu"}, "device"),
+        ({"device": "tpu"}, "device"),
+        ({"device": "cuda:x"}, "device"),
+        ({"device": "cuda:"}, "device"),
+        ({"dtype": "float64"}, "dtype"),
+        ({"dtype": "float16"}, "dtype"),
+    ],
+)
+def test_bad_options_rejected_at_construction(options, message) -> None:
+    store = ModelStore()
+    with pytest.raises(ConfigError, match=message) as info:
+        NanoDetDetector(models=store, **options)
+    assert "nanodet" in str(info.value)
+    assert len(store) == 0
+
+
+def test_good_options_accepted() -> None:
+    for options in (
+        {"score_threshold": 0, "nms_iou": float("inf"), "max_aspect": float("inf"), "num_threads": 2},
+        {"score_threshold": 1.0, "embedding_threshold": 0.5, "max_detections": 1, "num_threads": None},
+        {"device": None, "dtype": None},
+        {"device": "auto", "dtype": "float32"},
+        {"device": "CPU"},
+        {"device": "cuda"},
+        {"device": "cuda:9"},
+    ):
+        NanoDetDetector(**options)
+
+
+def _providers(monkeypatch, providers: list[str]) -> None:
+    import onnxruntime
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: list(providers))
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:9", "mps"])
+def test_unavailable_device_falls_back_to_cpu_visibly(monkeypatch, coffee, device) -> None:
+    _providers(monkeypatch, ["CPUExecutionProvider"])
+    detector = NanoDetDetector(device=device)
+    with pytest.warns(RuntimeWarning, match="runs on the CPU"):
+        (found,) = detector.detect([coffee], [["cup"]])
+    assert found and found[0].class_name == "cup"
+    assert detector.device == "cpu" and detector.onnx_providers() == ["CPUExecutionProvider"]
+    info = detector.info()
+    assert info.device == "cpu" and device in info.reason and "runs on the CPU" in info.reason
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per backend: no second warning
+        detector.detect([coffee], [["cup"]])
+        detector.info()
+
+
+def test_cpu_and_auto_never_warn(monkeypatch) -> None:
+    _providers(monkeypatch, ["CPUExecutionProvider"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for device in (None, "auto", "cpu"):
+            detector = NanoDetDetector(device=device)
+            assert detector.onnx_device() == "cpu" and "CPU" not in detector.info().reason
+
+
+def test_cuda_provider_used_when_present(monkeypatch) -> None:
+    _providers(monkeypatch, ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert NanoDetDetector(device="cuda:1").onnx_providers() == [
+        ("CUDAExecutionProvider", {"device_id": 1}),
+        "CPUExecutionProvider",
+    ]
+    assert NanoDetDetector().onnx_device() == "cuda:0"  # auto
+    assert NanoDetDetector(device="cpu").onnx_providers() == ["CPUExecutionProvider"]
+    assert NanoDetDetector(device="cuda").info().device == "cuda:0"
 
 
 # -- query mapping with the real MiniLM ------------------------------------------------------

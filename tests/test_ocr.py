@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from vpd.errors import ToolUnavailable
+from vpd.errors import ConfigError, ToolUnavailable
 from vpd.tools.backend import ModelStore
 from vpd.tools.backends.paddleocr import PaddleOCRReader, model_names, parse_result
 from vpd.tools.backends.rapidocr import RapidOCRReader
@@ -90,7 +91,7 @@ def test_rapidocr_keeps_a_clear_single_character(reader: RapidOCRReader) -> None
 
 
 def test_rapidocr_thresholds_are_options(reader: RapidOCRReader) -> None:
-    strict = RapidOCRReader(min_score=1.01, models=reader.models)
+    strict = RapidOCRReader(min_score=1.0, models=reader.models)  # this line scores 0.997
     assert strict.read_text([sign("STOP 42 Main St.")]) == [[]]
     tall_only = RapidOCRReader(min_height_px=150, models=reader.models)
     assert tall_only.read_text([sign("STOP 42 Main St.")]) == [[]]
@@ -129,6 +130,72 @@ def test_rapidocr_availability_and_missing_dependency(monkeypatch: pytest.Monkey
     assert "vpd[offline]" in RapidOCRReader.check_available().reason
     with pytest.raises(ToolUnavailable, match=r"vpd\[offline\]"):
         RapidOCRReader().read_text([sign("x")])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"min_score": "x"}, "min_score"),
+        ({"min_score": -1}, "min_score"),
+        ({"min_score": 2}, "min_score"),
+        ({"min_score": float("nan")}, "min_score"),
+        ({"min_score_short": 1.5}, "min_score_short"),
+        ({"min_score_short": None}, "min_score_short"),
+        ({"min_height_px": -1}, "min_height_px"),
+        ({"min_height_px": "8"}, "min_height_px"),
+        ({"device": "gpu"}, "device"),
+        ({"device": "tpu"}, "device"),
+        ({"device": "cuda:one"}, "device"),
+        ({"dtype": "float64"}, "dtype"),
+        ({"dtype": "float16"}, "dtype"),
+    ],
+)
+def test_rapidocr_bad_options_rejected_at_construction(options: dict[str, Any], message: str) -> None:
+    store = ModelStore()
+    with pytest.raises(ConfigError, match=message) as info:
+        RapidOCRReader(models=store, **options)
+    assert "rapidocr" in str(info.value)
+    assert len(store) == 0
+
+
+def test_rapidocr_good_options_accepted() -> None:
+    RapidOCRReader(min_score=0, min_score_short=1, min_height_px=0, dtype="float32")
+    RapidOCRReader(min_height_px=2.5, device="auto")
+    for device in (None, "cpu", "CUDA", "cuda:3", "mps"):
+        RapidOCRReader(device=device)
+
+
+def _providers(monkeypatch: pytest.MonkeyPatch, providers: list[str]) -> None:
+    onnxruntime = pytest.importorskip("onnxruntime")
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: list(providers))
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:9"])
+def test_rapidocr_cuda_without_provider_falls_back_visibly(monkeypatch: pytest.MonkeyPatch, device: str) -> None:
+    pytest.importorskip("rapidocr")
+    _providers(monkeypatch, ["CPUExecutionProvider"])
+    store = ModelStore()
+    ocr = RapidOCRReader(device=device, models=store)
+    with pytest.warns(RuntimeWarning, match="no CUDA provider"):
+        (lines,) = ocr.read_text([sign("NASA 1984", size=(320, 120), font_size=40, at=(10, 30))])
+    assert texts(lines).replace(" ", "") == "NASA1984"
+    assert ocr.device == "cpu" and store.keys() == [("rapidocr", ocr.model_id, "cpu")]
+    info = ocr.info()
+    assert info.device == "cpu" and "onnxruntime-gpu" in info.reason and "runs on the CPU" in info.reason
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per reader
+        ocr.info()
+
+
+def test_rapidocr_device_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    _providers(monkeypatch, ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert RapidOCRReader(device="cuda:1").onnx_device() == "cuda:1"
+        assert RapidOCRReader(device="cuda").onnx_device() == "cuda:0"
+        # CPU unless CUDA is asked for by name, even when onnxruntime has it.
+        assert RapidOCRReader().onnx_device() == "cpu"
+        assert RapidOCRReader(device="auto").onnx_device() == "cpu"
 
 
 # -- PaddleOCR --------------------------------------------------------------------------------

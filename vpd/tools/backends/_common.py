@@ -6,11 +6,15 @@ functions that need it), so every backend module stays cheap to import.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from vpd.errors import ConfigError, InvalidArgumentError
+from vpd.tools.backend import Backend, BackendInfo, missing_modules
 from vpd.tools.hub import HubBackend
 from vpd.tools.types import Detection
 
@@ -18,10 +22,10 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL.Image import Image
 
-    from vpd.tools.backend import Backend
-
 __all__ = [
+    "CpuBackend",
     "HubDetector",
+    "OnnxBackend",
     "as_rgb",
     "batches",
     "box_tuple",
@@ -30,9 +34,12 @@ __all__ = [
     "check_questions",
     "nms",
     "pixel_corners",
+    "check_device",
     "require_finite",
+    "require_float32",
     "require_fraction",
     "require_positive_int",
+    "require_range",
     "sigmoid",
     "to_bgr",
 ]
@@ -53,12 +60,14 @@ def _is_number(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float))
 
 
-def require_positive_int(backend: Backend, *options: str) -> None:
-    """Raise :class:`ConfigError` unless each of ``options`` is an integer >= 1."""
+def require_positive_int(backend: Backend, *options: str, allow_none: bool = False) -> None:
+    """Raise :class:`ConfigError` unless each of ``options`` is an integer >= 1 (or None when ``allow_none``)."""
     for option in options:
         value = backend.options[option]
+        if allow_none and value is None:
+            continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise _bad_option(backend, option, "a positive integer")
+            raise _bad_option(backend, option, "a positive integer" + (" or None" if allow_none else ""))
 
 
 def require_fraction(backend: Backend, option: str, upper: float | None = 1.0) -> None:
@@ -72,11 +81,169 @@ def require_fraction(backend: Backend, option: str, upper: float | None = 1.0) -
         raise _bad_option(backend, option, f"a number in [0, {upper:g}]" if upper is not None else "a number >= 0")
 
 
+def require_range(
+    backend: Backend, option: str, lower: float, upper: float = math.inf, *, upper_open: bool = False
+) -> None:
+    """Raise :class:`ConfigError` unless ``option`` is a number in ``[lower, upper]``.
+
+    With ``upper_open`` the range is ``[lower, upper)``. NaN is rejected; with the default
+    ``upper`` infinity is accepted (e.g. a ``max_aspect`` that never pads).
+    """
+    value = backend.options[option]
+    inside = _is_number(value) and value >= lower and (value < upper if upper_open else value <= upper)
+    if not inside:
+        closing = ")" if upper_open or upper == math.inf else "]"
+        raise _bad_option(backend, option, f"a number in [{lower:g}, {upper:g}{closing}")
+
+
 def require_finite(backend: Backend, option: str) -> None:
     """Raise :class:`ConfigError` unless ``option`` is a finite number."""
     value = backend.options[option]
     if not _is_number(value) or not math.isfinite(value):
         raise _bad_option(backend, option, "a finite number")
+
+
+# -- devices and dtypes ----------------------------------------------------------------
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(?::\d+)?")
+_CUDA_PROVIDER = "CUDAExecutionProvider"
+
+
+def check_device(backend: Backend) -> str:
+    """Validate ``backend.requested_device``; return it normalised.
+
+    Accepted: None or ``""`` (same as ``"auto"``), ``"auto"``, ``"cpu"``, ``"cuda"``,
+    ``"cuda:N"`` and ``"mps"`` (case-insensitive). ``"mps"`` is accepted because a
+    toolkit-wide device reaches every backend; a backend that cannot use it says so.
+
+    Returns:
+        ``"auto"``, ``"cpu"``, ``"mps"`` or ``"cuda:N"`` (``"cuda"`` becomes ``"cuda:0"``).
+
+    Raises:
+        ConfigError: Anything else (``"gpu"``, ``"tpu"``, ``"cuda:x"``, a number...).
+    """
+    requested = backend.requested_device
+    if requested is None or requested == "":
+        return "auto"
+    device = requested.strip().lower() if isinstance(requested, str) else ""
+    if not _DEVICE.fullmatch(device):
+        raise ConfigError(
+            f"device of the {backend.capability} backend {backend.name!r} must be None, 'auto', 'cpu', 'cuda' "
+            f"or 'cuda:N' (N a GPU index), got {requested!r}."
+        )
+    return "cuda:0" if device == "cuda" else device
+
+
+def require_float32(backend: Backend) -> None:
+    """Raise :class:`ConfigError` unless ``backend.requested_dtype`` is None, ``"auto"`` or ``"float32"``.
+
+    For backends that compute in float32 only: another dtype would be silently ignored.
+    """
+    if backend.requested_dtype not in (None, "", "auto", "float32"):
+        raise ConfigError(
+            f"dtype of the {backend.capability} backend {backend.name!r} must be None or 'float32' "
+            f"(it computes in float32 only), got {backend.requested_dtype!r}."
+        )
+
+
+class CpuBackend(Backend):
+    """Base of the classical backends that compute on the CPU and have no weights (GrabCut, ground plane).
+
+    ``device`` is checked (a typo such as ``"gpu"`` is a :class:`ConfigError`) but a valid
+    one does not move anything: a toolkit-wide ``device="cuda"`` reaches these backends
+    too, and they run on the CPU whatever it says; :meth:`info` reports ``"cpu"``.
+    ``dtype`` must be None or ``"float32"``.
+    """
+
+    def __init__(self, model: str | None = None, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        check_device(self)
+        require_float32(self)
+
+    @property
+    def device(self) -> str:
+        """Always ``"cpu"`` (and no torch lookup)."""
+        return "cpu"
+
+    def info(self) -> BackendInfo:
+        """As :meth:`Backend.info`, with the device it really runs on."""
+        return dataclasses.replace(super().info(), device="cpu")
+
+
+class OnnxBackend(Backend):
+    """Base of the backends that run float32 ONNX models with onnxruntime (CPU, or CUDA when installed).
+
+    ``device`` is checked when the backend is constructed (see :func:`check_device`) and
+    ``dtype`` must be None or ``"float32"``. An explicit ``"cuda"``/``"cuda:N"`` (or
+    ``"mps"``) that onnxruntime cannot honour (the plain ``onnxruntime`` wheel has no CUDA
+    provider) falls back to the CPU *visibly*: a :class:`RuntimeWarning` once per backend,
+    and the reason in :meth:`info`. ``None``/``"auto"`` use CUDA when onnxruntime has it
+    (only if :attr:`auto_cuda`), else the CPU, without a warning.
+    """
+
+    #: Whether device None/"auto" means "CUDA when onnxruntime has it" (else: the CPU).
+    auto_cuda: ClassVar[bool] = True
+
+    def __init__(self, model: str | None = None, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self.wanted_device = check_device(self)
+        require_float32(self)
+        #: Why the backend runs on the CPU although another device was asked for (set on resolution).
+        self.device_fallback: str | None = None
+
+    def onnx_device(self) -> str:
+        """Where onnxruntime runs: ``"cpu"`` or ``"cuda:N"`` (imports onnxruntime on first call)."""
+        if not hasattr(self, "_onnx_device"):
+            self._onnx_device, self.device_fallback = self._resolve_device()
+            if self.device_fallback:
+                warnings.warn(self.device_fallback, RuntimeWarning, stacklevel=3)
+        return self._onnx_device
+
+    @property
+    def device(self) -> str:
+        """``"cpu"`` or ``"cuda:N"``, as :meth:`onnx_device` (no torch lookup)."""
+        return self.onnx_device()
+
+    def onnx_providers(self) -> list[Any]:
+        """The execution providers to create sessions with, best first."""
+        device = self.onnx_device()
+        if device.startswith("cuda"):
+            return [(_CUDA_PROVIDER, {"device_id": int(device.split(":")[1])}), "CPUExecutionProvider"]
+        return ["CPUExecutionProvider"]
+
+    def _resolve_device(self) -> tuple[str, str | None]:
+        """The device, and why it is not the one requested (None when it is)."""
+        wanted = self.wanted_device
+        if wanted == "cpu" or (wanted == "auto" and not self.auto_cuda):
+            return "cpu", None
+        try:
+            import onnxruntime as ort
+
+            has_cuda = _CUDA_PROVIDER in ort.get_available_providers()
+        except ImportError:  # load() reports the missing dependency
+            has_cuda = False
+        if wanted == "auto":
+            return ("cuda:0" if has_cuda else "cpu"), None
+        if wanted.startswith("cuda") and has_cuda:
+            return wanted, None
+        why = (
+            "onnxruntime has no CUDA provider (install onnxruntime-gpu in place of onnxruntime)"
+            if wanted.startswith("cuda")
+            else "onnxruntime cannot use Apple's MPS"
+        )
+        return "cpu", (
+            f"The {self.capability} backend {self.name!r} was asked for device {self.requested_device!r}, but {why}; "
+            "it runs on the CPU."
+        )
+
+    def info(self) -> BackendInfo:
+        """As :meth:`Backend.info`; for an explicit non-CPU device, the device used and why (without loading)."""
+        info = super().info()
+        # Only an explicit request needs onnxruntime imported to answer; "auto" stays light.
+        if self.wanted_device in ("auto", "cpu") or missing_modules(("onnxruntime",)):
+            return info
+        device = self.onnx_device()
+        reason = f"{info.reason}; {self.device_fallback}" if self.device_fallback else info.reason
+        return dataclasses.replace(info, device=device, reason=reason)
 
 
 # -- inputs ----------------------------------------------------------------------------

@@ -10,11 +10,19 @@ applies, in this fixed and predictable order:
    ``category``: it names a group ("animal", "fruit", "vehicle") answered by several classes.
 3. ``plural``: a singular form of it is a class name ("cups", "wine glasses"); a singular
    form that is a synonym or group ("women", "puppies", "animals") counts as such.
-4. ``head_noun``: the last word of a multi-word query, after steps 1-3, is a class or a
-   synonym ("red car" -> car, "small brown dogs" -> dog).
-5. ``embedding``: the query's all-MiniLM-L6-v2 embedding is close enough (cosine similarity
-   at least the threshold, 0.8 in the detector) to a class name or synonym ("television
-   set" -> tv, "notebook pc" -> laptop).
+4. ``head_noun``: the head of the query's first noun phrase, by steps 1-3, answers it. The
+   query is first cut at the first relation word (a preposition, a verb or participle, a
+   relative pronoun: "cup *on* the table", "woman *holding* a phone", "car *that* is red"),
+   so the object asked about is not mistaken for the one it relates to (:func:`subject_phrase`).
+   Then the noun phrase itself, else its longest known ending, decides ("red car" -> car,
+   "small brown dogs" -> dog, "big teddy bear" -> teddy bear, not bear). Known compounds
+   are never cut ("flying disc", "drinking glass"). In "X of Y", X is the head ("bottle of
+   wine" -> bottle, "glass of wine" -> wine glass)...
+   ``partitive``: ...unless X is a quantity, part or group word ("slice of pizza" -> pizza,
+   "pair of skis" -> skis, "bunch of bananas" -> banana, "group of people" -> person).
+5. ``embedding``: the embedding of that noun phrase (all-MiniLM-L6-v2) is close enough
+   (cosine similarity at least the threshold, 0.8 in the detector) to a class name or
+   synonym ("television set" -> tv, "notebook pc" -> laptop).
 6. ``none``: nothing is close; the detector then returns no detections for that query.
 
 A few things COCO does not have but that the rules or embeddings would pull towards a class
@@ -43,6 +51,7 @@ __all__ = [
     "QueryMapping",
     "normalize_query",
     "singular_forms",
+    "subject_phrase",
 ]
 
 #: The COCO-80 class names, in the order of the detector's score channels.
@@ -185,6 +194,9 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
 #: Things that are not COCO classes although an embedding would pull them towards one.
 NOT_IN_COCO: frozenset[str] = frozenset({"eyeglasses", "sunglasses", "spectacles", "goggles", "glasses"})
 
+# Multi-word vocabulary entries are protected from the relation-word cut.
+_KNOWN: frozenset[str] = frozenset(COCO_CLASSES) | frozenset(SYNONYMS) | frozenset(CATEGORIES)
+
 _IRREGULAR: dict[str, str] = {
     "people": "person",
     "men": "man",
@@ -212,7 +224,46 @@ _LEADING = frozenset({"a", "an", "the", "this", "that", "these", "those", "some"
 _PUNCTUATION = re.compile(r"[^\w\s]+")
 _POSSESSIVE = re.compile(r"'s\b")
 
-MappingMethod = Literal["exact", "synonym", "plural", "head_noun", "category", "embedding", "none"]
+# Words that end a query's first noun phrase: what follows relates it to something else
+# ("cup on the table", "man holding an umbrella", "car that is red"). "next to", "in front
+# of" and "on top of" are cut at their first word. Verbs are listed only where they are
+# not also common plural nouns ("stands", "drinks").
+_RELATION_WORDS = frozenset(
+    {
+        # prepositions
+        "on", "in", "at", "with", "without", "near", "nearby", "beside", "besides", "by", "under",
+        "underneath", "beneath", "below", "above", "over", "behind", "between", "among", "amongst",
+        "inside", "outside", "into", "onto", "from", "for", "across", "along", "alongside", "against",
+        "around", "atop", "toward", "towards", "through", "upon", "within", "opposite", "to", "like",
+        "than", "next", "close", "closest", "nearest", "farthest", "furthest", "except", "via",
+        # verbs and participles
+        "holding", "wearing", "riding", "carrying", "eating", "drinking", "using", "pulling", "pushing",
+        "driving", "throwing", "catching", "hitting", "swinging", "kicking", "feeding", "petting",
+        "watching", "looking", "playing", "flying", "reading", "typing", "cutting", "brushing", "chasing",
+        "talking", "waiting", "smiling", "posing", "jumping", "skiing", "surfing", "skateboarding",
+        "snowboarding", "sitting", "standing", "lying", "laying", "walking", "running", "sleeping",
+        "leaning", "hanging", "resting", "containing", "having", "parked", "filled", "full", "covered",
+        "topped", "loaded", "made", "placed", "located", "attached", "stacked", "shown", "seen",
+        "surrounded", "holds", "wears", "sits", "carries", "eats", "contains", "has", "have", "had",
+        "is", "are", "was", "were", "be", "being", "been",
+        # relative words
+        "that", "which", "who", "whose", "whom", "where", "when", "while",
+    }
+)  # fmt: skip
+
+# X in "X of Y" that names an amount, a part or a group of Y, so that Y is the object.
+_PARTITIVES = frozenset(
+    {
+        "slice", "piece", "pair", "bunch", "group", "herd", "flock", "pack", "box", "bag", "plate",
+        "platter", "tray", "basket", "stack", "pile", "heap", "set", "couple", "lot", "number", "bundle",
+        "cluster", "handful", "loaf", "half", "portion", "serving", "carton", "packet", "jar", "row",
+        "line", "team", "family", "crowd", "swarm", "collection", "variety", "kind", "type", "sort",
+        "bit", "chunk", "dozen", "few", "bite", "scoop", "container", "can", "crate", "load", "fleet",
+        "litter", "batch", "assortment", "series", "display",
+    }
+)  # fmt: skip
+
+MappingMethod = Literal["exact", "synonym", "plural", "head_noun", "partitive", "category", "embedding", "none"]
 
 
 @dataclass(frozen=True)
@@ -224,7 +275,7 @@ class QueryMapping:
         class_names: The COCO classes that answer it: none (no detections), one, or several
             for a group name such as "animal".
         method: Which rule decided: ``exact``, ``synonym``, ``plural``, ``head_noun``,
-            ``category``, ``embedding`` or ``none``.
+            ``partitive``, ``category``, ``embedding`` or ``none``.
         similarity: Cosine similarity of the best embedding match when the embedding step
             ran (also for ``none`` after a failed embedding match), else None.
         matched: The vocabulary entry that matched (class name, synonym or group), if any.
@@ -297,6 +348,49 @@ def singular_forms(phrase: str) -> list[str]:
         if word and form != phrase and form not in seen:
             seen.append(form)
     return seen
+
+
+def _known(phrase: str) -> bool:
+    """Whether a normalised phrase, or a singular form of it, is a class, synonym or group."""
+    return any(form in _KNOWN for form in (phrase, *singular_forms(phrase)))
+
+
+def subject_phrase(phrase: str) -> tuple[str, bool]:
+    """The noun phrase a normalised query is about, without what relates it to other things.
+
+    The phrase is cut before its first relation word (see ``_RELATION_WORDS``: "on",
+    "holding", "that"...) unless that word belongs to a known compound ("flying disc"). In
+    "X of Y" the result is X, unless X ends with a quantity, part or group word ("slice",
+    "pair", "group"...), in which case it is Y.
+
+    Args:
+        phrase: A normalised query (see :func:`normalize_query`), e.g. ``"cup on the table"``.
+
+    Returns:
+        The noun phrase (``"cup"``; the phrase itself when nothing is cut) and whether it
+        is the Y of a partitive "X of Y".
+    """
+    words = phrase.split()
+    protected: set[int] = set()
+    for start in range(len(words)):
+        for end in range(start + 2, min(len(words), start + 3) + 1):
+            if _known(" ".join(words[start:end])):
+                protected.update(range(start, end))
+    # A relation word first in the phrase ("on the left") has nothing before it to keep.
+    cut = next((i for i in range(1, len(words)) if words[i] in _RELATION_WORDS and i not in protected), len(words))
+    words = words[:cut]
+    if "of" in words:
+        split = words.index("of")
+        head, rest = words[:split], words[split + 1 :]
+        while rest and rest[0] in _LEADING:
+            rest = rest[1:]
+        last = head[-1] if head else None
+        # "of the cups" (after "some"/"all" were dropped) is partitive too.
+        if rest and (last is None or any(f in _PARTITIVES for f in (last, *singular_forms(last)))):
+            return subject_phrase(" ".join(rest))[0], True
+        if head:
+            words = head
+    return " ".join(words), False
 
 
 class CocoQueryMapper:
@@ -382,19 +476,19 @@ class CocoQueryMapper:
                     f"Detection query {query!r} has no words; pass an object name such as 'cup' or 'person'."
                 )
             phrases[query] = phrase
-        unresolved: list[str] = []
+        unresolved: dict[str, str] = {}  # query -> the noun phrase to embed
         for query, phrase in phrases.items():
             if query in self._cache:
                 continue
-            record = self._map_by_tables(query, phrase)
+            record, subject = self._map_by_tables(query, phrase)
             if record is not None:
                 self._cache[query] = record
             elif self._embedder_loader is None:
                 self._cache[query] = QueryMapping(query, (), "none")
             else:
-                unresolved.append(query)
+                unresolved[query] = subject
         if unresolved:
-            for query, (entry, similarity) in zip(unresolved, self._nearest([phrases[q] for q in unresolved])):
+            for query, (entry, similarity) in zip(unresolved, self._nearest(list(unresolved.values()))):
                 if entry is not None and similarity >= self.threshold:
                     record = QueryMapping(query, self._vocabulary[entry], "embedding", similarity, entry)
                 else:
@@ -402,21 +496,31 @@ class CocoQueryMapper:
                 self._cache[query] = record
         return [self._cache[query] for query in queries]
 
-    def _map_by_tables(self, query: str, phrase: str) -> QueryMapping | None:
-        """Steps 1-4 (and the not-in-COCO list); None when only embeddings can answer."""
+    def _map_by_tables(self, query: str, phrase: str) -> tuple[QueryMapping | None, str]:
+        """Steps 1-4 (and the not-in-COCO list).
+
+        Returns:
+            The record, or None when only embeddings can answer; and the noun phrase the
+            embedding step should read (the query's subject, see :func:`subject_phrase`).
+        """
         if phrase in NOT_IN_COCO:
-            return QueryMapping(query, (), "none")
+            return QueryMapping(query, (), "none"), phrase
         hit = self._lookup_with_plural(phrase)
         if hit is not None:
-            return QueryMapping(query, hit[0], hit[1], matched=hit[2])
-        last = phrase.rpartition(" ")[2]
-        if last in NOT_IN_COCO:  # "reading glasses", but "wine glasses" was answered above
-            return QueryMapping(query, (), "none")
-        if last != phrase:
-            hit = self._lookup_with_plural(last)
+            return QueryMapping(query, hit[0], hit[1], matched=hit[2]), phrase
+        subject, partitive = subject_phrase(phrase)
+        method: MappingMethod = "partitive" if partitive else "head_noun"
+        words = subject.split()
+        # The noun phrase, then its endings, longest first: "big teddy bear" is a teddy bear,
+        # "red wine glasses" wine glasses; "reading glasses" are not in COCO at all.
+        for start in range(0 if subject != phrase else 1, len(words)):
+            tail = " ".join(words[start:])
+            if tail in NOT_IN_COCO:
+                return QueryMapping(query, (), "none"), subject
+            hit = self._lookup_with_plural(tail)
             if hit is not None:
-                return QueryMapping(query, hit[0], "head_noun", matched=hit[2])
-        return None
+                return QueryMapping(query, hit[0], method, matched=hit[2]), subject
+        return None, subject
 
     def _nearest(self, phrases: list[str]) -> list[tuple[str | None, float]]:
         """The most similar vocabulary entry and its cosine similarity, for each phrase.

@@ -18,8 +18,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from vpd.errors import ConfigError
-from vpd.tools.backend import Backend
+from vpd.tools.backends._common import CpuBackend, require_range
 
 if TYPE_CHECKING:
     import numpy as np
@@ -54,12 +53,16 @@ def ground_plane_rows(height: int, horizon: float = 0.4) -> np.ndarray:
     return np.where(t > edge, below, above).astype(np.float32)
 
 
-class GroundPlaneDepth(Backend):
+class GroundPlaneDepth(CpuBackend):
     """Depth from the image row alone, assuming a flat ground (lower in the image = closer).
 
-    Options:
-        horizon: Where the horizon is, as a fraction of the image height from the top
-            (0.4 suits eye-level photos; about 0.5 for a level camera, lower for one tilted down).
+    Options (checked when the backend is constructed; a bad value is a ConfigError):
+        horizon: Where the horizon is, as a fraction in [0, 1) of the image height from the
+            top (0.4 suits eye-level photos; about 0.5 for a level camera, lower for one
+            tilted down).
+
+    It computes on the CPU whatever ``device`` says, and returns float32 maps (``dtype``
+    must be None or ``"float32"``).
     """
 
     capability: ClassVar[str] = "depth"
@@ -73,9 +76,7 @@ class GroundPlaneDepth(Backend):
 
     def __init__(self, model: str | None = None, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
-        horizon = self.options["horizon"]
-        if not isinstance(horizon, (int, float)) or not 0.0 <= float(horizon) < 1.0:
-            raise ConfigError(f"ground_plane's horizon must be a number in [0, 1), not {horizon!r}.")
+        require_range(self, "horizon", 0.0, 1.0, upper_open=True)
 
     def model_key(self) -> Hashable:
         """Nothing to load."""

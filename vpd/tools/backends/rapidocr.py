@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from vpd.errors import ToolError
-from vpd.tools.backend import Availability, Backend
-from vpd.tools.backends._common import to_bgr
+from vpd.tools.backend import Availability
+from vpd.tools.backends._common import OnnxBackend, require_fraction, require_range, to_bgr
 from vpd.tools.types import TextLine
 
 if TYPE_CHECKING:
@@ -43,18 +43,20 @@ _SHORT = 2
 _WHOLE_IMAGE = 0.9
 
 
-class RapidOCRReader(Backend):
+class RapidOCRReader(OnnxBackend):
     """Offline OCR with rapidocr (PP-OCRv6 small, ONNX, models inside the wheel).
 
-    Options:
-        min_score: Lowest recognition score kept for lines of three or more characters.
-        min_score_short: Lowest score kept for one- or two-character lines (see the module
-            docstring for the measurements behind both thresholds).
-        min_height_px: Boxes shorter than this many pixels are dropped.
+    Options (checked when the backend is constructed; a bad value is a ConfigError):
+        min_score: Lowest recognition score, in [0, 1], kept for lines of three or more characters.
+        min_score_short: Lowest score, in [0, 1], kept for one- or two-character lines (see
+            the module docstring for the measurements behind both thresholds).
+        min_height_px: Boxes shorter than this many pixels (a number >= 0) are dropped.
 
     ``device="cuda"`` (or ``"cuda:N"``) asks onnxruntime for its CUDA provider, which needs
-    the ``onnxruntime-gpu`` package; anything else runs on the CPU. The model is never
-    loaded by constructing the backend, only by the first :meth:`read_text` call.
+    the ``onnxruntime-gpu`` package; without it the reader falls back to the CPU with a
+    warning. None, ``"auto"`` and ``"cpu"`` run on the CPU; any other device is a
+    ConfigError. The models run in float32: ``dtype`` must be None or ``"float32"``. The
+    model is never loaded by constructing the backend, only by the first :meth:`read_text` call.
     """
 
     capability: ClassVar[str] = "ocr"
@@ -68,6 +70,15 @@ class RapidOCRReader(Backend):
         "min_score_short": 0.98,
         "min_height_px": 8,
     }
+
+    # CPU by default (see the class docstring): CUDA only when asked for by name.
+    auto_cuda: ClassVar[bool] = False
+
+    def __init__(self, model: str | None = None, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        require_fraction(self, "min_score")
+        require_fraction(self, "min_score_short")
+        require_range(self, "min_height_px", 0.0)
 
     @classmethod
     def check_available(cls, model: str | None = None) -> Availability:
@@ -89,14 +100,7 @@ class RapidOCRReader(Backend):
 
     def model_key(self) -> Hashable:
         """One engine per device; thresholds are applied afterwards, so they do not split the cache."""
-        return ("rapidocr", self.model_id, self._ort_device())
-
-    def _ort_device(self) -> str:
-        """``"cpu"`` or ``"cuda:N"``; decided without importing torch (which this backend does not need)."""
-        requested = (self.requested_device or "cpu").lower()
-        if requested.startswith("cuda"):
-            return requested if ":" in requested else "cuda:0"
-        return "cpu"
+        return ("rapidocr", self.model_id, self.onnx_device())
 
     def _load(self) -> tuple[Any, threading.Lock]:
         from rapidocr import RapidOCR
@@ -107,7 +111,7 @@ class RapidOCRReader(Backend):
             # with different thresholds.
             "Global.text_score": 0.0,
         }
-        device = self._ort_device()
+        device = self.onnx_device()  # "cuda:N" only when onnxruntime has its CUDA provider
         if device.startswith("cuda"):
             params["EngineConfig.onnxruntime.use_cuda"] = True
             params["EngineConfig.onnxruntime.cuda_ep_cfg.device_id"] = int(device.split(":")[1])
