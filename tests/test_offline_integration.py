@@ -95,3 +95,13 @@ def test_offline_simple_query_describes_the_photo_to_the_llm():
     assert events[0].backend == "described"
     used = {step["capability"] for step in events[0].details["steps"]}
     assert used == {"vqa"}
+
+
+def test_ocr_reads_a_real_scanned_page(toolkit):
+    page = ImagePatch(skimage_data.page(), toolkit=toolkit)  # a real scan, 384x191
+    text = page.ocr()
+    for words in ("Region-based segmentation", "markers", "background", "histogram"):
+        assert words in text
+    # the top third holds the title only
+    top = page.crop(0, 2 * page.height // 3, page.width, page.height).ocr()
+    assert "Region-based" in top and "histogram" not in top
