@@ -112,6 +112,21 @@ def _transformer_class() -> type:
     return StrictTransformer
 
 
+class _WalrusTracer(ast.NodeTransformer):
+    """Wrap ``(name := value)`` as ``__vpd_assign__(line, "name", (name := value))`` (the hook returns the value)."""
+
+    def visit_NamedExpr(self, node: ast.NamedExpr) -> ast.AST:
+        self.generic_visit(node)
+        if node.target.id.startswith("_"):
+            return node
+        call = ast.Call(
+            func=ast.Name(ASSIGN_HOOK, ast.Load()),
+            args=[ast.Constant(node.lineno), ast.Constant(node.target.id), node],
+            keywords=[],
+        )
+        return ast.copy_location(call, node)
+
+
 class _AssignmentTracer(ast.NodeTransformer):
     """Insert ``__vpd_assign__(line, name, value)`` after assignments to plain names."""
 
@@ -182,8 +197,8 @@ def compile_program(source: str) -> CompiledProgram:
     """
     if not isinstance(source, str):
         return CompiledProgram(None, ((None, f"A program must be a string, not {type(source).__name__}."),))
-    if len(source) > MAX_PROGRAM_CHARS:
-        return CompiledProgram(None, ((None, f"The program is longer than {MAX_PROGRAM_CHARS} characters."),))
+    if len(source.encode("utf-8", "replace")) > MAX_PROGRAM_CHARS:
+        return CompiledProgram(None, ((None, f"The program is longer than {MAX_PROGRAM_CHARS} bytes of UTF-8."),))
     if "\x00" in source:
         return CompiledProgram(None, ((None, "The program contains a NUL character."),))
     try:
@@ -201,7 +216,7 @@ def compile_program(source: str) -> CompiledProgram:
         return CompiledProgram(None, ((None, "The program is nested too deeply."),))
     if errors:
         return CompiledProgram(None, tuple(_split_line(e) for e in errors))
-    tree = _AssignmentTracer().visit(tree)
+    tree = _AssignmentTracer().visit(_WalrusTracer().visit(tree))
     ast.fix_missing_locations(tree)
     try:
         code = compile(tree, PROGRAM_FILENAME, "exec")

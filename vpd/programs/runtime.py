@@ -57,6 +57,24 @@ _MAX_ANSWER_DEPTH = 8
 _VIOLATIONS: list[str] = []
 
 
+class WorkerFailure(BaseException):
+    """The worker cannot go on (its link to the host failed); ends the worker, not catchable by programs.
+
+    It derives from BaseException on purpose: programs may only catch Exception subclasses
+    (bare ``except:`` is rejected when compiling), so a program cannot keep running on a
+    desynchronised link and make the trace disagree with what it saw. The failure is also
+    remembered (``_FAILED``), so even a program that somehow went on gets no further reply
+    and no answer.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        _FAILED.append(message)
+
+
+_FAILED: list[str] = []
+
+
 class SandboxViolation(Exception):
     """A program broke a sandbox rule; the run fails with kind ``violation`` even if it is caught."""
 
@@ -145,7 +163,7 @@ def to_json(value: Any, depth: int = 0, counter: list[int] | None = None) -> Any
     Raises:
         AnswerError: An unsupported type, a non-finite float, or a cap exceeded.
     """
-    counter = counter if counter is not None else [0]
+    counter = counter if counter is not None else [0, 0]  # items, characters
     counter[0] += 1
     if counter[0] > _MAX_ANSWER_ITEMS:
         raise AnswerError(f"the answer has more than {_MAX_ANSWER_ITEMS} items")
@@ -155,7 +173,7 @@ def to_json(value: Any, depth: int = 0, counter: list[int] | None = None) -> Any
     if value is None or kind is bool:
         return value
     if kind is int:
-        if value.bit_length() > 63:
+        if not -(2**63) <= value < 2**63:
             raise AnswerError("the answer is an integer too large for JSON (more than 64 bits)")
         return value
     if kind is float:
@@ -163,8 +181,13 @@ def to_json(value: Any, depth: int = 0, counter: list[int] | None = None) -> Any
             raise AnswerError(f"the answer is {value!r}, which JSON cannot represent")
         return value
     if kind is str:
-        if len(value) > _MAX_ANSWER_CHARS:
-            raise AnswerError(f"the answer is a string of {len(value)} characters (limit {_MAX_ANSWER_CHARS})")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise AnswerError("the answer holds text that is not valid Unicode (a lone surrogate)") from None
+        counter[1] += len(value)
+        if len(value) > _MAX_ANSWER_CHARS or counter[1] > _MAX_ANSWER_CHARS:
+            raise AnswerError(f"the answer holds more than {_MAX_ANSWER_CHARS} characters of text")
         return value
     if kind is ImagePatch:
         left, lower, right, upper = value._box
@@ -191,6 +214,10 @@ class ToolClient:
     def __init__(self, sock: socket.socket, tools: Sequence[dict[str, Any]], reporter: Reporter) -> None:
         self._sock = sock
         self._reporter = reporter
+        self._calls = 0
+        # Allocated up front: a program that fills its address space must not be able to
+        # make a reply unreadable (and the link desynchronised).
+        self._buffer = bytearray(wire.MAX_MESSAGE_BYTES + 1)
         self.tools = ToolRegistry()
         for entry in tools:
             name, kind = str(entry["name"]), entry["kind"]
@@ -198,11 +225,22 @@ class ToolClient:
             self.tools.add(ToolSpec(name, _absent, kind, _EMPTY_SIGNATURE, str(entry.get("doc", ""))))
 
     def _call(self, op: str, **args: Any) -> Any:
+        if _FAILED:
+            raise WorkerFailure("the link to the host failed earlier")
         self._reporter.flush()
-        wire.send(self._sock, {"type": "call", "op": op, "args": args, "line": program_line()})
-        reply = wire.receive(self._sock)
-        if reply is None:
-            raise SystemExit(3)  # the host went away; nothing left to do
+        self._calls += 1
+        try:
+            wire.send(self._sock, {"type": "call", "id": self._calls, "op": op, "args": args, "line": program_line()})
+        except wire.WireError as exc:  # the arguments could not be encoded: nothing was sent
+            raise InvalidArgumentError(f"cannot send these arguments to {op}: {exc}") from None
+        except BaseException as exc:
+            raise WorkerFailure(f"sending a tool call failed: {type(exc).__name__}") from None
+        try:
+            reply = wire.receive(self._sock, self._buffer)
+        except BaseException as exc:
+            raise WorkerFailure(f"receiving a tool result failed: {type(exc).__name__}") from None
+        if reply is None or reply.get("id") != self._calls:
+            raise WorkerFailure("the host went away or answered out of turn")
         if "error" in reply:
             error = reply["error"]
             message = str(error.get("message", "tool call failed"))
@@ -211,7 +249,7 @@ class ToolClient:
                 raise InvalidArgumentError(message)
             if kind == "violation":
                 raise SandboxViolation(message)
-            raise ToolError(message, tool=op)
+            raise ToolError(message, tool=str(args.get("name", op)) if op == "call_tool" else op)
         return reply.get("result")
 
     # The methods ImagePatch and the helpers call (same signatures as ToolOperations).
@@ -310,35 +348,45 @@ class Reporter:
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._buffer: list[dict[str, Any]] = []
+        self._bytes = 0
         self._count = 0
         self.dropped = 0
         self.printed = 0
 
-    def add(self, event: dict[str, Any]) -> None:
+    def add(self, event: dict[str, Any], size: int) -> None:
         if self._count >= _MAX_EVENTS:
             self.dropped += 1
             return
         self._count += 1
         self._buffer.append(event)
-        if len(self._buffer) >= 50:
+        self._bytes += size
+        # Events are bounded (names 100, values 200, prints 20,000 characters), so a batch
+        # flushed at 32,000 characters stays far below the message limit even in UTF-8.
+        if len(self._buffer) >= 50 or self._bytes >= 8_000:
             self.flush()
 
     def flush(self) -> None:
         if self._buffer:
-            batch, self._buffer = self._buffer, []
-            wire.send(self._sock, {"type": "events", "events": batch})
+            batch, self._buffer, self._bytes = self._buffer, [], 0
+            try:
+                wire.send(self._sock, {"type": "events", "events": batch})
+            except BaseException as exc:  # losing trace events silently is not an option
+                raise WorkerFailure(f"sending trace events failed: {type(exc).__name__}") from None
 
-    def assign(self, line: int, name: str, value: Any) -> None:
-        self.add({"kind": "assign", "line": line, "name": name, "value": short(value)})
+    def assign(self, line: int, name: str, value: Any) -> Any:
+        """Report an assignment; returns ``value`` (so it can wrap ``:=`` expressions)."""
+        text = short(value)
+        self.add({"kind": "assign", "line": line, "name": name[:100], "value": text}, len(name[:100]) + len(text))
+        return value
 
     def print(self, line: int | None, text: str) -> None:
         room = _MAX_PRINT_CHARS - self.printed
         if room <= 0:
             self.dropped += 1
             return
-        text = text[:room]
+        text = text[: min(room, 4000)]
         self.printed += len(text)
-        self.add({"kind": "print", "line": line, "text": text})
+        self.add({"kind": "print", "line": line, "text": text}, len(text))
 
 
 def _print_factory(reporter: Reporter) -> type:
@@ -366,7 +414,7 @@ def _print_factory(reporter: Reporter) -> type:
 
 # -- guards ----------------------------------------------------------------------------------
 def _make_getattr(client: ToolClient) -> Callable[..., Any]:
-    from RestrictedPython.Guards import safer_getattr
+    from RestrictedPython.Guards import safer_getattr_raise as safer_getattr
 
     def guarded_getattr(obj: Any, name: str, default: Any = None) -> Any:
         if type(name) is not str or name.startswith("_"):
@@ -533,20 +581,26 @@ def run_worker(sock: socket.socket, job: dict[str, Any], code: CodeType) -> None
                 error = {"kind": "tool", "message": _message(exc), "line": _error_line(exc)}
             except Exception as exc:
                 error = {"kind": "runtime", "message": _message(exc), "line": _error_line(exc)}
+        if _FAILED:
+            raise WorkerFailure(_FAILED[0])
         if error is None and _VIOLATIONS:
             error = {"kind": "violation", "message": f"SandboxViolation: {_VIOLATIONS[0][:1000]}", "line": None}
         reporter.flush()
-        wire.send(
-            sock,
-            {
-                "type": "done",
-                "answer": answer,
-                "error": error,
-                "dropped": reporter.dropped,
-                "cpu_seconds": time.process_time(),
-                "seconds": time.perf_counter() - started,
-            },
-        )
+        done = {
+            "type": "done",
+            "answer": answer,
+            "error": error,
+            "dropped": reporter.dropped,
+            "cpu_seconds": time.process_time(),
+            "seconds": time.perf_counter() - started,
+        }
+        try:
+            wire.send(sock, done)
+        except wire.WireError:
+            done.update(
+                answer=None, error={"kind": "answer", "message": "the answer is too large to send", "line": None}
+            )
+            wire.send(sock, done)
     except BaseException:  # the host learns from the missing "done" and the exit status
         status = 70
     finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import json
 import math
 import os
@@ -43,6 +44,7 @@ __all__ = ["Execution", "Sandbox", "SandboxLimits", "default_sandbox", "run_prog
 _MAX_MESSAGE_CHARS = 2000
 _MAX_EVENTS = 5000
 _MAX_STDOUT = 20_000
+_MASK_BYTES = 64 * 1024 * 1024  # masks kept per run for depth()
 
 
 @dataclass(frozen=True)
@@ -109,12 +111,20 @@ def _json_safe(value: Any, depth: int = 0) -> Any:
 
     if depth > 8:
         raise ToolError("a tool returned a value nested too deeply")
-    if value is None or isinstance(value, (bool, str)):
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ToolError("a tool returned text that is not valid Unicode (a lone surrogate)") from None
         return value
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
-        return float(value) if math.isfinite(value) else None
+        if not math.isfinite(value):
+            raise ToolError(f"a tool returned {value!r}, which cannot be sent to a program")
+        return float(value)
     if isinstance(value, ImagePatch):
         return {"$patch": list(value.xyxy)}
     if isinstance(value, (list, tuple)):
@@ -127,9 +137,26 @@ def _json_safe(value: Any, depth: int = 0) -> Any:
     raise ToolError(f"a tool returned a {type(value).__name__}, which cannot be sent to a program")
 
 
-def _jsonable(value: Any) -> Any:
-    """A deep copy through JSON, so a trace round-trips exactly."""
-    return json.loads(json.dumps(value, default=str, allow_nan=False))
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    """Plain JSON for a trace (exact round trip).
+
+    Non-finite floats become None, lone surrogates ``?``, tuples lists, anything else its type name.
+    """
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if depth > 12:
+        return "..."
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {_jsonable(str(k), depth + 1): _jsonable(v, depth + 1) for k, v in value.items()}
+    return _bounded(type(value).__name__, 100)
 
 
 class _Run:
@@ -149,6 +176,7 @@ class _Run:
         self.events: list[TraceEvent] = []
         self.dropped = 0
         self.masks: dict[tuple[int, ...], Any] = {}
+        self.mask_bytes = 0
         self.tool_calls = 0
         self.tool_seconds = 0.0
         self.pid: int | None = None
@@ -175,6 +203,8 @@ class _Run:
                 if message is None:
                     return None, self._died()
                 kind = message.get("type")
+                if kind == "call" and time.monotonic() >= deadline:
+                    return None, self._timeout()
                 if kind == "hello" and self.pid is None:
                     self._hello(message)
                 elif kind == "events":
@@ -182,7 +212,8 @@ class _Run:
                         self._kill()
                         return None, ProgramError("worker-crash", "The worker sent malformed trace events.")
                 elif kind == "call":
-                    self._call(message)
+                    if not self._call(message, deadline):
+                        return None, self._died()
                 elif kind == "done":
                     return self._done(message)
                 else:
@@ -275,7 +306,8 @@ class _Run:
         return answer, None
 
     # -- tool calls -------------------------------------------------------------------------
-    def _call(self, message: dict[str, Any]) -> None:
+    def _call(self, message: dict[str, Any], deadline: float) -> bool:
+        """Serve one tool call; False when the reply cannot be delivered (the worker is gone)."""
         op = message.get("op")
         args = message.get("args")
         line = message.get("line")
@@ -303,10 +335,16 @@ class _Run:
         seconds = time.perf_counter() - start
         self.tool_seconds += seconds
         self._record(op, args, line, served, reply, seconds)
+        reply["id"] = message.get("id")
         try:
-            wire.send(self.sock, reply)
-        except wire.WireError:
-            wire.send(self.sock, {"error": {"kind": "tool", "message": "The tool's result is too large to send."}})
+            try:
+                wire.send(self.sock, reply)
+            except wire.WireError:
+                error = {"kind": "tool", "message": "The tool's result is too large or not JSON."}
+                wire.send(self.sock, {"id": message.get("id"), "error": error})
+        except OSError:
+            return False
+        return True
 
     def _record(
         self, op: Any, args: Any, line: int | None, served: list[ToolEvent], reply: dict[str, Any], seconds: float
@@ -322,7 +360,7 @@ class _Run:
                     capability="",
                     backend="",
                     model=None,
-                    inputs=_jsonable(args) if isinstance(args, dict) and len(json.dumps(args)) < 4000 else {},
+                    inputs=_jsonable(args) if isinstance(args, dict) and len(str(args)) < 4000 else {},
                     output=None,
                     box=None,
                     line=line,
@@ -332,7 +370,10 @@ class _Run:
                 )
             )
             return
-        for event in served:
+        failed = reply.get("error", {}).get("message") if "error" in reply else None
+        for position, event in enumerate(served):
+            # A result the host could not hand to the program is a failed call in the trace too.
+            error = event.error or (failed if position == len(served) - 1 else None)
             self.events.append(
                 ToolCall(
                     index=len(self.events),
@@ -346,10 +387,19 @@ class _Run:
                     line=line,
                     seconds=event.seconds,
                     cache_hit=event.cache_hit,
-                    error=_bounded(event.error) if event.error else None,
+                    error=_bounded(error) if error else None,
                     details=_jsonable(event.details),
                 )
             )
+
+    def remember_mask(self, box: tuple[int, ...], mask: Any) -> None:
+        """Keep a mask for depth() on the same box, within a memory budget (oldest dropped first)."""
+        self.masks.pop(box, None)
+        self.masks[box] = mask
+        self.mask_bytes += int(getattr(mask, "nbytes", 0))
+        while self.mask_bytes > _MASK_BYTES and len(self.masks) > 1:
+            oldest = next(iter(self.masks))
+            self.mask_bytes -= int(getattr(self.masks.pop(oldest), "nbytes", 0))
 
     # -- argument checks (the worker is untrusted) --------------------------------------------
     def box(self, value: Any) -> tuple[int, int, int, int]:
@@ -390,7 +440,7 @@ def _find(run: _Run, args: dict[str, Any]) -> Any:
     out = []
     for r in regions:
         if r.mask is not None:
-            run.masks[tuple(r.box)] = r.mask
+            run.remember_mask(tuple(r.box), r.mask)
         out.append({"box": list(r.box), "score": r.score, "label": r.label, "class_name": r.class_name, "area": r.area})
     return out
 
@@ -508,6 +558,20 @@ class Sandbox:
             threading.Thread(target=self._read_control, args=(host,), name="vpd-sandbox-control", daemon=True).start()
             return host
 
+    def _submit(self, payload: bytes, worker: socket.socket) -> None:
+        """Hand a job to the template process, restarting it once if it died."""
+        for attempt in (1, 2):
+            control = self._ensure_started()
+            try:
+                with self._send_lock:
+                    socket.send_fds(control, [payload], [worker.fileno()])
+                return
+            except OSError as exc:
+                if attempt == 2 or exc.errno == errno.EMSGSIZE:
+                    raise ToolError(f"The sandbox could not start the program: {exc}.") from exc
+                with self._lock:
+                    self._stop_locked()
+
     def _read_control(self, control: socket.socket) -> None:
         while True:
             try:
@@ -584,11 +648,13 @@ class Sandbox:
         info = {"sha256": data.sha256, "width": data.width, "height": data.height}
         if not isinstance(code, str):
             raise InvalidArgumentError(f"A program must be a string, not {type(code).__name__}.")
-        errors = check_program(code, toolkit.tools)
+        try:
+            errors = check_program(code, toolkit.tools)
+        except RecursionError:
+            errors = [ProgramError("static-check", "The program is nested too deeply to check.")]
         if errors:
             error = ProgramError(errors[0].kind, "\n".join(_line(e) for e in errors), errors[0].line)
             return self._finish(code, info, [], None, error, started, 0.0, "", 0, meta)
-        control = self._ensure_started()
         host, worker = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         job = {
             "type": "run",
@@ -598,17 +664,20 @@ class Sandbox:
             "limits": {"cpu_seconds": limits.cpu_seconds, "memory_bytes": limits.memory_mb * 1024 * 1024},
         }
         run = _Run(self, host, data, toolkit, limits)
+        payload = json.dumps(job, ensure_ascii=False).encode("utf-8", "replace")
         try:
             try:
-                with self._send_lock:
-                    socket.send_fds(control, [json.dumps(job).encode()], [worker.fileno()])
-            except OSError as exc:
-                raise ToolError(
-                    f"The sandbox's template process is gone ({exc}); it restarts on the next run."
-                ) from exc
+                self._submit(payload, worker)
             finally:
                 worker.close()
-            answer, outcome = run.serve(time.monotonic() + limits.timeout)
+            try:
+                answer, outcome = run.serve(time.monotonic() + limits.timeout)
+            except Exception as exc:  # a bug of ours or of a tool: never lose the batch over one run
+                run._kill()
+                answer, outcome = (
+                    None,
+                    ProgramError("worker-crash", _bounded(f"The host failed serving the run: {exc!r}")),
+                )
         finally:
             host.close()
         return self._finish(

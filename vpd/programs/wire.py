@@ -21,21 +21,37 @@ class WireError(Exception):
 
 
 def send(sock: socket.socket, message: dict[str, Any]) -> None:
-    """Send one message (raises :class:`WireError` if it is too large to send)."""
-    data = json.dumps(message, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    """Send one message (raises :class:`WireError` if it is too large or not JSON).
+
+    Lone surrogates in strings (which UTF-8 cannot carry) become ``?``.
+    """
+    try:
+        text = json.dumps(message, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise WireError(f"message is not JSON: {type(exc).__name__}") from exc
+    data = text.encode("utf-8", "replace")
     if len(data) > MAX_MESSAGE_BYTES:
         raise WireError(f"message of {len(data)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")
     sock.sendall(data)
 
 
-def receive(sock: socket.socket) -> dict[str, Any] | None:
+def receive(sock: socket.socket, buffer: bytearray | None = None) -> dict[str, Any] | None:
     """Receive one message; None at end of stream.
+
+    Args:
+        sock: The socket.
+        buffer: A preallocated buffer of at least ``MAX_MESSAGE_BYTES + 1`` bytes to receive
+            into (the worker passes one, so a full address space cannot stop it receiving).
 
     Raises:
         WireError: The datagram is truncated, not UTF-8 JSON, or not an object.
         TimeoutError: The socket's timeout expired.
     """
-    data, _, flags, _ = sock.recvmsg(MAX_MESSAGE_BYTES + 1)
+    if buffer is not None:
+        size, _, flags, _ = sock.recvmsg_into([buffer])
+        data = bytes(memoryview(buffer)[:size])
+    else:
+        data, _, flags, _ = sock.recvmsg(MAX_MESSAGE_BYTES + 1)
     if not data:
         return None
     if len(data) > MAX_MESSAGE_BYTES or flags & socket.MSG_TRUNC:

@@ -117,10 +117,15 @@ def main(argv: list[str] | None = None) -> int:
 
     # Import and warm up everything a worker needs before isolating: after chroot nothing
     # more can be imported.
+    import functools
+
     import vpd.helpers
     import vpd.programs.runtime  # noqa: F401
-    from vpd.programs.policy import compile_program
+    from vpd.programs.policy import compile_program as cached
 
+    # A small cache of its own: the host's may hold thousands of programs, and every byte
+    # this process holds counts against each worker's address-space limit.
+    compile_program = functools.lru_cache(maxsize=16)(cached.__wrapped__)
     compile_program("def execute_command(image):\n    return 1\n")
 
     devnull = os.open(os.devnull, os.O_RDWR)

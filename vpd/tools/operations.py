@@ -417,6 +417,8 @@ class ToolOperations:
         """Index of the region that best matches any of the ``content`` texts."""
         if not boxes:
             raise InvalidArgumentError("best_image_match needs a non-empty list of patches.")
+        if len(boxes) > MAX_OPTIONS:
+            raise InvalidArgumentError(f"best_image_match takes at most {MAX_OPTIONS} patches, got {len(boxes)}.")
         regions = [self.check_box(image, b) for b in boxes]
         texts = check_options(content, "content")
 
@@ -573,11 +575,12 @@ class ToolOperations:
             return result
 
         shown_args = [_summary(a) for a in (args[1:] if spec.kind == "method" else args)]
+        patch = args[0] if spec.kind == "method" and args else None
         return self._operation(
             name,
             "tool",
-            None,
-            None,
+            getattr(patch, "image", None),
+            getattr(patch, "xyxy", None),
             {"args": shown_args, "kwargs": {k: _summary(v) for k, v in kwargs.items()}},
             run,
             _summary,
@@ -594,7 +597,7 @@ def _summary(value: Any) -> Any:
         return [_summary(v) for v in value[:20]] + (["..."] if len(value) > 20 else [])
     if isinstance(value, dict):
         return {str(k)[:50]: _summary(v) for k, v in list(value.items())[:20]}
-    box = getattr(value, "box", None)
+    box = getattr(value, "xyxy", None)
     if box is not None:
         return {"type": type(value).__name__, "box": list(box)}
     return type(value).__name__
