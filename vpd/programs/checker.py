@@ -9,6 +9,7 @@ methods (``image_patch.compute_depth()``), wrong argument counts (``patch.find()
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 from collections.abc import Iterable
 
@@ -201,15 +202,25 @@ def check_program(source: str, tools: ToolRegistry | None = None) -> list[Progra
         The errors found: kind ``compile`` (syntax, forbidden constructs) or ``static-check``
         (unknown names, methods, wrong argument counts...); empty when the program looks runnable.
     """
+    registry = tools if tools is not None else tool_registry
+    # The result depends on the source and on the names and signatures of the user tools.
+    signature = tuple((s.name, s.kind, str(s.signature)) for s in registry.specs())
+    return list(_check_cached(source, signature, registry))
+
+
+@functools.lru_cache(maxsize=4096)
+def _check_cached(
+    source: str, signature: tuple[tuple[str, str, str], ...], tools: ToolRegistry
+) -> tuple[ProgramError, ...]:
     compiled = compile_program(source)
     if not compiled.ok:
-        return [ProgramError("compile", message, line) for line, message in compiled.errors]
+        return tuple(ProgramError("compile", message, line) for line, message in compiled.errors)
     tree = ast.parse(source)
-    checker = _Checker(tools if tools is not None else tool_registry)
+    checker = _Checker(tools)
     checker.collect_bindings(tree)
     checker.check_module(tree)
     checker.visit(tree)
-    return checker.errors
+    return tuple(checker.errors)
 
 
 def format_errors(errors: Iterable[ProgramError]) -> str:

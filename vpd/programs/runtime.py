@@ -227,10 +227,12 @@ class ToolClient:
     def _call(self, op: str, **args: Any) -> Any:
         if _FAILED:
             raise WorkerFailure("the link to the host failed earlier")
-        self._reporter.flush()
         self._calls += 1
+        request = {"type": "call", "id": self._calls, "op": op, "args": args, "line": program_line()}
+        # Pending trace events ride along with the call (one message instead of two).
+        self._reporter.flush(request)
         try:
-            wire.send(self._sock, {"type": "call", "id": self._calls, "op": op, "args": args, "line": program_line()})
+            wire.send(self._sock, request)
         except wire.WireError as exc:  # the arguments could not be encoded: nothing was sent
             raise InvalidArgumentError(f"cannot send these arguments to {op}: {exc}") from None
         except BaseException as exc:
@@ -365,9 +367,13 @@ class Reporter:
         if len(self._buffer) >= 50 or self._bytes >= 8_000:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, carrier: dict[str, Any] | None = None) -> None:
+        """Send the buffered events, on their own or inside ``carrier`` (a message about to be sent)."""
         if self._buffer:
             batch, self._buffer, self._bytes = self._buffer, [], 0
+            if carrier is not None:
+                carrier["events"] = batch
+                return
             try:
                 wire.send(self._sock, {"type": "events", "events": batch})
             except BaseException as exc:  # losing trace events silently is not an option

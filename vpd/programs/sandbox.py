@@ -137,11 +137,18 @@ def _json_safe(value: Any, depth: int = 0) -> Any:
     raise ToolError(f"a tool returned a {type(value).__name__}, which cannot be sent to a program")
 
 
-def _jsonable(value: Any, depth: int = 0) -> Any:
+def _jsonable(value: Any) -> Any:
     """Plain JSON for a trace (exact round trip).
 
     Non-finite floats become None, lone surrogates ``?``, tuples lists, anything else its type name.
     """
+    try:  # the common case, in C: already plain, finite and valid Unicode
+        return json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8"))
+    except (TypeError, ValueError, UnicodeEncodeError, RecursionError):
+        return _sanitised(value)
+
+
+def _sanitised(value: Any, depth: int = 0) -> Any:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
@@ -153,9 +160,9 @@ def _jsonable(value: Any, depth: int = 0) -> Any:
     if depth > 12:
         return "..."
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v, depth + 1) for v in value]
+        return [_sanitised(v, depth + 1) for v in value]
     if isinstance(value, dict):
-        return {_jsonable(str(k), depth + 1): _jsonable(v, depth + 1) for k, v in value.items()}
+        return {_sanitised(str(k), depth + 1): _sanitised(v, depth + 1) for k, v in value.items()}
     return _bounded(type(value).__name__, 100)
 
 
@@ -212,6 +219,9 @@ class _Run:
                         self._kill()
                         return None, ProgramError("worker-crash", "The worker sent malformed trace events.")
                 elif kind == "call":
+                    if "events" in message and not self._events(message["events"]):
+                        self._kill()
+                        return None, ProgramError("worker-crash", "The worker sent malformed trace events.")
                     if not self._call(message, deadline):
                         return None, self._died()
                 elif kind == "done":
@@ -374,6 +384,7 @@ class _Run:
         for position, event in enumerate(served):
             # A result the host could not hand to the program is a failed call in the trace too.
             error = event.error or (failed if position == len(served) - 1 else None)
+            inputs, output, details = _jsonable([event.inputs, event.output, event.details])
             self.events.append(
                 ToolCall(
                     index=len(self.events),
@@ -381,14 +392,14 @@ class _Run:
                     capability=event.capability,
                     backend=event.backend,
                     model=event.model,
-                    inputs=_jsonable(event.inputs),
-                    output=_jsonable(event.output),
+                    inputs=inputs,
+                    output=output,
                     box=list(event.box) if event.box is not None else None,
                     line=line,
                     seconds=event.seconds,
                     cache_hit=event.cache_hit,
                     error=_bounded(error) if error else None,
-                    details=_jsonable(event.details),
+                    details=details,
                 )
             )
 

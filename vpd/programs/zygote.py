@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import gc
 import json
 import os
@@ -36,7 +37,9 @@ _PR_SET_PDEATHSIG = 1
 _NOBODY = 65534
 
 
+@functools.lru_cache(maxsize=1)
 def _libc() -> Any:
+    # Loaded once in the zygote, so forked workers do not pay for it.
     return ctypes.CDLL(None, use_errno=True)
 
 
@@ -117,8 +120,6 @@ def main(argv: list[str] | None = None) -> int:
 
     # Import and warm up everything a worker needs before isolating: after chroot nothing
     # more can be imported.
-    import functools
-
     import vpd.helpers
     import vpd.programs.runtime  # noqa: F401
     from vpd.programs.policy import compile_program as cached
