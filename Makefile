@@ -48,6 +48,7 @@ typecheck: install
 
 bench: install
 	$(BIN)/python benchmarks/offline_backends.py
+	$(BIN)/python benchmarks/sandbox.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache
