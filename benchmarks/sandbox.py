@@ -15,8 +15,9 @@ call really goes through the toolkit to the backend (in-process direct cost prin
 the toolkit's own bookkeeping, identical in all three modes). The modes are interleaved
 (a, b, c, a, b, c...) so machine noise hits all three alike; wall times are medians. The
 fixed cost per program is the 2-call program's median; the marginal cost per tool call is
-the least-squares slope over programs making 1, 10, 100 and 1000 calls. Peak memory: the
-host's ru_maxrss, and the zygote's and a running worker's RSS/PSS from /proc.
+the slope over programs making 1, 10, 100 and 1000 calls (Theil-Sen: the median of the
+pairwise slopes, robust to one noisy point). Peak memory: the host's ru_maxrss, and the
+zygote's and a running worker's RSS/PSS from /proc.
 
     python benchmarks/sandbox.py            # about 25 seconds on 2 cores
     python benchmarks/sandbox.py --quick    # about 10 seconds, noisier
@@ -262,12 +263,10 @@ def _constant(source: str) -> Callable[[int], str]:
 
 
 def slope(points: Sequence[tuple[int, float]]) -> tuple[float, float]:
-    """Least-squares (slope, intercept) of seconds against tool calls."""
-    xs = [float(x) for x, _ in points]
-    ys = [y for _, y in points]
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-    return b, my - b * mx
+    """Robust (slope, intercept) of seconds against tool calls (Theil-Sen: one noisy point cannot skew it)."""
+    pairs = [(y2 - y1) / (x2 - x1) for i, (x1, y1) in enumerate(points) for x2, y2 in points[i + 1 :] if x2 != x1]
+    b = statistics.median(pairs)
+    return b, statistics.median(y - b * x for x, y in points)
 
 
 def direct_call_cost(toolkit: vpd.Toolkit, image: vpd.ImageData, repeats: int = 2000) -> tuple[float, float]:
@@ -431,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
         runners[MODES[2]](SMALL)
         cold = time.perf_counter() - cold
         # The zygote's pid, for its CPU time and memory (a benchmark may peek at a private attribute).
-        zygote = sandbox._process.pid if sandbox._process is not None else None
+        process = getattr(sandbox, "_process", None)
+        zygote = process.pid if process is not None else None
         for source in programs * 10:
             for run in runners.values():
                 run(source)
