@@ -14,19 +14,12 @@ import statistics
 import time
 from collections.abc import Callable
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from skimage import data
 
 import vpd
+from vpd.testing import street_sign
 from vpd.tools.registry import backend_registry
-
-
-def _sign() -> Image.Image:
-    image = Image.new("RGB", (640, 360), (120, 120, 120))
-    draw = ImageDraw.Draw(image)
-    draw.rectangle((120, 100, 520, 260), fill=(250, 250, 250))
-    draw.text((160, 130), "STOP 42", fill=(0, 0, 0), font=ImageFont.load_default(size=64))
-    return image
 
 
 def _time(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
@@ -47,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
 
     coffee = Image.fromarray(data.coffee())
-    sign = _sign()
+    sign = street_sign()
     box = (140.0, 11.0, 427.0, 398.0)
     rows: list[tuple[str, str, float, float]] = []
 

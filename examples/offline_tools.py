@@ -9,20 +9,10 @@ call the toolkit served.
 
 from __future__ import annotations
 
-from PIL import Image, ImageDraw, ImageFont
 from skimage import data
 
 import vpd
-
-
-def street_sign() -> Image.Image:
-    """A white sign with black text on a grey wall."""
-    image = Image.new("RGB", (640, 360), (120, 120, 120))
-    draw = ImageDraw.Draw(image)
-    draw.rectangle((120, 100, 520, 260), fill=(250, 250, 250), outline=(0, 0, 0), width=4)
-    draw.text((160, 130), "STOP 42", fill=(0, 0, 0), font=ImageFont.load_default(size=64))
-    draw.text((170, 205), "Main St.", fill=(0, 0, 0), font=ImageFont.load_default(size=40))
-    return image
+from vpd.testing import street_sign
 
 
 def main() -> None:

@@ -6,11 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
 from vpd.errors import ConfigError, InvalidArgumentError, ToolUnavailable
+from vpd.testing.images import noise_image as noise
 from vpd.tools.backend import ModelStore
 from vpd.tools.backends.blip import BlipVQA
 
@@ -41,11 +41,6 @@ def blip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.save_pretrained(path)
     transformers.BlipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(path)
     return path
-
-
-def noise(width: int, height: int, seed: int = 0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
 
 
 IMAGES = [noise(40, 20, 1), noise(24, 36, 2), noise(32, 32, 3)]

@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from vpd.errors import ConfigError, InvalidArgumentError, ToolUnavailable
+from vpd.testing.images import noise_image as noise
 from vpd.tools.backends.clip import ClipMatcher, SiglipMatcher
 
 torch = pytest.importorskip("torch")
@@ -79,11 +80,6 @@ def siglip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.save_pretrained(path)
     transformers.SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(path)
     return path
-
-
-def noise(width: int, height: int, seed: int = 0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
 
 
 IMAGES = [noise(40, 20, 1), noise(24, 36, 2), noise(32, 32, 3)]

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from vpd.errors import ConfigError, InvalidArgumentError, ToolUnavailable
+from vpd.testing.images import noise_image as noise
 from vpd.tools.backend import ModelStore
 from vpd.tools.backends.grounding_dino import GroundingDinoDetector, build_prompt, postprocess, query_tokens
 from vpd.tools.types import Detection
@@ -79,11 +80,6 @@ def gdino_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return path
-
-
-def noise(width: int, height: int, seed: int = 0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
 
 
 def detector(path: Path, **options: object) -> GroundingDinoDetector:

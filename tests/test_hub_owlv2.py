@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from vpd.errors import ConfigError, InvalidArgumentError, ToolUnavailable
+from vpd.testing.images import noise_image as noise
 from vpd.tools.backends.owlv2 import OWLv2Detector, postprocess
 from vpd.tools.types import Detection
 
@@ -50,11 +51,6 @@ def owl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return path
-
-
-def noise(width: int, height: int, seed: int = 0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
 
 
 def detector(path: Path, **options: object) -> OWLv2Detector:

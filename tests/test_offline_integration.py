@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from PIL import Image, ImageDraw, ImageFont
 
 import vpd
 from vpd import ImagePatch
+from vpd.testing import street_sign
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -16,15 +16,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def toolkit():
     return vpd.Toolkit.offline()
-
-
-def _sign() -> Image.Image:
-    image = Image.new("RGB", (640, 360), (120, 120, 120))
-    draw = ImageDraw.Draw(image)
-    draw.rectangle((120, 100, 520, 260), fill=(250, 250, 250), outline=(0, 0, 0), width=4)
-    draw.text((160, 130), "STOP 42", fill=(0, 0, 0), font=ImageFont.load_default(size=64))
-    draw.text((170, 205), "Main St.", fill=(0, 0, 0), font=ImageFont.load_default(size=40))
-    return image
 
 
 def test_coffee_cup_found_and_no_dog(toolkit):
@@ -50,7 +41,7 @@ def test_astronaut_person_in_bottom_left_coordinates(toolkit):
 
 
 def test_ocr_reads_a_rendered_sign(toolkit):
-    sign = ImagePatch(_sign(), toolkit=toolkit)
+    sign = ImagePatch(street_sign(), toolkit=toolkit)
     text = sign.ocr()
     assert "STOP" in text and "42" in text and "Main" in text
     # bottom-left origin: the lower half of the image (y < 180) has the "Main St." line

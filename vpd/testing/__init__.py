@@ -3,6 +3,7 @@
 * :class:`Scene` / :class:`SceneObject`: a synthetic image with known objects, and
   ``scene.toolkit()``, a real :class:`vpd.Toolkit` whose backends read the scene's pixels.
 * The fake backends themselves (``FakeDetector``...), to mix with real ones.
+* ``street_sign()`` / ``noise_image()``: images with known content, made on the spot.
 * ``FakeOpenAIServer``: a scripted OpenAI-compatible HTTP server on 127.0.0.1, to test
   LLM code at the network boundary.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vpd.testing.images import noise_image, street_sign
 from vpd.testing.scene import (
     FakeDepth,
     FakeDetector,
@@ -34,6 +36,8 @@ __all__ = [
     "FakeVQA",
     "Scene",
     "SceneObject",
+    "noise_image",
+    "street_sign",
 ]
 
 
