@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from vpd.errors import InvalidArgumentError, ToolError, VPDError
 from vpd.image import ImageData, ImageSource, load_image
 from vpd.programs import wire
-from vpd.programs.checker import check_program
+from vpd.programs.checker import check_program, format_errors
 from vpd.programs.trace import ERROR_KINDS, Assignment, PrintOutput, ProgramError, ToolCall, Trace, TraceEvent
 from vpd.tools.events import ToolEvent, record_tool_calls
 
@@ -664,7 +664,7 @@ class Sandbox:
         except RecursionError:
             errors = [ProgramError("static-check", "The program is nested too deeply to check.")]
         if errors:
-            error = ProgramError(errors[0].kind, "\n".join(_line(e) for e in errors), errors[0].line)
+            error = ProgramError(errors[0].kind, format_errors(errors), errors[0].line)
             return self._finish(code, info, [], None, error, started, 0.0, "", 0, meta)
         host, worker = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         job = {
@@ -757,10 +757,6 @@ class Sandbox:
 
 def _is_array_like(value: Any) -> bool:
     return hasattr(value, "shape") or hasattr(value, "__array__")
-
-
-def _line(error: ProgramError) -> str:
-    return f"line {error.line}: {error.message}" if error.line else error.message
 
 
 _default: Sandbox | None = None

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from vpd.errors import ToolError, ToolUnavailable
-from vpd.tools.backend import Availability, Backend, missing_modules, resolve_torch_dtype
+from vpd.tools.backend import Availability, Backend, resolve_torch_dtype
 
 __all__ = ["HubBackend", "weights_on_disk"]
 
@@ -137,10 +137,3 @@ class HubBackend(Backend):
                 )
             moved[key] = value
         return moved
-
-
-def require(*modules: str, extra: str, what: str) -> None:
-    """Raise :class:`ToolUnavailable` when any of ``modules`` is missing."""
-    missing = missing_modules(modules)
-    if missing:
-        raise ToolUnavailable(f"{what} needs {', '.join(missing)}: pip install 'vpd[{extra}]'")

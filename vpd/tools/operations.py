@@ -450,7 +450,19 @@ class ToolOperations:
     # -- depth and text ----------------------------------------------------------------
     def depth_map(self, image: ImageData) -> np.ndarray:
         """The full image's depth map (cached; larger is farther)."""
-        return self._capability(_Call(), "depth", image, None, {}, lambda b: b.estimate_depth([image.pil])[0])
+        return self._depth_map(_Call(), image)
+
+    def _depth_map(self, call: _Call, image: ImageData) -> np.ndarray:
+        import numpy as np
+
+        full = np.asarray(self._capability(call, "depth", image, None, {}, lambda b: b.estimate_depth([image.pil])[0]))
+        if full.shape != (image.height, image.width):
+            raise ToolError(
+                f"The depth backend {self.backend('depth').name!r} returned a {full.shape} map for a "
+                f"{image.width}x{image.height} image; it must be (height, width).",
+                tool="depth",
+            )
+        return full
 
     def depth(self, image: ImageData, box: Box, mask: np.ndarray | None = None) -> float:
         """Median depth inside the region (inside ``mask`` when given; larger is farther)."""
@@ -459,16 +471,7 @@ class ToolOperations:
         box = self.check_box(image, box)
 
         def run(call: _Call) -> float:
-            full = np.asarray(
-                self._capability(call, "depth", image, None, {}, lambda b: b.estimate_depth([image.pil])[0])
-            )
-            if full.shape != (image.height, image.width):
-                raise ToolError(
-                    f"The depth backend {self.backend('depth').name!r} returned a {full.shape} map for a "
-                    f"{image.width}x{image.height} image; it must be (height, width).",
-                    tool="depth",
-                )
-            values = full[box[1] : box[3], box[0] : box[2]]
+            values = self._depth_map(call, image)[box[1] : box[3], box[0] : box[2]]
             if mask is not None and mask.shape == values.shape and mask.any():
                 values = values[mask]
             return float(np.median(values))
