@@ -13,7 +13,11 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
+import functools
+import heapq
+import itertools
 import json
+import marshal
 import math
 import os
 import shutil
@@ -24,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +38,7 @@ from vpd.errors import InvalidArgumentError, ToolError, VPDError
 from vpd.image import ImageData, ImageSource, load_image
 from vpd.programs import wire
 from vpd.programs.checker import check_program, format_errors
+from vpd.programs.policy import compile_program
 from vpd.programs.trace import ERROR_KINDS, Assignment, PrintOutput, ProgramError, ToolCall, Trace, TraceEvent
 from vpd.tools.events import ToolEvent, record_tool_calls
 
@@ -45,6 +51,16 @@ _MAX_MESSAGE_CHARS = 2000
 _MAX_EVENTS = 5000
 _MAX_STDOUT = 20_000
 _MASK_BYTES = 64 * 1024 * 1024  # masks kept per run for depth()
+
+
+@functools.lru_cache(maxsize=256)
+def _marshalled(code: str) -> bytes:
+    """The program's compiled code as bytes for the worker (same interpreter, so marshal is exact)."""
+    return marshal.dumps(compile_program(code).code)
+
+
+#: Larger jobs send the source and the worker compiles it (a control datagram must fit the socket buffer).
+_MAX_INLINE_CODE = 160 * 1024
 
 
 @dataclass(frozen=True)
@@ -191,63 +207,80 @@ class _Run:
         self.violation: str | None = None
         self.stdout: list[str] = []
         self.stdout_chars = 0
+        self.kill_lock = threading.Lock()
+        self.expired = threading.Event()
+        self.finished = False
 
     # -- the conversation -----------------------------------------------------------------
     def serve(self, deadline: float) -> tuple[Any, ProgramError | None]:
+        # The deadline is enforced by the sandbox's watchdog (it kills the worker and shuts
+        # this socket down), so receiving needs no per-message timeout.
+        self.sandbox._watch(self, deadline)
         try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None, self._timeout()
-                self.sock.settimeout(remaining)
-                try:
-                    message = wire.receive(self.sock)
-                except TimeoutError:
-                    return None, self._timeout()
-                except (wire.WireError, OSError) as exc:
-                    self._kill()
-                    return None, ProgramError("worker-crash", f"The worker sent a malformed message ({exc}).")
-                if message is None:
-                    return None, self._died()
-                kind = message.get("type")
-                if kind == "call" and time.monotonic() >= deadline:
-                    return None, self._timeout()
-                if kind == "hello" and self.pid is None:
-                    self._hello(message)
-                elif kind == "events":
-                    if not self._events(message.get("events")):
-                        self._kill()
-                        return None, ProgramError("worker-crash", "The worker sent malformed trace events.")
-                elif kind == "call":
-                    if "events" in message and not self._events(message["events"]):
-                        self._kill()
-                        return None, ProgramError("worker-crash", "The worker sent malformed trace events.")
-                    if not self._call(message, deadline):
-                        return None, self._died()
-                elif kind == "done":
-                    return self._done(message)
-                else:
-                    self._kill()
-                    return None, ProgramError(
-                        "worker-crash", f"The worker sent an unexpected message {_bounded(kind, 50)!r}."
-                    )
+            answer, error = self._conversation(deadline)
+            if self.expired.is_set():  # whatever the conversation saw, the deadline came first
+                return None, self._timeout()
+            return answer, error
         finally:
+            self.finished = True
             self._kill()
+
+    def _conversation(self, deadline: float) -> tuple[Any, ProgramError | None]:
+        while True:
+            try:
+                message = wire.receive(self.sock)
+            except (wire.WireError, OSError) as exc:
+                self._kill()
+                return None, ProgramError("worker-crash", f"The worker sent a malformed message ({exc}).")
+            if message is None:
+                return None, self._died()
+            kind = message.get("type")
+            if kind == "call" and time.monotonic() >= deadline:
+                return None, self._timeout()
+            if kind == "hello" and self.pid is None:
+                self._hello(message)
+            elif kind == "events":
+                if not self._events(message.get("events")):
+                    self._kill()
+                    return None, ProgramError("worker-crash", "The worker sent malformed trace events.")
+            elif kind == "call":
+                if "events" in message and not self._events(message["events"]):
+                    self._kill()
+                    return None, ProgramError("worker-crash", "The worker sent malformed trace events.")
+                if not self._call(message):
+                    return None, self._died()
+            elif kind == "done":
+                return self._done(message)
+            else:
+                self._kill()
+                return None, ProgramError(
+                    "worker-crash", f"The worker sent an unexpected message {_bounded(kind, 50)!r}."
+                )
+
+    def expire(self) -> None:
+        """Called by the watchdog at the deadline: stop the worker and wake the serving thread."""
+        self.expired.set()
+        self._kill()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
 
     def _hello(self, message: dict[str, Any]) -> None:
         pid = message.get("pid")
         if isinstance(pid, int) and pid > 1:
             self.pid = pid
-            with contextlib.suppress(OSError, AttributeError):
+            with self.kill_lock, contextlib.suppress(OSError, AttributeError):
                 self.pidfd = os.pidfd_open(pid)
+            if self.expired.is_set():  # the deadline passed while the worker was starting
+                self._kill()
 
     def _kill(self) -> None:
-        if self.pidfd is not None:
-            with contextlib.suppress(OSError):
-                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-            with contextlib.suppress(OSError):
-                os.close(self.pidfd)
-            self.pidfd = None
+        with self.kill_lock:  # the watchdog and the serving thread may both get here
+            if self.pidfd is not None:
+                with contextlib.suppress(OSError):
+                    signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+                with contextlib.suppress(OSError):
+                    os.close(self.pidfd)
+                self.pidfd = None
 
     def _timeout(self) -> ProgramError:
         self._kill()
@@ -316,7 +349,7 @@ class _Run:
         return answer, None
 
     # -- tool calls -------------------------------------------------------------------------
-    def _call(self, message: dict[str, Any], deadline: float) -> bool:
+    def _call(self, message: dict[str, Any]) -> bool:
         """Serve one tool call; False when the reply cannot be delivered (the worker is gone)."""
         op = message.get("op")
         args = message.get("args")
@@ -344,17 +377,20 @@ class _Run:
                     reply = {"error": {"kind": "tool", "message": _bounded(f"{type(exc).__name__}: {exc}")}}
         seconds = time.perf_counter() - start
         self.tool_seconds += seconds
-        self._record(op, args, line, served, reply, seconds)
         reply["id"] = message.get("id")
+        delivered = True
         try:
             try:
                 wire.send(self.sock, reply)
             except wire.WireError:
                 error = {"kind": "tool", "message": "The tool's result is too large or not JSON."}
-                wire.send(self.sock, {"id": message.get("id"), "error": error})
+                reply = {"id": message.get("id"), "error": error}
+                wire.send(self.sock, reply)
         except OSError:
-            return False
-        return True
+            delivered = False
+        # Recorded after replying: the worker goes on while the host writes the trace.
+        self._record(op, args, line, served, reply, seconds)
+        return delivered
 
     def _record(
         self, op: Any, args: Any, line: int | None, served: list[ToolEvent], reply: dict[str, Any], seconds: float
@@ -500,18 +536,27 @@ _HANDLERS: dict[str, Any] = {
 }
 
 
+def _done(run: _Run | None) -> bool:
+    return run is None or run.finished
+
+
 class Sandbox:
     """Runs untrusted programs in disposable worker processes.
 
     Args:
         limits: Default limits of each run.
+        spares: Workers kept forked ahead of time, ready for the next programs (0 forks
+            each worker on demand: slower start-up, a little less memory).
 
     The template process starts on first use and is shared by every run of this sandbox;
     :meth:`close` (also called at interpreter exit) stops it.
     """
 
-    def __init__(self, limits: SandboxLimits | None = None) -> None:
+    def __init__(self, limits: SandboxLimits | None = None, *, spares: int = 2) -> None:
+        if isinstance(spares, bool) or not isinstance(spares, int) or not 0 <= spares <= 64:
+            raise InvalidArgumentError(f"spares must be an integer from 0 to 64, got {spares!r}.")
         self.limits = limits or SandboxLimits()
+        self.spares = spares
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
@@ -519,6 +564,10 @@ class Sandbox:
         self._root: str | None = None
         self._exits: dict[int, int] = {}
         self._exit_cond = threading.Condition()
+        self._deadlines: list[tuple[float, int, weakref.ref[_Run]]] = []
+        self._watch_counter = itertools.count()
+        self._deadline_cond = threading.Condition()
+        self._watchdog: threading.Thread | None = None
         self.isolation: dict[str, Any] = {}
 
     # -- the template process -----------------------------------------------------------------
@@ -537,7 +586,7 @@ class Sandbox:
                 "LANG": "C.UTF-8",
             }
             self._process = subprocess.Popen(
-                [sys.executable, "-s", "-m", "vpd.programs.zygote", str(zygote.fileno()), self._root],
+                [sys.executable, "-s", "-m", "vpd.programs.zygote", str(zygote.fileno()), self._root, str(self.spares)],
                 pass_fds=(zygote.fileno(),),
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -600,6 +649,39 @@ class Sandbox:
                             for pid in list(self._exits)[:5000]:
                                 self._exits.pop(pid, None)
                         self._exit_cond.notify_all()
+
+    def _watch(self, run: _Run, deadline: float) -> None:
+        """Have the watchdog stop ``run`` at ``deadline`` (monotonic seconds) unless it finished."""
+        with self._deadline_cond:
+            # A weak reference: a finished run's trace and masks are not kept until its deadline.
+            heapq.heappush(self._deadlines, (deadline, next(self._watch_counter), weakref.ref(run)))
+            if self._watchdog is None or not self._watchdog.is_alive():
+                self._watchdog = threading.Thread(target=self._watch_loop, name="vpd-sandbox-watchdog", daemon=True)
+                self._watchdog.start()
+            elif self._deadlines[0][2]() is run:
+                self._deadline_cond.notify()
+
+    def _watch_loop(self) -> None:
+        # One thread for every run's deadline: a run ends at its deadline whatever its
+        # serving thread is doing (waiting for the worker, or inside a slow tool).
+        with self._deadline_cond:
+            while True:
+                while self._deadlines and _done(self._deadlines[0][2]()):
+                    heapq.heappop(self._deadlines)
+                if not self._deadlines:
+                    if not self._deadline_cond.wait(30.0) and not self._deadlines:
+                        self._watchdog = None
+                        return
+                    continue
+                deadline, _, ref = self._deadlines[0]
+                remaining = deadline - time.monotonic()
+                if remaining > 0:
+                    self._deadline_cond.wait(remaining)
+                    continue
+                heapq.heappop(self._deadlines)
+                run = ref()
+                if run is not None:
+                    run.expire()
 
     def _exit_code(self, pid: int, wait: float) -> int | None:
         deadline = time.monotonic() + wait
@@ -676,6 +758,9 @@ class Sandbox:
         }
         run = _Run(self, host, data, toolkit, limits)
         payload = json.dumps(job, ensure_ascii=False).encode("utf-8", "replace")
+        compiled = _marshalled(code)
+        if len(payload) + len(compiled) < _MAX_INLINE_CODE:
+            payload += b"\0" + compiled  # the worker runs the host's code object, not a recompilation
         try:
             try:
                 self._submit(payload, worker)

@@ -1,16 +1,19 @@
-"""The template process that forks one disposable worker per program.
+"""The template process that hands one disposable worker to each program.
 
-The host starts it once (``python -m vpd.programs.zygote FD``): a small interpreter that
-imports the program runtime, then isolates itself (its own empty network namespace, an
-empty root directory and an unprivileged user where the kernel and privileges allow),
-and waits for jobs on a Unix SEQPACKET socket. Each job carries the program and the worker
-end of a socket pair; the zygote forks, the child sets per-program limits (CPU time,
-address space, no files, no new processes, no core dumps, an empty environment) and runs
-the program, talking to the host directly. Forking from this small process, never from the
-host that holds the models, keeps a program's start-up cost near a millisecond.
+The host starts it once (``python -m vpd.programs.zygote FD ROOT SPARES``): a small
+interpreter that imports the program runtime, then isolates itself (its own empty network
+namespace, an empty root directory and an unprivileged user where the kernel and privileges
+allow), and waits for jobs on a Unix SEQPACKET socket. It keeps a few workers forked ahead
+of time, each already past its job-independent set-up (signals, descriptors, environment).
+A job carries the program (compiled by the host, so nothing is compiled twice) and the
+worker end of a socket pair; the zygote passes both to a spare worker, which sets the
+per-program limits (CPU time, address space, no files, no new processes, no core dumps)
+and runs the program, talking to the host directly; the zygote then forks a replacement.
+Forking from this small process, never from the host that holds the models, keeps a fork
+near a millisecond, and forking ahead takes even that off a program's start-up.
 
-The zygote reports each child's exit status to the host and exits when the host closes the
-control socket, killing any child still running.
+The zygote reports each worker's exit status to the host and exits when the host closes
+the control socket, killing every worker, spare or running.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import ctypes
 import functools
 import gc
 import json
+import marshal
+import math
 import os
 import resource
 import select
@@ -28,6 +33,8 @@ import socket
 import sys
 from typing import Any
 
+from vpd.programs.policy import compile_program
+
 __all__ = ["main"]
 
 _CLONE_NEWUSER = 0x10000000
@@ -35,6 +42,10 @@ _CLONE_NEWNET = 0x40000000
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_SET_PDEATHSIG = 1
 _NOBODY = 65534
+#: Largest job message (the compiled program included).
+_MAX_JOB_BYTES = 1 << 20
+#: The template's address-space size, measured before isolation (no /proc after chroot).
+_BASE_VM = [512 * 1024 * 1024]
 
 
 @functools.lru_cache(maxsize=1)
@@ -77,34 +88,58 @@ def _vm_bytes() -> int:
     return 512 * 1024 * 1024
 
 
-def _child(fd: int, job: dict[str, Any], code: Any, base_vm: int) -> None:
-    """In the forked worker: limits, then run the program (never returns)."""
+def _spare(link: socket.socket) -> None:
+    """In a pre-forked worker: get ready, wait for a job, then limits and the program (never returns).
+
+    Everything that does not depend on the job (signals, descriptors, the environment)
+    happens before the job arrives, so a program's start-up cost is only the hand-off.
+    """
     try:
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
         _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        os.closerange(3, fd)
-        os.closerange(fd + 1, 65536)
-        limits = job.get("limits", {})
-        cpu = max(1, int(limits.get("cpu_seconds", 10)))
-        memory = int(limits.get("memory_bytes", 512 * 1024 * 1024))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        resource.setrlimit(resource.RLIMIT_AS, (base_vm + memory, base_vm + memory))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
-        # No new descriptors at all: the socket to the host is already open (limits apply
-        # when a descriptor is created, not when it is used).
-        resource.setrlimit(resource.RLIMIT_NOFILE, (3, 3))
+        keep = link.fileno()
+        os.closerange(3, keep)
+        os.closerange(keep + 1, 65536)
         os.environ.clear()
-        sys.setrecursionlimit(max(100, int(limits.get("recursion", 300))))
-        gc.enable()
         from vpd.programs.runtime import run_worker
 
-        run_worker(socket.socket(fileno=fd), job, code)
+        try:
+            data, fds, _, _ = socket.recv_fds(link, _MAX_JOB_BYTES, 1)
+        except OSError:
+            os._exit(0)
+        link.close()
+        if not data or len(fds) != 1:
+            os._exit(0)  # the zygote is shutting down
+        job, code = _decode_job(data)
+        _limit(job.get("limits", {}))
+        if code is None:  # too large to send compiled: compile it here
+            code = compile_program(job["code"]).code
+        run_worker(socket.socket(fileno=fds[0]), job, code)
     finally:
         os._exit(71)
+
+
+def _decode_job(data: bytes) -> tuple[dict[str, Any], Any]:
+    """A job is JSON, then optionally a NUL byte and the host's compiled code (marshal)."""
+    header, _, code = data.partition(b"\0")
+    return json.loads(header), (marshal.loads(code) if code else None)
+
+
+def _limit(limits: dict[str, Any]) -> None:
+    cpu = max(1, math.ceil(float(limits.get("cpu_seconds", 10))))
+    memory = int(limits.get("memory_bytes", 512 * 1024 * 1024))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    resource.setrlimit(resource.RLIMIT_AS, (_BASE_VM[0] + memory, _BASE_VM[0] + memory))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+    # No new descriptors at all: the socket to the host is already open (limits apply
+    # when a descriptor is created, not when it is used).
+    resource.setrlimit(resource.RLIMIT_NOFILE, (3, 3))
+    sys.setrecursionlimit(max(100, int(limits.get("recursion", 300))))
+    gc.enable()
 
 
 def _report(control: socket.socket, message: dict[str, Any]) -> None:
@@ -112,25 +147,77 @@ def _report(control: socket.socket, message: dict[str, Any]) -> None:
         control.send(json.dumps(message).encode())
 
 
+class _Pool:
+    """The zygote's children: spare workers waiting for a job, and running ones."""
+
+    def __init__(self, spares: int) -> None:
+        self.size = spares
+        self.spares: list[tuple[int, socket.socket]] = []
+        self.running: set[int] = set()
+
+    def fill(self) -> None:
+        while len(self.spares) < self.size:
+            mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            pid = os.fork()
+            if pid == 0:
+                mine.close()
+                _spare(theirs)
+            theirs.close()
+            self.spares.append((pid, mine))
+
+    def start(self, data: bytes, fd: int) -> None:
+        """Hand a job and its socket to a spare worker (forking one if none is left)."""
+        while True:
+            if not self.spares:
+                self.fill()
+            pid, link = self.spares.pop(0)
+            try:
+                socket.send_fds(link, [data], [fd])
+            except OSError:  # that spare died: try the next one
+                link.close()
+                continue
+            link.close()
+            self.running.add(pid)
+            return
+
+    def reap(self, control: socket.socket) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in self.running:
+                self.running.discard(pid)
+                _report(control, {"type": "exit", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
+            else:  # a spare that died before its job
+                for entry in [e for e in self.spares if e[0] == pid]:
+                    entry[1].close()
+                    self.spares.remove(entry)
+
+    def kill_all(self) -> None:
+        for pid in [*self.running, *(pid for pid, _ in self.spares)]:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the zygote on the control socket whose descriptor is ``argv[1]``."""
     args = sys.argv if argv is None else argv
     control = socket.socket(fileno=int(args[1]))
     root = args[2] if len(args) > 2 and args[2] else None
+    spares = int(args[3]) if len(args) > 3 else 2
 
     # Import and warm up everything a worker needs before isolating: after chroot nothing
     # more can be imported.
     import vpd.helpers
     import vpd.programs.runtime  # noqa: F401
-    from vpd.programs.policy import compile_program as cached
 
-    # A small cache of its own: the host's may hold thousands of programs, and every byte
-    # this process holds counts against each worker's address-space limit.
-    compile_program = functools.lru_cache(maxsize=16)(cached.__wrapped__)
-    compile_program("def execute_command(image):\n    return 1\n")
+    compile_program.__wrapped__("def execute_command(image):\n    return 1\n")
 
     devnull = os.open(os.devnull, os.O_RDWR)
-    base_vm = _vm_bytes()
+    _BASE_VM[0] = _vm_bytes()
     isolation = _isolate(root)
     for std in (0, 1, 2):
         os.dup2(devnull, std)
@@ -140,8 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    children: set[int] = set()
+    pool = _Pool(max(0, spares))
     gc.freeze()  # keep the heap's pages shared with the workers (fewer copy-on-write faults)
+    pool.fill()
     _report(control, {"type": "ready", "pid": os.getpid(), "isolation": isolation})
     try:
         while True:
@@ -149,48 +237,26 @@ def main(argv: list[str] | None = None) -> int:
             if wake_r in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(wake_r, 512)
-            _reap(children, control)
+            pool.reap(control)
             if control.fileno() not in ready:
                 continue
             try:
-                data, fds, _, _ = socket.recv_fds(control, 1 << 20, 1)
+                data, fds, _, _ = socket.recv_fds(control, _MAX_JOB_BYTES, 1)
             except OSError:
                 break
             if not data:
                 break
-            job = json.loads(data)
-            if job.get("type") != "run" or len(fds) != 1:
+            if len(fds) != 1:
                 for fd in fds:
                     os.close(fd)
                 continue
-            compiled = compile_program(job["code"])
-            if not compiled.ok:
-                os.close(fds[0])  # the host compiled it first; this only happens on a mismatch
-                continue
-            pid = os.fork()
-            if pid == 0:
-                _child(fds[0], job, compiled.code, base_vm)
+            pool.start(data, fds[0])
             os.close(fds[0])
-            children.add(pid)
+            # The replacement is forked after the hand-off, off the program's critical path.
+            pool.fill()
     finally:
-        for pid in children:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+        pool.kill_all()
     return 0
-
-
-def _reap(children: set[int], control: socket.socket) -> None:
-    while children:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            children.clear()
-            return
-        if pid == 0:
-            return
-        children.discard(pid)
-        code = os.waitstatus_to_exitcode(status)
-        _report(control, {"type": "exit", "pid": pid, "code": code})
 
 
 if __name__ == "__main__":

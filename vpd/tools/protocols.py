@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from vpd.tools.types import ChatMessage, Detection, PixelBox, TextLine
+from vpd.tools.types import ChatMessage, Completion, Detection, PixelBox, TextLine
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,6 +27,7 @@ __all__ = [
     "LanguageModel",
     "PROTOCOLS",
     "Segmenter",
+    "TextGenerator",
     "TextReader",
     "VisualQA",
 ]
@@ -144,6 +145,44 @@ class LanguageModel(Protocol):
         Returns:
             The assistant's reply text for each conversation.
         """
+        ...
+
+
+@runtime_checkable
+class TextGenerator(Protocol):
+    """A chat model that writes programs: one sampled reply per call, with its cost.
+
+    The ``llm`` backends shipped with vpd (litellm, the embedded llama.cpp model) implement
+    it beside :class:`LanguageModel`; program generation needs the sampling controls and
+    token counts that ``chat`` hides.
+    """
+
+    def generate(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        temperature: float = 0.0,
+        max_tokens: int = 512,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> Completion:
+        """Sample one reply to a conversation.
+
+        Args:
+            messages: The conversation (``{"role": ..., "content": ...}`` dicts).
+            temperature: Sampling temperature (0: greedy).
+            max_tokens: Most tokens to generate.
+            seed: Sampling seed, so sample ``i`` of a question is reproducible where the
+                backend supports seeds.
+            stop: Strings that end generation.
+
+        Returns:
+            The reply and its cost.
+        """
+        ...
+
+    def cache_identity(self) -> str:
+        """A string naming the model and every option that changes its replies (never secrets)."""
         ...
 
 

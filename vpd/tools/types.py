@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, TypedDict
 
-__all__ = ["CAPABILITIES", "Capability", "ChatMessage", "Detection", "PixelBox", "TextLine"]
+__all__ = ["CAPABILITIES", "Capability", "ChatMessage", "Completion", "Detection", "PixelBox", "TextLine"]
 
 #: The capabilities a toolkit serves, each with one protocol in :mod:`vpd.tools.protocols`.
 CAPABILITIES: tuple[str, ...] = ("detect", "segment", "depth", "ocr", "vqa", "match", "llm")
@@ -60,3 +60,29 @@ class ChatMessage(TypedDict):
 
     role: str
     content: str
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One reply of a text generator, with what it cost.
+
+    Attributes:
+        text: The assistant's reply.
+        model: The model that wrote it (as the backend names it).
+        prompt_tokens: Tokens in the prompt, when the backend reports them.
+        completion_tokens: Tokens generated, when the backend reports them.
+        seconds: Wall time of the request (0 when it came from a cache).
+        first_token_seconds: Time until the first generated token (prompt evaluation),
+            when the backend measures it.
+        finish_reason: ``"stop"``, ``"length"``..., when reported.
+        cached: Whether the reply came from a completion cache instead of the model.
+    """
+
+    text: str
+    model: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    seconds: float = 0.0
+    first_token_seconds: float | None = None
+    finish_reason: str | None = None
+    cached: bool = False
