@@ -215,6 +215,8 @@ class ToolClient:
         self._sock = sock
         self._reporter = reporter
         self._calls = 0
+        # How long to poll for a reply before sleeping (set by the host: 0 when the machine is busy).
+        self.spin = 0.0
         # Allocated up front: a program that fills its address space must not be able to
         # make a reply unreadable (and the link desynchronised).
         self._buffer = bytearray(wire.MAX_MESSAGE_BYTES + 1)
@@ -238,7 +240,7 @@ class ToolClient:
         except BaseException as exc:
             raise WorkerFailure(f"sending a tool call failed: {type(exc).__name__}") from None
         try:
-            reply = wire.receive(self._sock, self._buffer)
+            reply = wire.receive(self._sock, self._buffer, spin=self.spin)
         except BaseException as exc:
             raise WorkerFailure(f"receiving a tool result failed: {type(exc).__name__}") from None
         if reply is None or reply.get("id") != self._calls:
@@ -544,6 +546,8 @@ def run_worker(sock: socket.socket, job: dict[str, Any], code: CodeType) -> None
         reporter = Reporter(sock)
         wire.send(sock, {"type": "hello", "pid": os.getpid()})
         client = ToolClient(sock, job.get("tools", []), reporter)
+        spin = job.get("spin", 0.0)
+        client.spin = min(float(spin), 0.001) if isinstance(spin, (int, float)) and spin > 0 else 0.0
         image_info = job["image"]
         image = RemoteImage(
             pil=None,  # type: ignore[arg-type]
