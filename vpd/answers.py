@@ -1,0 +1,122 @@
+"""Answer normalisation and self-consistency voting.
+
+Programs answer in many forms: ``True``, ``"yes"``, ``2``, ``2.0``, ``"two"``, ``"Two."``.
+:func:`normalize_answer` maps them to one canonical string so that votes over the k programs
+of a question count the same answer once, and so that answers compare with labels.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["normalize_answer", "vote"]
+
+_NUMBER_WORDS = {
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+    "eleven": "11",
+    "twelve": "12",
+    "thirteen": "13",
+    "fourteen": "14",
+    "fifteen": "15",
+    "sixteen": "16",
+    "seventeen": "17",
+    "eighteen": "18",
+    "nineteen": "19",
+    "twenty": "20",
+}
+_YES = {"yes", "true", "yeah", "yep", "correct"}
+_NO = {"no", "false", "nope", "incorrect"}
+_SPACE = re.compile(r"\s+")
+_NUMERIC = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+def normalize_answer(value: Any) -> str | None:
+    """The canonical string form of an answer (None for no answer).
+
+    * booleans and yes/no words become ``"yes"`` / ``"no"``;
+    * numbers become digits: integral floats lose their ``.0``, others keep up to 6
+      significant decimals; number words zero to twenty become digits;
+    * text is stripped, lower-cased, with inner whitespace collapsed and one trailing
+      full stop removed (``"Red."`` -> ``"red"``);
+    * lists and dicts become compact JSON of their normalised items.
+
+    Args:
+        value: An answer as a program returns it (JSON types).
+
+    Returns:
+        The normalised answer, or None for None, NaN and empty text.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return f"{value:.6g}"
+    if isinstance(value, str):
+        text = _SPACE.sub(" ", value).strip().lower()
+        if text.endswith(".") and not text.endswith(".."):
+            text = text[:-1].rstrip()
+        text = text.strip("\"'`").strip()
+        if not text:
+            return None
+        if text in _YES:
+            return "yes"
+        if text in _NO:
+            return "no"
+        if text in _NUMBER_WORDS:
+            return _NUMBER_WORDS[text]
+        if _NUMERIC.match(text):
+            try:
+                return normalize_answer(float(text))
+            except (ValueError, OverflowError):
+                return text
+        return text
+    if isinstance(value, (list, tuple)):
+        return json.dumps([normalize_answer(v) for v in value], ensure_ascii=False, separators=(",", ":"))
+    if isinstance(value, dict):
+        items = {str(k): normalize_answer(v) for k, v in value.items()}
+        return json.dumps(items, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return normalize_answer(str(value))
+
+
+def vote(answers: Sequence[str | None]) -> tuple[str | None, dict[str, int]]:
+    """Self-consistency: the most frequent answer among ``answers`` (None entries do not vote).
+
+    Ties go to the tied answer that appears first in ``answers``: callers list samples in
+    order, and sample 0 is the greedy one, the model's own best guess.
+
+    Args:
+        answers: Normalised answers, one per candidate, in sample order.
+
+    Returns:
+        The winning answer (None when nobody voted) and the vote count per answer.
+    """
+    counts: dict[str, int] = {}
+    for answer in answers:
+        if answer is not None:
+            counts[answer] = counts.get(answer, 0) + 1
+    if not counts:
+        return None, counts
+    best = max(counts.values())
+    winner = next(a for a in answers if a is not None and counts[a] == best)
+    return winner, counts

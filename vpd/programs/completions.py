@@ -1,0 +1,123 @@
+"""An on-disk cache of LLM completions, so reruns are reproducible and free.
+
+A completion is keyed by the model's identity (its ``cache_identity()``: model, endpoint,
+reply-changing options, never keys), the exact messages, the sampling parameters and the
+sample index with its repair attempt. Sample 3 of a question therefore always gets the
+same program back, even at temperature 0.8, and a rerun over a dataset costs no tokens.
+
+The cache is one SQLite file, safe to share between threads and processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from vpd.errors import ConfigError
+from vpd.tools.cache import cache_key
+from vpd.tools.types import Completion
+
+__all__ = ["CompletionCache", "default_cache_dir"]
+
+
+def default_cache_dir() -> Path:
+    """``$VPD_CACHE_DIR``, else ``~/.cache/vpd`` (``$XDG_CACHE_HOME/vpd`` where set)."""
+    configured = os.environ.get("VPD_CACHE_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base).expanduser() if base else Path.home() / ".cache") / "vpd"
+
+
+class CompletionCache:
+    """Completions on disk, keyed by model, prompt, parameters and sample index.
+
+    Args:
+        path: The SQLite file, or a directory to hold ``completions.sqlite`` (default:
+            :func:`default_cache_dir`).
+
+    Raises:
+        ConfigError: The file cannot be created or opened.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        target = Path(path).expanduser() if path is not None else default_cache_dir()
+        if target.suffix not in (".sqlite", ".db"):
+            target = target / "completions.sqlite"
+        self.path = target
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(target), check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self._db.commit()
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"Cannot open the completion cache at {target}: {exc}. Set VPD_CACHE_DIR to a writable "
+                "directory, or pass cache=False."
+            ) from exc
+
+    @staticmethod
+    def key(
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        params: Mapping[str, Any],
+        sample: int,
+        attempt: int = 0,
+    ) -> str:
+        """The cache key of one completion request."""
+        return cache_key("completion", model, [dict(m) for m in messages], dict(params), sample, attempt)
+
+    def get(self, key: str) -> Completion | None:
+        """The cached completion (marked ``cached=True``, ``seconds=0``), or None."""
+        with self._lock:
+            try:
+                row = self._db.execute("SELECT value FROM completions WHERE key = ?", (key,)).fetchone()
+            except sqlite3.Error:
+                row = None
+            if row is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+        try:
+            fields = json.loads(row[0])
+            return dataclasses.replace(Completion(**fields), cached=True, seconds=0.0, first_token_seconds=None)
+        except (TypeError, ValueError):
+            return None  # written by an incompatible version: treated as a miss
+
+    def put(self, key: str, completion: Completion) -> None:
+        """Store a completion (a failure to write is not an error: the cache is an optimisation)."""
+        value = json.dumps(dataclasses.asdict(completion) | {"cached": False})
+        with self._lock:
+            try:
+                self._db.execute("INSERT OR REPLACE INTO completions (key, value) VALUES (?, ?)", (key, value))
+                self._db.commit()
+            except sqlite3.Error:
+                pass
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0])
+
+    def clear(self) -> None:
+        """Delete every cached completion."""
+        with self._lock:
+            self._db.execute("DELETE FROM completions")
+            self._db.commit()
+
+    def close(self) -> None:
+        """Close the file."""
+        with self._lock:
+            self._db.close()
+
+    def __repr__(self) -> str:
+        return f"CompletionCache({str(self.path)!r}, hits={self.hits}, misses={self.misses})"

@@ -1,0 +1,409 @@
+"""``vpd.solve(image, question)``: write programs, run them, vote.
+
+The steps, each inspectable in the returned :class:`Solution`:
+
+1. an LLM writes ``k`` programs for the question (:class:`~vpd.programs.generation.ProgramGenerator`:
+   prompt from the live API and the nearest worked examples, code extraction, static
+   checks, self-repair, an on-disk completion cache);
+2. each distinct valid program runs once in the sandbox (:func:`vpd.run_programs`); the k
+   programs of a question share tool results through the toolkit's result cache;
+3. the answers of the programs that ran are normalised (:func:`vpd.normalize_answer`) and
+   voted on (self-consistency); ties go to the earliest sample (sample 0 is greedy);
+4. when no program produced an answer and the toolkit has a VQA model, the question goes
+   to it directly (``fallback=True``), and the solution says so.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from vpd.answers import normalize_answer, vote
+from vpd.errors import InvalidArgumentError, VPDError
+from vpd.image import ImageSource, load_image
+
+if TYPE_CHECKING:
+    from vpd.programs.completions import CompletionCache
+    from vpd.programs.generation import ProgramSample
+    from vpd.programs.prompt import ExampleLibrary
+    from vpd.programs.sandbox import Execution, Sandbox, SandboxLimits
+    from vpd.programs.trace import Trace
+    from vpd.tools.protocols import TextGenerator
+    from vpd.tools.toolkit import Toolkit
+
+__all__ = ["Candidate", "Solution", "SolveTimings", "solve"]
+
+#: The progress callback receives a stage name and a short message.
+Progress = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One of the k sampled programs, how it ran and how its answer fared in the vote.
+
+    Attributes:
+        sample: How the program was obtained (replies, repairs, errors).
+        execution: Its run (shared with identical programs of other samples), or None
+            when no valid program was obtained.
+        answer: Its normalised answer (None when it failed or returned None).
+        votes: Votes for its answer (0 when it has none).
+        chosen: Whether its answer won and it is the solution's program.
+    """
+
+    sample: ProgramSample
+    execution: Execution | None
+    answer: str | None
+    votes: int = 0
+    chosen: bool = False
+
+    @property
+    def index(self) -> int:
+        """The sample's number."""
+        return self.sample.index
+
+    @property
+    def program(self) -> str | None:
+        """The valid program, or None."""
+        return self.sample.program
+
+    @property
+    def error(self) -> str | None:
+        """Why this candidate has no answer: its generation or run error (None when it has one)."""
+        if self.sample.program is None:
+            return f"no valid program: {self.sample.error}"
+        if self.execution is not None and self.execution.error is not None:
+            return f"{self.execution.error.kind}: {self.execution.error.message}"
+        if self.answer is None:
+            return "the program returned no answer"
+        return None
+
+
+@dataclass(frozen=True)
+class SolveTimings:
+    """Where the time of one :func:`solve` went (seconds).
+
+    Attributes:
+        total: Wall time of the whole call.
+        load: Loading the LLM (0 when it was already loaded).
+        llm: Wall time of program generation (samples are concurrent; cached replies cost 0).
+        tools: Time the toolkit spent serving tool calls, summed over programs.
+        sandbox: Run time of the programs minus their tool time, summed (isolation, IPC,
+            the programs' own Python).
+        prompt_tokens: Prompt tokens sent (as reported by the model).
+        completion_tokens: Tokens generated.
+        cached_replies: Replies served from the completion cache.
+    """
+
+    total: float = 0.0
+    load: float = 0.0
+    llm: float = 0.0
+    tools: float = 0.0
+    sandbox: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_replies: int = 0
+
+
+@dataclass(frozen=True)
+class Solution:
+    """The answer to a question, with the program behind it and every candidate.
+
+    ``str(solution)`` is the answer ("" when there is none).
+
+    Attributes:
+        question: The question.
+        answer: The normalised answer (see :func:`vpd.normalize_answer`), or None.
+        raw_answer: The chosen program's answer as it returned it (JSON), or the fallback's.
+        program: The chosen program's source, or None.
+        execution: The chosen program's run, or None.
+        candidates: All k candidates, in sample order.
+        votes: Votes per normalised answer.
+        source: ``"program"`` (voted), ``"fallback"`` (no program answered; the VQA model
+            did), or ``"none"``.
+        model: The LLM that wrote the programs (its cache identity).
+        timings: Where the time went.
+        error: Why there is no answer (None when there is one).
+    """
+
+    question: str
+    answer: str | None
+    raw_answer: Any = None
+    program: str | None = None
+    execution: Execution | None = None
+    candidates: tuple[Candidate, ...] = ()
+    votes: dict[str, int] = field(default_factory=dict)
+    source: Literal["program", "fallback", "none"] = "none"
+    model: str = ""
+    timings: SolveTimings = field(default_factory=SolveTimings)
+    error: str | None = None
+
+    @property
+    def trace(self) -> Trace | None:
+        """The chosen program's trace, or None."""
+        return self.execution.trace if self.execution is not None else None
+
+    @property
+    def ok(self) -> bool:
+        """Whether there is an answer."""
+        return self.answer is not None
+
+    def __str__(self) -> str:
+        return "" if self.answer is None else self.answer
+
+
+def solve(
+    image: ImageSource,
+    question: str,
+    *,
+    k: int = 5,
+    toolkit: Toolkit | None = None,
+    llm: TextGenerator | str | None = None,
+    api_base: str | None = None,
+    api_key: str | None = None,
+    temperature: float = 0.7,
+    max_repairs: int = 2,
+    examples: ExampleLibrary | None = None,
+    n_examples: int = 4,
+    cache: CompletionCache | bool | None = None,
+    seed: int = 0,
+    limits: SandboxLimits | None = None,
+    sandbox: Sandbox | None = None,
+    fallback: bool = True,
+    progress: Progress | None = None,
+) -> Solution:
+    """Answer a question about an image with programs written by an LLM.
+
+    Args:
+        image: The image (a path, PIL image, numpy array or :class:`vpd.ImageData`).
+        question: The question.
+        k: Programs to sample (the paper samples 5; 1 for the fastest answer).
+        toolkit: The vision tools (default: the current toolkit, ``VPD_*`` configured).
+        llm: The model that writes programs: a litellm model string
+            (``"openai/gpt-4o-mini"``, ``"ollama/qwen2.5-coder"``, ``"openai/<alias>"`` with
+            ``api_base``), ``"local"`` / ``"local:0.5b"`` / a ``.gguf`` path for the embedded
+            llama.cpp model, or a :class:`~vpd.tools.protocols.TextGenerator`. Default: the
+            toolkit's ``llm`` backend when it can write programs, else the embedded model.
+            A model given here also answers the programs' ``llm_query`` calls.
+        api_base: Server URL of an OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp server).
+        api_key: Its key (default: the provider's environment variable).
+        temperature: Sampling temperature of samples 1..k-1 (sample 0 is greedy).
+        max_repairs: Times an invalid program goes back to the model with its error.
+        examples: The worked examples to choose from (default: the built-in library).
+        n_examples: Examples in the prompt.
+        cache: Completion cache: a :class:`~vpd.programs.completions.CompletionCache`,
+            None for the default (``$VPD_CACHE_DIR``), False for none.
+        seed: Base sampling seed (sample i uses seed + i).
+        limits: Sandbox limits per program.
+        sandbox: The sandbox (default: the process-wide one).
+        fallback: Ask the toolkit's VQA model directly when no program answers.
+        progress: Called with ``(stage, message)`` as the work advances (the CLI prints it).
+
+    Returns:
+        The :class:`Solution`; a question nobody could answer has ``answer=None`` and an
+        ``error`` saying why (failed programs are data, not exceptions).
+
+    Raises:
+        InvalidArgumentError: An empty question, a bad ``k`` or other argument.
+        ImageError: The image cannot be read.
+        ToolUnavailable: No LLM can be reached or loaded (the message says what to install or set).
+        ToolError: The LLM failed after its retries.
+    """
+    from vpd.programs.generation import GenerationConfig, ProgramGenerator
+    from vpd.programs.sandbox import default_sandbox
+    from vpd.tools.toolkit import current_toolkit
+
+    started = time.perf_counter()
+    if not isinstance(question, str) or not question.strip():
+        raise InvalidArgumentError("The question must be a non-empty string.")
+    question = question.strip()
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 64:
+        raise InvalidArgumentError(f"k must be an integer from 1 to 64, got {k!r}.")
+    say = progress or (lambda stage, message: None)
+    data = load_image(image)
+    config = GenerationConfig(
+        k=k, temperature=temperature, max_repairs=max_repairs, examples=n_examples, seed=seed, max_workers=min(k, 8)
+    )
+    toolkit, writer = resolve_llm(toolkit or current_toolkit(), llm, api_base=api_base, api_key=api_key)
+
+    load_seconds = 0.0
+    loader = getattr(writer, "load", None)
+    if callable(loader):
+        say("load", f"loading {_model_name(writer)}")
+        t0 = time.perf_counter()
+        loader()
+        load_seconds = time.perf_counter() - t0
+
+    generator = ProgramGenerator(writer, library=examples, cache=cache, config=config, tools=toolkit.tools)
+    say("generate", f"writing {k} program{'s' if k > 1 else ''} with {_model_name(writer)}")
+    t0 = time.perf_counter()
+    samples = generator.sample(question, k=k)
+    llm_seconds = time.perf_counter() - t0
+
+    programs: dict[str, list[int]] = {}
+    for s in samples:
+        if s.program is not None:
+            programs.setdefault(s.program, []).append(s.index)
+    executions: dict[str, Execution] = {}
+    if programs:
+        say("run", f"running {len(programs)} distinct program{'s' if len(programs) > 1 else ''}")
+        box = sandbox or default_sandbox()
+        codes = list(programs)
+        metas = [{"question": question, "samples": programs[code], "model": writer.cache_identity()} for code in codes]
+        runs = box.run_many(codes, data, toolkit=toolkit, limits=limits, metas=metas)
+        executions = dict(zip(codes, runs))
+
+    answers: list[str | None] = []
+    for s in samples:
+        execution = executions.get(s.program) if s.program is not None else None
+        answers.append(normalize_answer(execution.answer) if execution is not None and execution.ok else None)
+    winner, counts = vote(answers)
+    chosen_index = next((i for i, a in enumerate(answers) if winner is not None and a == winner), None)
+    candidates = tuple(
+        Candidate(
+            sample=s,
+            execution=executions.get(s.program) if s.program is not None else None,
+            answer=answers[i],
+            votes=counts.get(answers[i], 0) if answers[i] is not None else 0,
+            chosen=i == chosen_index,
+        )
+        for i, s in enumerate(samples)
+    )
+
+    source: Literal["program", "fallback", "none"] = "none"
+    raw: Any = None
+    error: str | None = None
+    chosen = candidates[chosen_index] if chosen_index is not None else None
+    if chosen is not None and chosen.execution is not None:
+        source, raw = "program", chosen.execution.answer
+    else:
+        error = _why_no_answer(candidates)
+        if fallback and toolkit.has("vqa"):
+            say("fallback", "no program answered; asking the VQA model directly")
+            try:
+                raw = toolkit.simple_query(data, None, question)
+                winner = normalize_answer(raw)
+                source = "fallback" if winner is not None else "none"
+            except VPDError as exc:
+                error += f"; the VQA fallback failed too: {exc}"
+
+    executed = list(executions.values())
+    timings = SolveTimings(
+        total=time.perf_counter() - started,
+        load=load_seconds,
+        llm=llm_seconds,
+        tools=sum(e.tool_seconds for e in executed),
+        sandbox=sum(max(0.0, e.wall_seconds - e.tool_seconds) for e in executed),
+        prompt_tokens=sum(s.prompt_tokens for s in samples),
+        completion_tokens=sum(s.completion_tokens for s in samples),
+        cached_replies=sum(a.completion.cached for s in samples for a in s.attempts),
+    )
+    return Solution(
+        question=question,
+        answer=winner,
+        raw_answer=raw,
+        program=chosen.program if chosen is not None else None,
+        execution=chosen.execution if chosen is not None else None,
+        candidates=candidates,
+        votes=counts,
+        source=source,
+        model=writer.cache_identity(),
+        timings=timings,
+        error=None if winner is not None else error,
+    )
+
+
+def _why_no_answer(candidates: tuple[Candidate, ...]) -> str:
+    reasons = [f"sample {c.index}: {c.error}" for c in candidates if c.error]
+    shown = "; ".join(r if len(r) <= 300 else r[:297] + "..." for r in reasons[:5])
+    more = f" (and {len(reasons) - 5} more)" if len(reasons) > 5 else ""
+    return f"No program produced an answer. {shown}{more}"
+
+
+def _model_name(writer: Any) -> str:
+    return str(getattr(writer, "model_id", None) or type(writer).__name__)
+
+
+def resolve_llm(
+    toolkit: Toolkit,
+    llm: TextGenerator | str | None,
+    *,
+    api_base: str | None = None,
+    api_key: str | None = None,
+) -> tuple[Toolkit, TextGenerator]:
+    """The toolkit to run programs with and the model that writes them.
+
+    A model named here replaces the toolkit's ``llm`` backend (so ``llm_query`` in the
+    programs uses it too); with nothing named, the toolkit's own ``llm`` backend writes
+    the programs if it can, else the embedded llama.cpp model.
+
+    Raises:
+        InvalidArgumentError: ``llm`` is neither a string nor a text generator.
+    """
+    from vpd.tools.backend import Backend
+
+    if llm is None and api_base is None and api_key is None:
+        if toolkit.has("llm"):
+            current = toolkit.backend("llm")
+            if callable(getattr(current, "generate", None)):
+                return toolkit, current  # type: ignore[return-value]
+        toolkit = toolkit.replace(llm="llama_cpp")
+        return toolkit, toolkit.backend("llm")  # type: ignore[return-value]
+    if llm is None or isinstance(llm, str):
+        spec = llm_spec(llm, api_base=api_base, api_key=api_key, toolkit=toolkit)
+        toolkit = toolkit.replace(llm=spec)
+        return toolkit, toolkit.backend("llm")  # type: ignore[return-value]
+    if not callable(getattr(llm, "generate", None)) or not callable(getattr(llm, "cache_identity", None)):
+        raise InvalidArgumentError(
+            f"llm must be a model string or an object with generate() and cache_identity(), not {type(llm).__name__}."
+        )
+    if isinstance(llm, Backend):
+        toolkit = toolkit.replace(llm=llm)
+    return toolkit, llm
+
+
+def llm_spec(
+    llm: str | None, *, api_base: str | None = None, api_key: str | None = None, toolkit: Toolkit | None = None
+) -> Any:
+    """A :class:`~vpd.tools.config.BackendSpec` for an ``llm`` string (see :func:`solve`).
+
+    ``"local"``, ``"local:0.5b"``, a known local model name or a ``.gguf`` path select the
+    embedded llama.cpp backend; a registered ``llm`` backend name selects it; anything else
+    is a litellm model string.
+    """
+    from vpd.tools.config import BackendSpec
+
+    options: dict[str, Any] = {}
+    if api_base:
+        options["api_base"] = api_base
+    if api_key:
+        options["api_key"] = api_key
+    if llm is None:
+        if not api_base:
+            raise InvalidArgumentError("Name the model with llm=... (e.g. 'openai/gpt-4o-mini').")
+        llm = "openai/default"  # a server at api_base serving one model
+    backend, model = _llm_choice(llm, toolkit)
+    if backend == "litellm" and toolkit is not None and toolkit.has("llm"):
+        current = toolkit.backend("llm")
+        if current.name == "litellm" and not options:
+            options = {k: v for k, v in current.options.items() if k in ("api_base", "api_key")}
+    return BackendSpec(backend=backend, model=model, options=options, source="solve(llm=...)")
+
+
+_LOCAL_ALIASES = {"local": None, "local:1.5b": "qwen2.5-coder-1.5b", "local:0.5b": "qwen2.5-coder-0.5b"}
+
+
+def _llm_choice(value: str, toolkit: Toolkit | None) -> tuple[str, str | None]:
+    """``(backend name, model)`` for an ``llm`` string."""
+    text = value.strip()
+    if not text:
+        raise InvalidArgumentError("llm must not be empty: name a model, e.g. 'openai/gpt-4o-mini' or 'local'.")
+    lowered = text.lower()
+    if lowered in _LOCAL_ALIASES:
+        return "llama_cpp", _LOCAL_ALIASES[lowered]
+    if lowered.endswith(".gguf") or lowered.startswith("qwen2.5-coder-"):
+        return "llama_cpp", text
+    if toolkit is not None and "/" not in text and text in toolkit.registry.names("llm"):
+        return text, None
+    return "litellm", text
