@@ -13,6 +13,10 @@ from pathlib import Path
 
 import pytest
 
+# litellm reads this when first imported (test modules import it at collection): without it,
+# it tries to download its model cost map, which fails offline after retries.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

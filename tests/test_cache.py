@@ -70,3 +70,34 @@ def test_bad_settings(tmp_path):
 def test_cache_key_is_stable_and_sensitive():
     assert cache_key("a", (1, 2), {"q": ["x"]}) == cache_key("a", [1, 2], {"q": ["x"]})
     assert cache_key("a", (1, 2)) != cache_key("a", (1, 3))
+
+
+def test_concurrent_misses_of_one_key_compute_once() -> None:
+    import threading
+    import time
+
+    cache = ResultCache(16)
+    calls: list[int] = []
+    results: list[tuple[object, bool]] = []
+
+    def compute() -> int:
+        calls.append(1)
+        time.sleep(0.2)
+        return 42
+
+    threads = [threading.Thread(target=lambda: results.append(cache.get_or_compute("k", compute))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert sorted(hit for _, hit in results) == [False, True, True, True]
+    assert {value for value, _ in results} == {42}
+
+
+def test_a_failed_computation_is_retried_by_waiters() -> None:
+    cache = ResultCache(16)
+    with pytest.raises(ValueError):
+        cache.get_or_compute("k", lambda: (_ for _ in ()).throw(ValueError("boom")))
+    assert cache.get_or_compute("k", lambda: 7) == (7, False)
+    assert cache.get_or_compute("k", lambda: 8) == (7, True)

@@ -17,11 +17,16 @@ from vpd.errors import (
     ToolUnavailable,
     VPDError,
 )
+from vpd.answers import normalize_answer, vote
 from vpd.helpers import best_image_match, bool_to_yesno, coerce_to_numeric, distance, llm_query
 from vpd.image import ImageData, load_image
 from vpd.patch import ImagePatch
 from vpd.programs.sandbox import Execution, Sandbox, SandboxLimits, run_program, run_programs
+from vpd.programs.completions import CompletionCache
+from vpd.programs.generation import GenerationConfig, ProgramGenerator, ProgramSample
+from vpd.programs.library import Example, ExampleLibrary
 from vpd.programs.trace import ProgramError, Trace
+from vpd.solve import Candidate, Solution, SolveTimings, solve
 from vpd.tools.backend import Backend
 from vpd.tools.cache import ResultCache
 from vpd.tools.config import BackendSpec, ToolkitConfig
@@ -33,6 +38,20 @@ from vpd.tools.user_tools import ToolSpec, tool, tool_registry
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    # answering questions
+    "Candidate",
+    "Solution",
+    "SolveTimings",
+    "normalize_answer",
+    "solve",
+    "vote",
+    # writing programs
+    "CompletionCache",
+    "Example",
+    "ExampleLibrary",
+    "GenerationConfig",
+    "ProgramGenerator",
+    "ProgramSample",
     # the program API
     "ImagePatch",
     "best_image_match",

@@ -15,6 +15,7 @@ The steps, each inspectable in the returned :class:`Solution`:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -152,6 +153,21 @@ class Solution:
     def __str__(self) -> str:
         return "" if self.answer is None else self.answer
 
+    def to_dict(self) -> dict[str, Any]:
+        """Everything as plain JSON (``vpd solve --json`` prints this)."""
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "raw_answer": self.raw_answer,
+            "source": self.source,
+            "program": self.program,
+            "votes": dict(self.votes),
+            "model": self.model,
+            "error": self.error,
+            "timings": dataclasses.asdict(self.timings),
+            "candidates": [_candidate_dict(c) for c in self.candidates],
+        }
+
 
 def solve(
     image: ImageSource,
@@ -235,6 +251,11 @@ def solve(
         loader()
         load_seconds = time.perf_counter() - t0
 
+    if examples is None:
+        from vpd.programs.prompt import ExampleLibrary
+
+        # The toolkit's model store: the text embedder is shared with the detector's query mapping.
+        examples = ExampleLibrary.builtin(models=toolkit.models, tools=toolkit.tools)
     generator = ProgramGenerator(writer, library=examples, cache=cache, config=config, tools=toolkit.tools)
     say("generate", f"writing {k} program{'s' if k > 1 else ''} with {_model_name(writer)}")
     t0 = time.perf_counter()
@@ -282,7 +303,7 @@ def solve(
         if fallback and toolkit.has("vqa"):
             say("fallback", "no program answered; asking the VQA model directly")
             try:
-                raw = toolkit.simple_query(data, None, question)
+                raw = toolkit.simple_query(data, (0, 0, data.width, data.height), question)
                 winner = normalize_answer(raw)
                 source = "fallback" if winner is not None else "none"
             except VPDError as exc:
@@ -312,6 +333,32 @@ def solve(
         timings=timings,
         error=None if winner is not None else error,
     )
+
+
+def _candidate_dict(candidate: Candidate) -> dict[str, Any]:
+    return {
+        "index": candidate.index,
+        "temperature": candidate.sample.temperature,
+        "program": candidate.program,
+        "answer": candidate.answer,
+        "votes": candidate.votes,
+        "chosen": candidate.chosen,
+        "error": candidate.error,
+        "attempts": [
+            {
+                "reply": a.completion.text,
+                "program": a.program,
+                "notes": list(a.notes),
+                "errors": a.errors,
+                "prompt_tokens": a.completion.prompt_tokens,
+                "completion_tokens": a.completion.completion_tokens,
+                "seconds": a.completion.seconds,
+                "cached": a.completion.cached,
+            }
+            for a in candidate.sample.attempts
+        ],
+        "trace": candidate.execution.trace.to_dict() if candidate.execution is not None else None,
+    }
 
 
 def _why_no_answer(candidates: tuple[Candidate, ...]) -> str:

@@ -171,27 +171,28 @@ class ProgramGenerator:
                 "cache_identity() (see vpd.tools.protocols.TextGenerator)."
             )
         self.llm = llm
-        if library is None:
-            from vpd.programs.prompt import ExampleLibrary
-
-            library = ExampleLibrary.builtin()
-        self.library = library
-        if cache is None or cache is True:
-            cache = CompletionCache()
-        self.cache: CompletionCache | None = cache or None
-        self.config = config or GenerationConfig()
         if tools is None:
             from vpd.tools.user_tools import tool_registry
 
             tools = tool_registry
         self.tools = tools
+        if library is None:
+            from vpd.programs.prompt import ExampleLibrary
+
+            library = ExampleLibrary.builtin(tools=tools)
+        self.library = library
+        if cache is None or cache is True:
+            cache = CompletionCache()
+        # Not "cache or None": an empty cache has length 0.
+        self.cache: CompletionCache | None = cache if isinstance(cache, CompletionCache) else None
+        self.config = config or GenerationConfig()
 
     def prompt(self, question: str) -> list[ChatMessage]:
         """The conversation that asks for a program answering ``question``."""
         from vpd.programs.prompt import render_prompt
 
         examples = self.library.select(question, self.config.examples) if self.config.examples else []
-        return list(render_prompt(question, examples=examples, tools=self.tools))  # type: ignore[arg-type]
+        return list(render_prompt(question, examples=examples, tools=self.tools))
 
     def sample(self, question: str, *, k: int | None = None) -> list[ProgramSample]:
         """Sample ``k`` programs for ``question`` (concurrently), each checked and repaired.
@@ -232,7 +233,7 @@ class ProgramGenerator:
             from vpd.programs.prompt import repair_messages
 
             shown = attempt.program if attempt.program is not None else completion.text
-            conversation = list(repair_messages(messages, shown, attempt.errors or ""))  # type: ignore[arg-type]
+            conversation = list(repair_messages(messages, shown, attempt.errors or ""))
         return ProgramSample(index, temperature, tuple(attempts))
 
     def _complete(self, messages: list[ChatMessage], index: int, attempt: int, temperature: float) -> Completion:

@@ -17,6 +17,7 @@ import pickle
 import sqlite3
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,7 @@ class ResultCache:
         self._memory: OrderedDict[str, tuple[Any, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        self._inflight: dict[str, threading.Event] = {}
         self._hits = self._misses = self._disk_hits = 0
         self.directory = Path(directory).expanduser() if directory is not None else None
         self._db: sqlite3.Connection | None = None
@@ -145,6 +147,34 @@ class ResultCache:
                         return value
             self._misses += 1
             return _MISSING
+
+    def get_or_compute(self, key: str, compute: Callable[[], Any]) -> tuple[Any, bool]:
+        """The cached value for ``key``, computing and storing it on a miss; ``(value, hit)``.
+
+        Concurrent callers with the same key compute it once: the others wait for the first
+        and take its result (the k programs of one question, run at the same time, ask for
+        the same detections). If the computation fails, each waiter tries it itself.
+        """
+        while True:
+            value = self.lookup(key)
+            if value is not _MISSING:
+                return value, True
+            with self._lock:
+                pending = self._inflight.get(key)
+                owner = pending is None
+                if pending is None:
+                    pending = self._inflight[key] = threading.Event()
+            if not owner:
+                pending.wait()
+                continue
+            try:
+                value = compute()
+                self.put(key, value)
+                return value, False
+            finally:
+                with self._lock:
+                    self._inflight.pop(key, None)
+                pending.set()
 
     @staticmethod
     def is_missing(value: Any) -> bool:

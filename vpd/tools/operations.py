@@ -182,14 +182,10 @@ class ToolOperations:
         backend = self.backend(capability)
         key = cache_key(backend.cache_identity(), image.sha256 if image is not None else None, box, inputs)
         start = time.perf_counter()
-        cached = self.cache.lookup(key) if self.cache is not None else None
-        hit = self.cache is not None and not ResultCache.is_missing(cached)
-        value: T
-        if hit:
-            value = cast(T, cached)
-        else:
+
+        def run() -> T:
             try:
-                value = compute(backend)
+                return compute(backend)
             except VPDError:
                 raise
             except Exception as exc:
@@ -198,8 +194,13 @@ class ToolOperations:
                     tool=capability,
                     backend=backend.name,
                 ) from exc
-            if self.cache is not None:
-                self.cache.put(key, value)
+
+        value: T
+        if self.cache is not None:
+            cached, hit = self.cache.get_or_compute(key, run)
+            value = cast(T, cached)
+        else:
+            value, hit = run(), False
         call.steps.append(
             {
                 "capability": capability,
