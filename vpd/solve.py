@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from vpd.answers import normalize_answer, vote
 from vpd.errors import InvalidArgumentError, VPDError
-from vpd.image import ImageSource, load_image
+from vpd.image import ImageData, ImageSource, load_image
 
 if TYPE_CHECKING:
     from vpd.programs.completions import CompletionCache
@@ -58,6 +58,10 @@ class Candidate:
     answer: str | None
     votes: int = 0
     chosen: bool = False
+
+    def __repr__(self) -> str:
+        state = f"answer={self.answer!r} votes={self.votes}" if self.answer is not None else f"error={self.error!r}"
+        return f"<Candidate #{self.index} {state}{' chosen' if self.chosen else ''}>"
 
     @property
     def index(self) -> int:
@@ -139,6 +143,7 @@ class Solution:
     model: str = ""
     timings: SolveTimings = field(default_factory=SolveTimings)
     error: str | None = None
+    image: ImageData | None = field(default=None, repr=False, compare=False)
 
     @property
     def trace(self) -> Trace | None:
@@ -152,6 +157,19 @@ class Solution:
 
     def __str__(self) -> str:
         return "" if self.answer is None else self.answer
+
+    def __repr__(self) -> str:
+        from vpd.render.text import format_solution
+
+        return format_solution(self)
+
+    def _repr_html_(self) -> str:
+        """Notebook view: every candidate with its votes, the chosen one open, boxes drawn on the image."""
+        from vpd.render.html import render_candidates
+
+        return render_candidates(
+            self.candidates, self.image, question=self.question, answer=self.answer, votes=self.votes
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Everything as plain JSON (``vpd solve --json`` prints this)."""
@@ -285,11 +303,11 @@ def solve(
         Candidate(
             sample=s,
             execution=executions.get(s.program) if s.program is not None else None,
-            answer=answers[i],
-            votes=counts.get(answers[i], 0) if answers[i] is not None else 0,
+            answer=answer,
+            votes=counts.get(answer, 0) if answer is not None else 0,
             chosen=i == chosen_index,
         )
-        for i, s in enumerate(samples)
+        for i, (s, answer) in enumerate(zip(samples, answers))
     )
 
     source: Literal["program", "fallback", "none"] = "none"
@@ -332,6 +350,7 @@ def solve(
         model=writer.cache_identity(),
         timings=timings,
         error=None if winner is not None else error,
+        image=data,
     )
 
 

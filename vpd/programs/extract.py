@@ -90,17 +90,16 @@ def extract_program(reply: str) -> ExtractedProgram:
             )
     else:
         if match.start() > 0 and not _parses(source):
-            # Prose (or a stray line) before the function: keep the code from the def on,
-            # plus whole top-level definitions above it that still parse.
+            # Prose (or a stray line) before the function: keep the code from the def on.
             source = source[match.start() :]
             notes.append(f"dropped text before 'def {ENTRY_POINT}'")
         source = textwrap.dedent(source)
-    source = _trim_to_parse(source, notes)
-    if source is None:
+    trimmed = _trim_to_parse(source, notes)
+    if trimmed is None:
         return ExtractedProgram(
             None, notes=tuple(notes), error="The code in the reply is not valid Python (a SyntaxError on every line)."
         )
-    source = _drop_top_level_calls(source, notes)
+    source = _drop_top_level_calls(trimmed, notes)
     if not re.search(rf"^def\s+{ENTRY_POINT}\s*\(", source, re.MULTILINE):
         return ExtractedProgram(
             None, notes=tuple(notes), error=f"The function {ENTRY_POINT}(image) must be defined at the top level."

@@ -122,6 +122,17 @@ class Execution:
         """True when the program returned an answer without error."""
         return self.error is None
 
+    def __repr__(self) -> str:
+        from vpd.render.text import format_execution
+
+        return format_execution(self)
+
+    def _repr_html_(self) -> str:
+        """Notebook view (see :func:`vpd.render.render_execution`, which also takes the image)."""
+        from vpd.render.html import render_execution
+
+        return render_execution(self)
+
 
 def _bounded(text: Any, limit: int = _MAX_MESSAGE_CHARS) -> str:
     text = text if isinstance(text, str) else str(text)

@@ -200,6 +200,17 @@ class Trace:
         """What the program printed, in order."""
         return [e for e in self.events if isinstance(e, PrintOutput)]
 
+    def __repr__(self) -> str:
+        from vpd.render.text import format_trace
+
+        return format_trace(self)
+
+    def _repr_html_(self) -> str:
+        """Notebook view (see :func:`vpd.render.render_trace`; without the image, boxes go on a blank canvas)."""
+        from vpd.render.html import render_trace
+
+        return render_trace(self)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (``Trace.from_dict(t.to_dict()) == t``)."""
         return {

@@ -1,0 +1,252 @@
+"""Notebook HTML of traces, executions and candidates: content, escaping, limits, images."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from PIL import Image
+
+import vpd
+from vpd.programs.trace import Assignment, PrintOutput, ProgramError, ToolCall, Trace
+from vpd.render import build_view, render_candidates, render_execution, render_trace
+from vpd.render.images import data_url
+from vpd.testing import Scene, SceneObject
+
+W, H = 640, 480
+INJECT = '<script>alert("x")</script><img src=x onerror=alert(1)>"\'&'
+PROGRAM = """def execute_command(image):
+    image_patch = ImagePatch(image)
+    cups = image_patch.find("cup")
+    print("cups:", len(cups))
+    left_cup = sorted(cups, key=lambda c: c.horizontal_center)[0]
+    is_red = left_cup.verify_property("cup", "red")
+    text = image_patch.find("sign")[0].ocr()
+    return bool_to_yesno(is_red and text == "OPEN")
+"""
+
+
+@pytest.fixture(scope="module")
+def scene() -> Scene:
+    return Scene(
+        W,
+        H,
+        [
+            SceneObject("cup", (100, 300, 180, 400), attributes=("red",)),
+            SceneObject("cup", (400, 100, 480, 200), attributes=("blue",)),
+            SceneObject("sign", (250, 20, 390, 80), text="OPEN"),
+        ],
+    )
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[vpd.Sandbox]:
+    box = vpd.Sandbox(vpd.SandboxLimits(timeout=20))
+    try:
+        yield box
+    finally:
+        box.close()
+
+
+@pytest.fixture(scope="module")
+def execution(scene: Scene, sandbox: vpd.Sandbox) -> vpd.Execution:
+    result = vpd.run_program(PROGRAM, scene.image, toolkit=scene.toolkit(), sandbox=sandbox)
+    assert result.ok, result.error
+    return result
+
+
+def images_in(html: str) -> list[Image.Image]:
+    """The images embedded in ``html`` as data URLs, decoded."""
+    found = re.findall(r'src="data:image/(?:png|jpeg);base64,([A-Za-z0-9+/=]+)"', html)
+    return [Image.open(io.BytesIO(base64.b64decode(data))) for data in found]
+
+
+def assert_no_markup_from(html: str) -> None:
+    """Nothing from INJECT became markup: no script, no injected image or attribute."""
+    assert "<script" not in html.lower()
+    assert "<img src=x" not in html and "onerror=alert" not in html.replace("onerror=alert(1)&gt;", "")
+    assert "&lt;script&gt;" in html
+
+
+def test_execution_view(execution: vpd.Execution, scene: Scene) -> None:
+    html = render_execution(execution, scene.image, question="Is the left cup red?", label="yes")
+    assert html.startswith('<div class="vpd"><style>') and html.endswith("</div>")
+    assert "<h3>Is the left cup red?</h3>" in html and "vpd-badge vpd-ok" in html  # answer yes == label yes
+    # numbered program lines, each with the calls it made beside it
+    for number, line in enumerate(PROGRAM.splitlines(), start=1):
+        assert f'<td class="vpd-no">{number}</td>' in html
+        assert f"<code>{line.replace(chr(34), '&quot;')}</code>" in html
+    assert "find(object_name=&#x27;cup&#x27;)" in html and "2 boxes: [100, 300, 180, 400] 0.90" in html
+    assert "verify_property(object_name=&#x27;cup&#x27;, property=&#x27;red&#x27;)" in html
+    assert "print: cups: 2" in html and "is_red = True" in html
+    # the image with 3 boxes, their legend, the convention, and crops of the regions tools looked at
+    drawn, *crops = images_in(html)
+    assert drawn.size == (W, H) and len(crops) == 2  # [100, 300, 180, 400] (verify_property) and the sign (ocr)
+    assert html.count('<span class="vpd-swatch"') == 3
+    assert "origin at the top-left corner" in html
+    assert drawn.convert("RGB").getpixel((100, 350)) != scene.image.convert("RGB").getpixel((100, 350))  # a box edge
+    assert "Execution trace (text for distillation)" in html and "Calling find function. Detect cup" in html
+
+
+def test_trace_without_its_image(execution: vpd.Execution) -> None:
+    html = execution.trace._repr_html_()
+    assert "Image not available: boxes drawn on a blank canvas of its size." in html
+    (drawn,) = images_in(html)
+    assert drawn.size == (W, H)
+    assert execution._repr_html_() == html
+
+
+def test_another_image_is_flagged(execution: vpd.Execution) -> None:
+    other = Image.new("RGB", (W // 2, H // 2), (30, 30, 30))
+    html = render_trace(execution.trace, other)
+    assert "not the one the program ran on" in html
+    assert images_in(html)[0].size == (W // 2, H // 2)  # boxes scaled to the image given
+
+
+def test_no_boxes_and_no_tool_calls(scene: Scene, sandbox: vpd.Sandbox) -> None:
+    result = vpd.run_program(
+        "def execute_command(image):\n    return 1\n", scene.image, toolkit=scene.toolkit(), sandbox=sandbox
+    )
+    html = render_execution(result, scene.image)
+    assert "No tool returned a box." in html and "0 tool calls" in html
+    assert "Regions the tools looked at" not in html
+
+
+def test_failed_runs(scene: Scene, sandbox: vpd.Sandbox) -> None:
+    runtime = vpd.run_program(
+        "def execute_command(image):\n    p = ImagePatch(image)\n    x = p.find('cup')\n    return 1 / 0\n",
+        scene.image,
+        toolkit=scene.toolkit(),
+        sandbox=sandbox,
+    )
+    html = render_execution(runtime, scene.image, label="2")
+    assert '<tr class="vpd-errline"><td class="vpd-no">4</td>' in html
+    assert "failed: runtime" in html and "ZeroDivisionError" in html and "vpd-badge vpd-bad" in html
+    broken = vpd.run_program("def execute_command(image):\n    return (\n", scene.image, sandbox=sandbox)
+    assert broken.error is not None and broken.error.kind == "compile"
+    html = render_execution(broken)
+    assert "failed: compile" in html and "0 tool calls" in html
+    timeout = Trace(program="x = 1", image={"width": 10, "height": 10}, error=ProgramError("timeout", "too slow"))
+    assert "<b>timeout</b>: too slow" in render_trace(timeout)
+
+
+def hostile_trace() -> Trace:
+    return Trace(
+        program=f"def execute_command(image):\n    # {INJECT}\n    return '{INJECT}'\n",
+        image={"sha256": INJECT, "width": W, "height": H},
+        events=(
+            ToolCall(0, "ocr", "ocr", INJECT, INJECT, {"q": INJECT}, INJECT, [1, 2, 30, 40], 2, 0.1, False),
+            ToolCall(1, INJECT, "tool", "x", None, {}, [{"box": [5, 5, 50, 50], "label": INJECT}], None, 2, 0.1, False),
+            ToolCall(2, "find", "detect", "x", None, {"object_name": INJECT}, None, None, 2, 0.1, False, INJECT),
+            Assignment(3, 2, INJECT, INJECT),
+            PrintOutput(4, 2, INJECT),
+        ),
+        answer=INJECT,
+        meta={"question": INJECT, "label": INJECT, "rationale": INJECT},
+    )
+
+
+def test_injection_is_escaped_everywhere() -> None:
+    html = render_trace(hostile_trace())
+    assert_no_markup_from(html)
+    assert html.count("&lt;script&gt;") >= 10
+    assert "<h4>Rationale</h4>" in html  # the rationale sits beside the execution trace
+
+
+def test_non_ascii_and_lone_surrogates() -> None:
+    text = "Café ☕ 杯子 \U0001f375 naïve"
+    trace = Trace(
+        program=f"def execute_command(image):\n    return '{text}'\n",
+        image={"width": W, "height": H},
+        events=(
+            ToolCall(
+                0,
+                "find",
+                "detect",
+                "x",
+                None,
+                {"object_name": text},
+                [{"box": [1, 1, 9, 9], "label": text}],
+                None,
+                2,
+                0.0,
+                False,
+            ),
+            PrintOutput(1, 2, "bad \udcff surrogate"),
+        ),
+        answer=text,
+        meta={"question": text},
+    )
+    html = render_trace(trace)
+    assert f"<h3>{text}</h3>" in html and "bad ? surrogate" in html
+    html.encode("utf-8")  # no lone surrogate left
+
+
+def test_hundreds_of_boxes_and_huge_text() -> None:
+    boxes = [{"box": [i % 600, i % 400, i % 600 + 20, i % 400 + 20], "score": 0.5} for i in range(500)]
+    long_line = "x = '" + "y" * 100_000 + "'"
+    trace = Trace(
+        program=f"def execute_command(image):\n    {long_line}\n" + "    pass\n" * 5000,
+        image={"width": W, "height": H},
+        events=(
+            ToolCall(0, "find", "detect", "x", None, {"object_name": "dot"}, boxes, [0, 0, W, H], 2, 0.1, False),
+            *(
+                ToolCall(i, "ocr", "ocr", "x", None, {}, "z" * 1_000_000, [i, i, i + 9, i + 9], 3, 0.0, False)
+                for i in range(1, 60)
+            ),
+            PrintOutput(60, 3, "p" * 1_000_000),
+        ),
+        answer="a" * 1_000_000,
+    )
+    view = build_view(trace)
+    assert len(view.boxes) == 300 and len(view.program_lines) == 2000
+    assert any("200 more boxes are not drawn" in note for note in view.notes)
+    html = render_trace(trace)
+    assert len(html) < 2_000_000
+    assert "… 200 more" in html and "more characters]" in html and "more events</summary>" in html
+    assert html.count('class="vpd-crop"') == 16 and "… 32 more regions" in html
+
+
+def test_data_urls_are_capped() -> None:
+    noise = Image.effect_noise((3000, 2000), 100).convert("RGB")
+    url = data_url(noise, max_side=640, max_bytes=60_000)
+    assert url.startswith("data:image/jpeg;base64,") and len(url) < 60_000 * 4 / 3 + 100
+    (decoded,) = images_in(f'src="{url}"')
+    assert max(decoded.size) <= 640
+    tiny = data_url(Image.new("RGB", (20, 20), (255, 0, 0)))
+    assert tiny.startswith("data:image/png;base64,")
+
+
+@dataclass
+class FakeCandidate:
+    index: int
+    execution: vpd.Execution | None
+    answer: str | None
+    votes: int
+    chosen: bool
+    error: str | None = None
+
+
+def test_candidates_with_votes(execution: vpd.Execution, scene: Scene, sandbox: vpd.Sandbox) -> None:
+    other = vpd.run_program(
+        "def execute_command(image):\n    return 'no'\n", scene.image, toolkit=scene.toolkit(), sandbox=sandbox
+    )
+    candidates = [
+        FakeCandidate(0, execution, "yes", 2, True),
+        FakeCandidate(1, other, "no", 1, False),
+        FakeCandidate(2, execution, "yes", 2, False),
+        FakeCandidate(3, None, None, 0, False, "no valid program: " + INJECT),
+    ]
+    html = render_candidates(candidates, scene.image, question="Is the left cup red?", answer="yes", label="yes")
+    assert html.count("<details open><summary>Candidate 0: yes</summary>") == 1
+    assert html.count("<details><summary>Candidate") == 2  # the candidate without a run has no view
+    assert '<tr class="vpd-chosen"><td>0</td><td><code>yes</code></td><td>2</td>' in html
+    assert "votes: yes: 2, no: 1" in html
+    assert_no_markup_from(html)
+    # plain executions: votes counted from their answers
+    html = render_candidates([execution, other, execution])
+    assert "votes: yes: 2, no: 1" in html

@@ -1,0 +1,384 @@
+/* The `vpd show` report: a virtual list of traces with filters, and the trace view on demand.
+ * Data comes from the JSON block #vpd-data (written by vpd.render.report). Every text from a
+ * trace is untrusted: it only ever reaches the page through text nodes and attribute values,
+ * never through innerHTML. */
+(function () {
+  "use strict";
+  var DATA = JSON.parse(document.getElementById("vpd-data").textContent);
+  var TRACES = DATA.traces;
+  var IMAGES = DATA.images;
+  var ROW = 30;
+  var EVENTS_SHOWN = 6;
+  var SVG = "http://www.w3.org/2000/svg";
+  var el = function (id) { return document.getElementById(id); };
+  var list = el("r-list"), spacer = el("r-spacer"), detail = el("r-detail");
+  var search = el("r-q"), statusSel = el("r-status"), kindSel = el("r-kind"), count = el("r-count");
+  var shown = [];
+  var sel = -1;
+  var hay = null;
+
+  function h(tag, attrs, kids) {
+    var node = document.createElement(tag);
+    if (attrs) {
+      Object.keys(attrs).forEach(function (k) {
+        if (k === "text") node.textContent = attrs[k];
+        else if (k === "bg") node.style.background = attrs[k];
+        else node.setAttribute(k, attrs[k]);
+      });
+    }
+    (kids || []).forEach(function (kid) {
+      if (kid === null || kid === undefined) return;
+      node.appendChild(typeof kid === "string" ? document.createTextNode(kid) : kid);
+    });
+    return node;
+  }
+
+  function s(tag, attrs) {
+    var node = document.createElementNS(SVG, tag);
+    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
+    return node;
+  }
+
+  function boxText(b) {
+    return "[" + b.map(function (v) { return String(v); }).join(", ") + "]";
+  }
+
+  function seconds(v) {
+    return v < 1 ? Math.round(v * 1000) + " ms" : v.toFixed(2) + " s";
+  }
+
+  function status(t) {
+    if (!t.v.ok) return "failed";
+    if (t.c === true) return "correct";
+    if (t.c === false) return "wrong";
+    return "nolabel";
+  }
+
+  var MARKS = {
+    correct: ["\u2713", "r-st-ok", "correct"],
+    wrong: ["\u2717", "r-st-bad", "wrong answer"],
+    failed: ["!", "r-st-fail", "failed"],
+    nolabel: ["\u00b7", "r-st-none", "no label"]
+  };
+
+  // -- filtering ---------------------------------------------------------------------------
+  function haystack() {
+    if (hay === null) {
+      hay = TRACES.map(function (t) {
+        var e = t.v.error;
+        return [t.id, t.q || "", t.a || "", t.l || "", e ? e.kind + " " + e.message : "",
+          t.v.program_lines.join("\n"), t.r || ""].join("\n").toLowerCase();
+      });
+    }
+    return hay;
+  }
+
+  function applyFilter(mode) {
+    var terms = search.value.toLowerCase().split(/\s+/).filter(Boolean);
+    var st = statusSel.value, kind = kindSel.value;
+    var texts = terms.length ? haystack() : null;
+    var current = sel >= 0 ? shown[sel] : -1;
+    shown = [];
+    for (var i = 0; i < TRACES.length; i++) {
+      var t = TRACES[i];
+      var stt = status(t);
+      if (st === "bad" ? (stt !== "wrong" && stt !== "failed") : (st !== "all" && stt !== st)) continue;
+      if (kind === "none" ? t.k : (kind !== "any" && t.k !== kind)) continue;
+      if (texts) {
+        var text = texts[i], ok = true;
+        for (var j = 0; j < terms.length && ok; j++) ok = text.indexOf(terms[j]) >= 0;
+        if (!ok) continue;
+      }
+      shown.push(i);
+    }
+    count.textContent = "showing " + shown.length + " of " + TRACES.length;
+    spacer.style.height = shown.length * ROW + "px";
+    sel = shown.indexOf(current);
+    if (sel < 0 && mode === "first" && shown.length) sel = 0;
+    if (sel >= 0) {
+      select(sel);
+    } else {
+      drawRows();
+      clearDetail();
+      saveHash();
+    }
+  }
+
+  // -- the virtual list --------------------------------------------------------------------
+  function drawRows() {
+    var first = Math.max(0, Math.floor(list.scrollTop / ROW) - 5);
+    var last = Math.min(shown.length, first + Math.ceil(list.clientHeight / ROW) + 10);
+    var rows = [];
+    for (var p = first; p < last; p++) {
+      var t = TRACES[shown[p]], mark = MARKS[status(t)];
+      var row = h("div", {
+        "class": "r-row" + (p === sel ? " r-sel" : ""), role: "option", id: "r-row-" + p,
+        "aria-selected": p === sel ? "true" : "false", "data-pos": String(p)
+      }, [
+        h("span", { "class": "r-n", text: String(shown[p] + 1) }),
+        h("span", { "class": mark[1], title: mark[2], text: mark[0] }),
+        h("span", { title: t.q || t.id, text: t.q || t.id }),
+        h("span", { title: t.a === null ? "" : t.a, text: t.a === null ? "\u2014" : t.a }),
+        h("span", { title: t.l === null ? "" : t.l, text: t.l === null ? "" : t.l }),
+        h("span", { "class": "r-st-fail", text: t.k })
+      ]);
+      row.style.top = p * ROW + "px";
+      rows.push(row);
+    }
+    spacer.replaceChildren.apply(spacer, rows);
+    if (sel >= 0) list.setAttribute("aria-activedescendant", "r-row-" + sel);
+    else list.removeAttribute("aria-activedescendant");
+  }
+
+  function select(pos, focusDetail) {
+    if (!shown.length) return;
+    sel = Math.max(0, Math.min(shown.length - 1, pos));
+    var top = sel * ROW;
+    if (top < list.scrollTop) list.scrollTop = top;
+    else if (top + ROW > list.scrollTop + list.clientHeight) list.scrollTop = top + ROW - list.clientHeight;
+    drawRows();
+    showDetail();
+    saveHash();
+    if (focusDetail) detail.focus();
+  }
+
+  // -- the trace view ----------------------------------------------------------------------
+  function clearDetail() {
+    detail.replaceChildren(h("div", { "class": "r-empty",
+      text: shown.length ? "Select a trace (click, or \u2193 / j in the list)." : "No trace matches the filters." }));
+  }
+
+  function facts(t) {
+    var v = t.v, parts = [];
+    if (v.ok) parts.push(h("span", {}, [h("b", { text: "Answer " }), h("code", { text: v.answer })]));
+    else parts.push(h("span", { "class": "vpd-badge vpd-bad", text: "failed: " + (v.error ? v.error.kind : "error") }));
+    if (t.l !== null) parts.push(h("span", {}, [h("b", { text: "Label " }), h("code", { text: t.l })]));
+    if (t.c === true) parts.push(h("span", { "class": "vpd-badge vpd-ok", text: "correct" }));
+    if (t.c === false) parts.push(h("span", { "class": "vpd-badge vpd-bad", text: "wrong" }));
+    parts.push(h("span", { "class": "vpd-muted", text: v.tool_calls + " tool call" + (v.tool_calls === 1 ? "" : "s") +
+      " \u00b7 " + seconds(v.wall_seconds) + " (tools " + seconds(v.tool_seconds) + ")" }));
+    parts.push(h("span", { "class": "vpd-muted", text: "image " + (v.image.width || "?") + "\u00d7" +
+      (v.image.height || "?") + " " + (v.image.sha256 || "").slice(0, 12) }));
+    parts.push(h("span", { "class": "vpd-muted", text: t.id === t.src ? t.src : t.id + " (" + t.src + ")" }));
+    return h("div", { "class": "vpd-facts" }, parts);
+  }
+
+  function eventNode(e) {
+    if (e.kind === "call") {
+      var kids = [h("span", { "class": "vpd-op", text: e.text })];
+      if (e.region) kids.push(" ", h("span", { "class": "vpd-muted", text: "on " + boxText(e.region) }));
+      kids.push(" \u2192 ");
+      var failed = e.error !== undefined && e.error !== null, boxes = e.boxes || [];
+      kids.push(failed ? h("span", { "class": "vpd-err", text: "error: " + e.error })
+        : h("span", { "class": "vpd-res", text: e.result || "" }));
+      kids.push(" ");
+      boxes.slice(0, 20).forEach(function (n) { kids.push(h("span", { "class": "vpd-chip", bg: e.color, text: String(n) })); });
+      if (boxes.length > 20) kids.push(h("span", { "class": "vpd-muted", text: "+" + (boxes.length - 20) }));
+      kids.push(" ", h("span", { "class": "vpd-info", text: e.info || "" }));
+      return h("div", { "class": "vpd-call" + (failed ? " vpd-failed" : "") }, kids);
+    }
+    if (e.kind === "assign") return h("div", { "class": "vpd-assign", text: e.text });
+    return h("div", { "class": "vpd-print", text: "print: " + e.text });
+  }
+
+  function eventsNode(events) {
+    var td = h("td", { "class": "vpd-ev" }, events.slice(0, EVENTS_SHOWN).map(eventNode));
+    if (events.length > EVENTS_SHOWN) {
+      td.appendChild(h("details", {}, [h("summary", { text: (events.length - EVENTS_SHOWN) + " more events" })]
+        .concat(events.slice(EVENTS_SHOWN).map(eventNode))));
+    }
+    return td;
+  }
+
+  function program(v) {
+    var byLine = {}, orphans = [];
+    v.events.forEach(function (e) {
+      if (e.line !== null && e.line >= 1 && e.line <= v.program_lines.length) (byLine[e.line] = byLine[e.line] || []).push(e);
+      else orphans.push(e);
+    });
+    var errLine = v.error ? v.error.line : null;
+    var rows = v.program_lines.map(function (code, i) {
+      var n = i + 1;
+      return h("tr", n === errLine ? { "class": "vpd-errline" } : {}, [
+        h("td", { "class": "vpd-no", text: String(n) }),
+        h("td", { "class": "vpd-src" }, [h("code", { text: code })]),
+        eventsNode(byLine[n] || [])
+      ]);
+    });
+    if (orphans.length) {
+      rows.push(h("tr", {}, [h("td", { "class": "vpd-no", text: "\u2013" }),
+        h("td", { "class": "vpd-src vpd-muted", text: "(no program line)" }), eventsNode(orphans)]));
+    }
+    return h("table", { "class": "vpd-prog" }, rows);
+  }
+
+  function overlay(v, W, H) {
+    var svg = s("svg", { "class": "vpd-overlay", viewBox: "0 0 " + W + " " + H, preserveAspectRatio: "none" });
+    var fs = Math.max(W, H) / 45;
+    v.boxes.forEach(function (b, i) {
+      var x0 = Math.min(b.box[0], b.box[2]), y0 = Math.min(b.box[1], b.box[3]);
+      var g = s("g", {});
+      var title = s("title", {});
+      title.textContent = b.n + " " + b.label + " " + boxText(b.box) + " \u2014 " + b.source;
+      g.appendChild(title);
+      g.appendChild(s("rect", { x: x0, y: y0, width: Math.abs(b.box[2] - b.box[0]), height: Math.abs(b.box[3] - b.box[1]),
+        fill: "none", stroke: b.color, "stroke-width": 2, "vector-effect": "non-scaling-stroke" }));
+      var label = i < 12 ? b.n + " " + b.label : String(b.n);
+      var tw = label.length * fs * 0.6 + fs * 0.5, th = fs * 1.3;
+      var ty = y0 - th >= 0 ? y0 - th : y0, tx = Math.max(0, Math.min(x0, W - tw));
+      g.appendChild(s("rect", { x: tx, y: ty, width: tw, height: th, fill: b.color }));
+      var text = s("text", { x: tx + fs * 0.25, y: ty + fs, fill: "#fff", "font-size": fs, "font-family": "sans-serif" });
+      text.textContent = label;
+      g.appendChild(text);
+      svg.appendChild(g);
+    });
+    return svg;
+  }
+
+  function figure(t) {
+    var v = t.v, img = t.img !== null ? IMAGES[t.img] : null;
+    var W = v.image.width || (img ? img.w : 640), H = v.image.height || (img ? img.h : 480);
+    var notes = [], stage;
+    if (img) {
+      stage = h("div", { "class": "vpd-stage" }, [h("img", { src: img.url, alt: "the image, with the boxes tools returned" })]);
+      stage.appendChild(overlay(v, W, H));
+      if (img.sha256 && v.image.sha256 && img.sha256 !== v.image.sha256) {
+        notes.push("This image is not the one the program ran on (different sha256); boxes may not line up.");
+      }
+    } else {
+      var blank = s("svg", { viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": "blank canvas with the boxes" });
+      blank.appendChild(s("rect", { x: 0, y: 0, width: W, height: H, fill: "#e2e4e8" }));
+      stage = h("div", { "class": "vpd-stage" }, [blank]);
+      stage.appendChild(overlay(v, W, H));
+      notes.push("Image not available" + (t.imgNote ? " (" + t.imgNote + ")" : "") + ": boxes drawn on a blank canvas of its size.");
+    }
+    var kids = [h("figure", { "class": "vpd-figure" }, [stage, h("figcaption", { text: DATA.convention })])];
+    notes.forEach(function (n) { kids.push(h("div", { "class": "vpd-note", text: n })); });
+    if (v.boxes.length) {
+      kids.push(h("table", { "class": "vpd-legend" }, v.boxes.slice(0, 100).map(function (b) {
+        return h("tr", {}, [h("td", {}, [h("span", { "class": "vpd-swatch", bg: b.color }), String(b.n)]),
+          h("td", { text: b.label }), h("td", {}, [h("code", { text: boxText(b.box) })]),
+          h("td", { "class": "vpd-muted", text: b.source })]);
+      })));
+      if (v.boxes.length > 100) kids.push(h("div", { "class": "vpd-muted", text: "\u2026 " + (v.boxes.length - 100) + " more" }));
+    } else {
+      kids.push(h("div", { "class": "vpd-muted", text: "No tool returned a box." }));
+    }
+    if (v.regions.length) {
+      kids.push(h("h4", { text: "Regions the tools looked at" }));
+      kids.push(h("div", { "class": "vpd-crops" }, v.regions.slice(0, 16).map(function (r) {
+        var fig = h("figure", { "class": "vpd-crop" });
+        var w = Math.max(1, r.box[2] - r.box[0]), hh = Math.max(1, r.box[3] - r.box[1]);
+        if (img) {
+          var k = 112 / Math.max(w, hh);
+          var svg = s("svg", { viewBox: r.box[0] + " " + r.box[1] + " " + w + " " + hh,
+            width: Math.round(w * k), height: Math.round(hh * k), preserveAspectRatio: "none" });
+          svg.appendChild(s("image", { href: img.url, x: 0, y: 0, width: W, height: H, preserveAspectRatio: "none" }));
+          fig.appendChild(svg);
+        }
+        fig.appendChild(h("code", { text: boxText(r.box) }));
+        fig.appendChild(h("br"));
+        fig.appendChild(document.createTextNode(r.label));
+        return fig;
+      })));
+    }
+    return h("div", { "class": "vpd-side" }, kids);
+  }
+
+  function textPair(t) {
+    var trace = [h("h4", { text: "Execution trace (text for distillation)" }), h("pre", { text: t.v.text })];
+    if (t.r) {
+      return h("div", { "class": "vpd-pair" }, [h("div", {}, trace),
+        h("div", {}, [h("h4", { text: "Rationale" }), h("pre", { text: t.r })])]);
+    }
+    return h("div", {}, trace);
+  }
+
+  function showDetail() {
+    var t = TRACES[shown[sel]], v = t.v;
+    var kids = [h("h3", { text: t.q || t.id }), facts(t)];
+    if (v.error) {
+      kids.push(h("div", { "class": "vpd-error" }, [h("b", { text: v.error.kind + (v.error.line ? " at line " + v.error.line : "") }),
+        ": " + v.error.message]));
+    }
+    v.notes.forEach(function (n) { kids.push(h("div", { "class": "vpd-note", text: n })); });
+    kids.push(h("div", { "class": "vpd-cols" }, [h("div", { "class": "vpd-code" }, [program(v)]), figure(t)]));
+    kids.push(textPair(t));
+    if (t.x) {
+      kids.push(h("h4", { text: "Other fields" }));
+      kids.push(h("table", { "class": "r-fields" }, Object.keys(t.x).map(function (k) {
+        return h("tr", {}, [h("td", {}, [h("b", { text: k })]), h("td", {}, [h("code", { text: t.x[k] })])]);
+      })));
+    }
+    var view = h("div", { "class": "vpd", id: "r-view", "data-index": String(shown[sel]) }, kids);
+    detail.replaceChildren(view);
+    detail.scrollTop = 0;
+  }
+
+  // -- state in the URL --------------------------------------------------------------------
+  function saveHash() {
+    var p = new URLSearchParams();
+    if (search.value) p.set("q", search.value);
+    if (statusSel.value !== "all") p.set("status", statusSel.value);
+    if (kindSel.value !== "any") p.set("kind", kindSel.value);
+    if (sel >= 0) p.set("i", String(shown[sel] + 1));
+    var hash = p.toString();
+    if (hash !== location.hash.slice(1)) history.replaceState(null, "", hash ? "#" + hash : location.pathname);
+  }
+
+  function loadHash() {
+    var p = new URLSearchParams(location.hash.slice(1));
+    search.value = p.get("q") || "";
+    if (p.get("status")) statusSel.value = p.get("status");
+    if (p.get("kind") && kindSel.querySelector("option[value='" + CSS.escape(p.get("kind")) + "']")) kindSel.value = p.get("kind");
+    applyFilter(false);
+    var i = parseInt(p.get("i") || "", 10) - 1;
+    if (i >= 0 && shown.indexOf(i) >= 0) select(shown.indexOf(i));
+  }
+
+  // -- wiring ------------------------------------------------------------------------------
+  var kinds = {};
+  TRACES.forEach(function (t) { if (t.k) kinds[t.k] = (kinds[t.k] || 0) + 1; });
+  Object.keys(kinds).sort().forEach(function (k) {
+    kindSel.appendChild(h("option", { value: k, text: k + " (" + kinds[k] + ")" }));
+  });
+  var timer = 0;
+  search.addEventListener("input", function () {
+    clearTimeout(timer);
+    timer = setTimeout(function () { applyFilter("first"); }, TRACES.length > 2000 ? 150 : 30);
+  });
+  statusSel.addEventListener("change", function () { applyFilter("first"); });
+  kindSel.addEventListener("change", function () { applyFilter("first"); });
+  list.addEventListener("scroll", drawRows, { passive: true });
+  window.addEventListener("resize", drawRows);
+  spacer.addEventListener("click", function (ev) {
+    var row = ev.target.closest(".r-row");
+    if (row) { select(parseInt(row.getAttribute("data-pos"), 10)); list.focus(); }
+  });
+  list.addEventListener("keydown", function (ev) {
+    var page = Math.max(1, Math.floor(list.clientHeight / ROW) - 1);
+    var moves = { ArrowDown: 1, j: 1, ArrowUp: -1, k: -1, PageDown: page, PageUp: -page };
+    if (ev.key in moves) select(sel < 0 ? 0 : sel + moves[ev.key]);
+    else if (ev.key === "Home") select(0);
+    else if (ev.key === "End") select(shown.length - 1);
+    else if (ev.key === "Enter" && sel >= 0) detail.focus();
+    else return;
+    ev.preventDefault();
+  });
+  search.addEventListener("keydown", function (ev) {
+    if (ev.key === "ArrowDown" || ev.key === "Enter") {
+      clearTimeout(timer);
+      applyFilter("first");
+      list.focus();
+      ev.preventDefault();
+    }
+  });
+  document.addEventListener("keydown", function (ev) {
+    var typing = /^(INPUT|SELECT|TEXTAREA)$/.test(document.activeElement.tagName);
+    if (ev.key === "/" && !typing) { search.focus(); search.select(); ev.preventDefault(); }
+    else if (ev.key === "Escape") { list.focus(); ev.preventDefault(); }
+  });
+  loadHash();
+  if (sel < 0) clearDetail();
+  document.body.setAttribute("data-ready", "true");
+})();

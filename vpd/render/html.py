@@ -1,0 +1,405 @@
+"""Notebook HTML of traces, executions and sets of candidate programs.
+
+The views are plain HTML and CSS (no script), so they show in saved and untrusted
+notebooks alike: the program with line numbers and, beside each line, the tool calls it
+made (inputs, outputs, backend, time) and the values it assigned; the image with every
+returned box drawn and numbered, a legend, and thumbnails of the regions tools looked at;
+the answer, error and timings; the execution-trace text, beside the rationale when there is
+one. Images are size-capped data URLs. Every text from a trace is escaped.
+
+Without the image (a :class:`~vpd.programs.trace.Trace` records only its hash and size)
+the boxes are drawn on a blank canvas of the image's size.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Protocol
+
+from vpd.render.text import answer_text, clip
+from vpd.render.view import BOX_CONVENTION, TraceView, build_view, judge
+
+if TYPE_CHECKING:
+    from vpd.image import ImageData, ImageSource
+    from vpd.programs.sandbox import Execution
+    from vpd.programs.trace import Trace
+
+__all__ = ["CandidateLike", "esc", "render_candidates", "render_execution", "render_trace", "stylesheet"]
+
+#: Events shown per program line before the rest fold away.
+_EVENTS_SHOWN = 6
+#: Crop thumbnails per view.
+_CROPS = 16
+#: Legend rows per view.
+_LEGEND = 100
+
+
+class CandidateLike(Protocol):
+    """One of several programs for a question, e.g. ``vpd.solve``'s ``Candidate`` (read-only)."""
+
+    @property
+    def execution(self) -> Execution | None:
+        """Its run, or None when no program was obtained."""
+
+    @property
+    def answer(self) -> str | None:
+        """Its (normalised) answer, or None."""
+
+    @property
+    def votes(self) -> int:
+        """Votes for its answer."""
+
+    @property
+    def chosen(self) -> bool:
+        """Whether its answer won."""
+
+    @property
+    def error(self) -> str | None:
+        """Why it has no answer, or None."""
+
+
+def esc(value: Any) -> str:
+    """HTML-escape any value (quotes included), as text; lone surrogates become ``?``."""
+    text = value if isinstance(value, str) else answer_text(value)
+    return html.escape(clip(text, len(text)), quote=True)
+
+
+@functools.lru_cache(maxsize=1)
+def stylesheet() -> str:
+    """The CSS of the views (every rule scoped under ``.vpd``)."""
+    return resources.files("vpd.render").joinpath("assets/vpd.css").read_text(encoding="utf-8")
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def _facts(view: TraceView, question: Any, label: Any, correct: bool | None) -> str:
+    parts: list[str] = []
+    if view.ok:
+        parts.append(f"<span><b>Answer</b> <code>{esc(view.answer)}</code></span>")
+    else:
+        kind = view.error["kind"] if view.error else "error"
+        parts.append(f'<span class="vpd-badge vpd-bad">failed: {esc(kind)}</span>')
+    if label is not None:
+        parts.append(f"<span><b>Label</b> <code>{esc(label)}</code></span>")
+    if correct is not None:
+        badge = (
+            '<span class="vpd-badge vpd-ok">correct</span>'
+            if correct
+            else '<span class="vpd-badge vpd-bad">wrong</span>'
+        )
+        parts.append(badge)
+    calls = view.tool_calls
+    parts.append(
+        f'<span class="vpd-muted">{calls} tool call{"s" if calls != 1 else ""} · {_seconds(view.wall_seconds)} '
+        f"(tools {_seconds(view.tool_seconds)})</span>"
+    )
+    size = f"{esc(view.image.get('width') or '?')}&times;{esc(view.image.get('height') or '?')}"
+    parts.append(f'<span class="vpd-muted">image {size} {esc(str(view.image.get("sha256") or "")[:12])}</span>')
+    head = f"<h3>{esc(question)}</h3>" if question is not None else ""
+    return f'{head}<div class="vpd-facts">{"".join(parts)}</div>'
+
+
+def _event_html(event: Any) -> str:
+    if event.kind == "call":
+        chips = "".join(
+            f'<span class="vpd-chip" style="background:{esc(event.color)}">{n}</span>' for n in event.boxes[:20]
+        )
+        if len(event.boxes) > 20:
+            chips += f'<span class="vpd-muted">+{len(event.boxes) - 20}</span>'
+        region = f' <span class="vpd-muted">on {esc(_box_text(event.region))}</span>' if event.region else ""
+        if event.error is not None:
+            result = f'<span class="vpd-err">error: {esc(event.error)}</span>'
+        else:
+            result = f'<span class="vpd-res">{esc(event.result)}</span>'
+        return (
+            f'<div class="vpd-call{" vpd-failed" if event.error is not None else ""}">'
+            f'<span class="vpd-op">{esc(event.text)}</span>{region} → {result} {chips}'
+            f' <span class="vpd-info">{esc(event.info)}</span></div>'
+        )
+    if event.kind == "assign":
+        return f'<div class="vpd-assign">{esc(event.text)}</div>'
+    return f'<div class="vpd-print">print: {esc(event.text)}</div>'
+
+
+def _events_html(events: Sequence[Any]) -> str:
+    shown = "".join(_event_html(e) for e in events[:_EVENTS_SHOWN])
+    if len(events) > _EVENTS_SHOWN:
+        rest = "".join(_event_html(e) for e in events[_EVENTS_SHOWN:])
+        shown += f"<details><summary>{len(events) - _EVENTS_SHOWN} more events</summary>{rest}</details>"
+    return shown
+
+
+def _program_html(view: TraceView) -> str:
+    by_line: dict[int | None, list[Any]] = {}
+    for event in view.events:
+        by_line.setdefault(event.line, []).append(event)
+    error_line = view.error.get("line") if view.error else None
+    rows = []
+    for number, code in enumerate(view.program_lines, start=1):
+        cls = ' class="vpd-errline"' if number == error_line else ""
+        events = by_line.pop(number, [])
+        rows.append(
+            f'<tr{cls}><td class="vpd-no">{number}</td><td class="vpd-src"><code>{esc(code)}</code></td>'
+            f'<td class="vpd-ev">{_events_html(events)}</td></tr>'
+        )
+    orphans = [event for events in by_line.values() for event in events]
+    if orphans:
+        rows.append(
+            '<tr><td class="vpd-no">&ndash;</td><td class="vpd-src vpd-muted">(no program line)</td>'
+            f'<td class="vpd-ev">{_events_html(orphans)}</td></tr>'
+        )
+    return f'<table class="vpd-prog">{"".join(rows)}</table>'
+
+
+def _box_text(box: Sequence[float] | None) -> str:
+    if not box:
+        return ""
+    return "[" + ", ".join(str(int(v)) if float(v).is_integer() else f"{v:g}" for v in box) + "]"
+
+
+def _image_html(view: TraceView, image: ImageData | None, max_side: int) -> str:
+    from vpd.render.images import annotate, crop_thumbnail, data_url, placeholder
+
+    size = (view.image["width"], view.image["height"]) if view.image["width"] and view.image["height"] else None
+    notes = []
+    if image is None:
+        base = placeholder(size)
+        notes.append("Image not available: boxes drawn on a blank canvas of its size.")
+    else:
+        base = image.pil
+        if view.image.get("sha256") and image.sha256 != view.image["sha256"]:
+            notes.append("This image is not the one the program ran on (different sha256); boxes may not line up.")
+    drawn = annotate(base, view.boxes, size, max_side=max_side)
+    caption = esc(BOX_CONVENTION)
+    url = data_url(drawn, max_side=max_side, max_bytes=max_side * 150)  # about 96 kB at 640 px
+    parts = [f'<figure class="vpd-figure"><img alt="image with boxes" src="{url}">']
+    parts.append(f"<figcaption>{caption}</figcaption></figure>")
+    parts.extend(f'<div class="vpd-note">{esc(note)}</div>' for note in notes)
+    if view.boxes:
+        rows = "".join(
+            f'<tr><td><span class="vpd-swatch" style="background:{esc(b.color)}"></span>{b.n}</td>'
+            f"<td>{esc(b.label)}</td><td><code>{esc(_box_text(b.box))}</code></td>"
+            f'<td class="vpd-muted">{esc(b.source)}</td></tr>'
+            for b in view.boxes[:_LEGEND]
+        )
+        more = f'<tr><td colspan="4" class="vpd-muted">… {len(view.boxes) - _LEGEND} more</td></tr>'
+        parts.append(f'<table class="vpd-legend">{rows}{more if len(view.boxes) > _LEGEND else ""}</table>')
+    else:
+        parts.append('<div class="vpd-muted">No tool returned a box.</div>')
+    if view.regions:
+        crops = []
+        for region in view.regions[:_CROPS]:
+            thumb = crop_thumbnail(image.pil, region.box, size) if image is not None else None
+            img = f'<img alt="crop" src="{data_url(thumb, max_side=112)}">' if thumb is not None else ""
+            where = f"<code>{esc(_box_text(region.box))}</code><br>{esc(region.label)}"
+            crops.append(f'<figure class="vpd-crop">{img}{where}</figure>')
+        extra = len(view.regions) - _CROPS
+        tail = f'<div class="vpd-muted">… {extra} more regions</div>' if extra > 0 else ""
+        parts.append(f'<h4>Regions the tools looked at</h4><div class="vpd-crops">{"".join(crops)}</div>{tail}')
+    return "".join(parts)
+
+
+def _text_html(view: TraceView, rationale: str | None) -> str:
+    text = f"<h4>Execution trace (text for distillation)</h4><pre>{esc(view.text)}</pre>"
+    if rationale:
+        rationale_html = f"<h4>Rationale</h4><pre>{esc(rationale)}</pre>"
+        return f'<div class="vpd-pair"><div>{text}</div><div>{rationale_html}</div></div>'
+    return f"<details><summary>Execution trace (text for distillation)</summary><pre>{esc(view.text)}</pre></details>"
+
+
+def _body(
+    trace: Trace,
+    image: ImageData | None,
+    *,
+    question: Any,
+    label: Any,
+    correct: bool | None,
+    rationale: str | None,
+    max_side: int,
+) -> str:
+    view = build_view(trace)
+    if correct is None and label is not None:
+        correct = judge(trace.answer if trace.ok else None, label)
+    if rationale is None and isinstance(trace.meta.get("rationale"), str):
+        rationale = trace.meta["rationale"]
+    parts = [_facts(view, question, label, correct)]
+    if view.error is not None:
+        where = f" at line {view.error['line']}" if view.error.get("line") else ""
+        parts.append(
+            f'<div class="vpd-error"><b>{esc(view.error["kind"])}{where}</b>: {esc(view.error["message"])}</div>'
+        )
+    parts.extend(f'<div class="vpd-note">{esc(note)}</div>' for note in view.notes)
+    parts.append(
+        f'<div class="vpd-cols"><div class="vpd-code">{_program_html(view)}</div>'
+        f'<div class="vpd-side">{_image_html(view, image, max_side)}</div></div>'
+    )
+    parts.append(_text_html(view, rationale))
+    return "".join(parts)
+
+
+def _wrap(body: str) -> str:
+    return f'<div class="vpd"><style>{stylesheet()}</style>{body}</div>'
+
+
+def render_trace(
+    trace: Trace,
+    image: ImageSource | None = None,
+    *,
+    question: Any = None,
+    label: Any = None,
+    correct: bool | None = None,
+    rationale: str | None = None,
+    max_side: int = 640,
+) -> str:
+    """HTML of one trace (see the module docstring), for a notebook or a web page.
+
+    Args:
+        trace: The run.
+        image: The image it ran on (path, bytes, PIL image, array or ImageData); without
+            it, boxes are drawn on a blank canvas.
+        question: The question, shown as the title (default: ``trace.meta["question"]``).
+        label: The expected answer (default: ``trace.meta["label"]``).
+        correct: Whether the answer is right (default: the normalised answer equals the
+            normalised label, when there is a label).
+        rationale: A rationale written from this trace (default: ``trace.meta["rationale"]``),
+            shown beside the execution-trace text.
+        max_side: Longest side of the drawn image, in pixels.
+
+    Returns:
+        An HTML fragment (a ``<div class="vpd">`` with its own scoped ``<style>``).
+    """
+    from vpd.render.images import load_for_render
+
+    if question is None:
+        question = trace.meta.get("question")
+    if label is None:
+        label = trace.meta.get("label")
+    body = _body(
+        trace,
+        load_for_render(image),
+        question=question,
+        label=label,
+        correct=correct,
+        rationale=rationale,
+        max_side=max_side,
+    )
+    return _wrap(body)
+
+
+def render_execution(
+    execution: Execution,
+    image: ImageSource | None = None,
+    *,
+    question: Any = None,
+    label: Any = None,
+    correct: bool | None = None,
+    rationale: str | None = None,
+    max_side: int = 640,
+) -> str:
+    """HTML of one :class:`~vpd.Execution` (its trace; see :func:`render_trace`)."""
+    return render_trace(
+        execution.trace,
+        image,
+        question=question,
+        label=label,
+        correct=correct,
+        rationale=rationale,
+        max_side=max_side,
+    )
+
+
+def _as_candidate(item: Any) -> tuple[Any, Any, str | None]:
+    """``(execution or trace or None, answer, error)`` of an Execution, a Trace or a candidate."""
+    from vpd.programs.sandbox import Execution
+    from vpd.programs.trace import Trace
+
+    if isinstance(item, (Execution, Trace)):
+        error = f"{item.error.kind}: {item.error.message}" if item.error is not None else None
+        return item, (item.answer if item.error is None else None), error
+    run = getattr(item, "execution", None)
+    error = getattr(item, "error", None)
+    answer = getattr(item, "answer", None)
+    if answer is None and run is not None and run.error is None:
+        answer = run.answer
+    return run, answer, error
+
+
+def render_candidates(
+    candidates: Iterable[CandidateLike | Execution | Trace],
+    image: ImageSource | None = None,
+    *,
+    question: Any = None,
+    answer: Any = None,
+    label: Any = None,
+    votes: Mapping[str, int] | None = None,
+    max_side: int = 480,
+) -> str:
+    """HTML of several programs for one question: a table of answers and votes, then each run.
+
+    Each candidate is an :class:`~vpd.Execution`, a :class:`~vpd.programs.trace.Trace` or an
+    object like ``vpd.solve``'s ``Candidate`` (see :class:`CandidateLike`). The chosen
+    candidate's view is open; the others fold away.
+
+    Args:
+        candidates: The candidates, in sample order.
+        image: The image they ran on (shared, loaded once).
+        question: The question (title).
+        answer: The final answer (shown in the header).
+        label: The expected answer, if known.
+        votes: Votes per normalised answer (default: counted from the candidates' answers).
+        max_side: Longest side of each drawn image, in pixels.
+
+    Returns:
+        An HTML fragment.
+    """
+    from vpd.answers import normalize_answer
+    from vpd.render.images import load_for_render
+
+    items = list(candidates)
+    unpacked = [_as_candidate(item) for item in items]
+    if votes is None:
+        counted: dict[str, int] = {}
+        for _, ans, _ in unpacked:
+            key = normalize_answer(ans)
+            if key is not None:
+                counted[key] = counted.get(key, 0) + 1
+        votes = counted
+    loaded = load_for_render(image)
+    rows, views = [], []
+    for index, (item, (run, ans, error)) in enumerate(zip(items, unpacked)):
+        chosen = bool(getattr(item, "chosen", False))
+        key = normalize_answer(ans)
+        count = getattr(item, "votes", None) if getattr(item, "votes", None) is not None else votes.get(key or "", 0)
+        status = esc(error) if error else ""
+        cls = ' class="vpd-chosen"' if chosen else ""
+        number = esc(getattr(item, "index", index))
+        rows.append(
+            f"<tr{cls}><td>{number}</td>"
+            f"<td><code>{esc(ans) if ans is not None else '&ndash;'}</code></td><td>{esc(count)}</td>"
+            f'<td class="vpd-muted">{status}</td><td>{"chosen" if chosen else ""}</td></tr>'
+        )
+        if run is None:
+            continue
+        trace = run.trace if hasattr(run, "trace") else run
+        body = _body(trace, loaded, question=None, label=label, correct=None, rationale=None, max_side=max_side)
+        shown = esc(ans) if ans is not None else esc(error or "no answer")
+        title = f"Candidate {number}: {shown}"
+        views.append(f"<details{' open' if chosen else ''}><summary>{title}</summary>{body}</details>")
+    head = f"<h3>{esc(question)}</h3>" if question is not None else ""
+    facts = []
+    if answer is not None:
+        facts.append(f"<span><b>Answer</b> <code>{esc(answer)}</code></span>")
+    if label is not None:
+        facts.append(f"<span><b>Label</b> <code>{esc(label)}</code></span>")
+    tally = ", ".join(f"{esc(k)}: {esc(v)}" for k, v in sorted(votes.items(), key=lambda kv: -kv[1]))
+    facts.append(f'<span class="vpd-muted">votes: {tally or "none"}</span>')
+    table = (
+        '<table class="vpd-cands"><tr><th>#</th><th>answer</th><th>votes</th><th>error</th><th></th></tr>'
+        f"{''.join(rows)}</table>"
+    )
+    return _wrap(f'{head}<div class="vpd-facts">{"".join(facts)}</div>{table}{"".join(views)}')

@@ -1,0 +1,297 @@
+"""Reading a JSONL file of traces for ``vpd show``.
+
+**Format.** UTF-8, one JSON object per line; blank lines are ignored. A line is either
+
+* a trace, exactly as :meth:`Trace.to_json() <vpd.programs.trace.Trace.to_json>` writes it
+  (``{"version": "vpd.trace/1", "program": ..., "events": [...], ...}``), or
+* a record wrapping one::
+
+      {"trace": {...a trace...},
+       "id": "q17-s3",            # optional: shown in the list and in links (default: file:line)
+       "question": "How many cups?",
+       "label": "2",              # optional: the expected answer
+       "correct": true,           # optional: overrides the comparison of answer and label
+       "image": "images/17.jpg",  # optional: the image the program ran on
+       "rationale": "..."}        # optional: a rationale written from this trace
+
+  Other keys are kept and shown as extra fields.
+
+``question``, ``label``, ``image`` and ``rationale`` may also sit in the trace's ``meta``;
+the record's own keys win. When there is a label and no ``correct``, the answer is
+correct when :func:`vpd.answers.normalize_answer` of both sides match.
+
+**Images.** A relative ``image`` path is resolved against ``images_dir`` when given, else
+against the folder of the JSONL file; absolute paths are used as they are. Without a path,
+``images_dir/<sha256>.{png,jpg,jpeg,webp}`` is tried (the trace records the image's sha256).
+A trace whose image is not found is still shown, with its boxes on a blank canvas.
+
+**Bad lines** (not JSON, not an object, not a valid trace, a field of the wrong type) are
+errors that name the file and line; with ``skip_bad=True`` they are skipped and listed in
+:attr:`TraceRecords.bad`, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vpd.errors import VPDError
+
+if TYPE_CHECKING:
+    from vpd.programs.trace import Trace
+
+__all__ = ["BadLine", "TraceFileError", "TraceRecord", "TraceRecords", "read_traces"]
+
+_RECORD_KEYS = ("trace", "id", "question", "label", "correct", "image", "rationale")
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+class TraceFileError(VPDError, ValueError):
+    """A JSONL file of traces has bad lines (each named by file and line number)."""
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A line that could not be read.
+
+    Attributes:
+        path: The file.
+        line: The line number (1-based).
+        reason: What is wrong with it.
+    """
+
+    path: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class TraceRecord:
+    """One trace with what is known about it.
+
+    Attributes:
+        trace: The trace.
+        id: Its name (the record's ``id``, else ``file:line``).
+        source: ``file:line`` it came from.
+        question: The question, if known.
+        label: The expected answer, if known.
+        correct: Whether the answer is right (None without a label).
+        image_path: The image file, when found.
+        image_problem: Why the image is missing, when a path was given or looked for.
+        rationale: A rationale written from the trace, if any.
+        extra: Other keys of the record.
+    """
+
+    trace: Trace
+    id: str
+    source: str
+    question: str | None = None
+    label: Any = None
+    correct: bool | None = None
+    image_path: Path | None = None
+    image_problem: str | None = None
+    rationale: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TraceRecords:
+    """What :func:`read_traces` read.
+
+    Attributes:
+        records: The traces, in file order.
+        bad: The lines skipped (only with ``skip_bad=True``).
+    """
+
+    records: list[TraceRecord]
+    bad: list[BadLine]
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (write numbers, or null)")
+
+
+def _parse(raw: bytes) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not valid UTF-8 (byte {exc.start + 1})") from None
+    try:
+        data = json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc.msg} (column {exc.colno})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object (a trace or a record), got {type(data).__name__}")
+    return data
+
+
+def _text_field(data: dict[str, Any], meta: dict[str, Any], key: str) -> str | None:
+    value = data[key] if key in data else meta.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{key!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _find_image(
+    path_text: str | None, sha256: Any, base: Path, images_dir: Path | None
+) -> tuple[Path | None, str | None]:
+    if path_text:
+        path = Path(path_text)
+        if not path.is_absolute():
+            path = (images_dir or base) / path
+        return (path, None) if path.is_file() else (None, f"image not found: {path}")
+    if images_dir is not None and isinstance(sha256, str) and sha256.isalnum():
+        for suffix in _IMAGE_SUFFIXES:
+            candidate = images_dir / f"{sha256}{suffix}"
+            if candidate.is_file():
+                return candidate, None
+        return None, f"no image named {sha256[:12]}….(png|jpg|jpeg|webp) in {images_dir}"
+    return None, None
+
+
+def _record(data: dict[str, Any], source: str, base: Path, images_dir: Path | None) -> TraceRecord:
+    from vpd.programs.trace import Trace
+    from vpd.render.view import judge
+
+    wrapped = "trace" in data and "version" not in data
+    raw_trace = data["trace"] if wrapped else data
+    if not isinstance(raw_trace, dict):
+        raise ValueError(f"'trace' must be an object, got {type(raw_trace).__name__}")
+    try:
+        trace = Trace.from_dict(raw_trace)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        message = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise ValueError(f"not a valid trace: {message}") from None
+    _check(trace)
+    fields = data if wrapped else {}
+    meta = trace.meta
+    question = _text_field(fields, meta, "question")
+    rationale = _text_field(fields, meta, "rationale")
+    image_text = _text_field(fields, meta, "image")
+    label = fields["label"] if "label" in fields else meta.get("label")
+    correct = fields.get("correct")
+    if correct is not None and not isinstance(correct, bool):
+        raise ValueError(f"'correct' must be true, false or null, got {json.dumps(correct)[:40]}")
+    if correct is None:
+        correct = judge(trace.answer if trace.ok else None, label)
+    ident = fields.get("id", source)
+    if not isinstance(ident, (str, int)) or isinstance(ident, bool):
+        raise ValueError("'id' must be a string or an integer")
+    image_path, problem = _find_image(image_text, trace.image.get("sha256"), base, images_dir)
+    extra = {k: v for k, v in fields.items() if k not in _RECORD_KEYS}
+    return TraceRecord(
+        trace=trace,
+        id=str(ident),
+        source=source,
+        question=question,
+        label=label,
+        correct=correct,
+        image_path=image_path,
+        image_problem=problem,
+        rationale=rationale,
+        extra=extra,
+    )
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _line(value: Any) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _check(trace: Trace) -> None:
+    """Raise ValueError when a field has a type no vpd writer produces (renderers rely on them)."""
+    from vpd.programs.trace import Assignment, PrintOutput, ToolCall
+
+    if not isinstance(trace.program, str):
+        raise ValueError("not a valid trace: 'program' must be a string")
+    if not _number(trace.wall_seconds) or not _number(trace.tool_seconds):
+        raise ValueError("not a valid trace: 'wall_seconds' and 'tool_seconds' must be numbers")
+    error = trace.error
+    if error is not None and not (isinstance(error.kind, str) and isinstance(error.message, str) and _line(error.line)):
+        raise ValueError("not a valid trace: 'error' must have a string kind and message and an integer line")
+    for event in trace.events:
+        where = f"not a valid trace: event {event.index}"
+        if not _line(event.line):
+            raise ValueError(f"{where}: 'line' must be an integer or null")
+        if isinstance(event, ToolCall):
+            box_ok = event.box is None or (
+                isinstance(event.box, list) and len(event.box) == 4 and all(_number(v) for v in event.box)
+            )
+            if not (isinstance(event.operation, str) and isinstance(event.inputs, dict) and _number(event.seconds)):
+                raise ValueError(f"{where}: a tool call needs a string operation, object inputs and numeric seconds")
+            if not box_ok or not (event.error is None or isinstance(event.error, str)):
+                raise ValueError(f"{where}: 'box' must be four numbers or null and 'error' a string or null")
+            names_ok = isinstance(event.capability, str) and isinstance(event.backend, str)
+            if not names_ok or not (event.model is None or isinstance(event.model, str)):
+                raise ValueError(f"{where}: 'capability' and 'backend' must be strings, 'model' a string or null")
+        elif isinstance(event, Assignment) and not (isinstance(event.name, str) and isinstance(event.value, str)):
+            raise ValueError(f"{where}: an assignment needs a string name and value")
+        elif isinstance(event, PrintOutput) and not isinstance(event.text, str):
+            raise ValueError(f"{where}: a print needs a string text")
+
+
+def read_traces(
+    paths: str | Path | Sequence[str | Path],
+    *,
+    images_dir: str | Path | None = None,
+    skip_bad: bool = False,
+) -> TraceRecords:
+    """Read JSONL files of traces (format in the module docstring).
+
+    Args:
+        paths: One file or several, read in order.
+        images_dir: Where relative image paths (and ``<sha256>.<ext>`` files) are.
+        skip_bad: Skip bad lines (listed in the result) instead of raising.
+
+    Returns:
+        The records and the skipped lines.
+
+    Raises:
+        TraceFileError: A file cannot be read, or has bad lines and ``skip_bad`` is False
+            (the message lists the first ones, with file and line number).
+    """
+    files = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    images = Path(images_dir) if images_dir is not None else None
+    if images is not None and not images.is_dir():
+        raise TraceFileError(f"The images folder {str(images)!r} does not exist.")
+    records: list[TraceRecord] = []
+    bad: list[BadLine] = []
+    for file in files:
+        path = Path(file)
+        for number, raw in _lines(path):
+            if not raw.strip():
+                continue
+            source = f"{path.name}:{number}"
+            try:
+                records.append(_record(_parse(raw), source, path.parent, images))
+            except ValueError as exc:
+                bad.append(BadLine(str(path), number, str(exc)))
+    if bad and not skip_bad:
+        shown = "\n".join(f"  {b}" for b in bad[:5])
+        more = f"\n  ... and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise TraceFileError(
+            f"{len(bad)} bad line{'s' if len(bad) != 1 else ''} in the traces "
+            f"(pass --skip-bad to skip them):\n{shown}{more}"
+        )
+    return TraceRecords(records, bad)
+
+
+def _lines(path: Path) -> Iterable[tuple[int, bytes]]:
+    try:
+        with path.open("rb") as handle:
+            yield from enumerate(handle, start=1)
+    except FileNotFoundError:
+        raise TraceFileError(f"Traces file not found: {str(path)!r}.") from None
+    except IsADirectoryError:
+        raise TraceFileError(f"{str(path)!r} is a directory, not a JSONL file.") from None
+    except OSError as exc:
+        raise TraceFileError(f"Cannot read {str(path)!r}: {exc.strerror or exc}.") from None
