@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import json
 import os
@@ -18,11 +19,11 @@ import pytest
 from PIL import Image
 
 from vpd.errors import InvalidArgumentError, ToolError, ToolUnavailable
-from vpd.testing.openai_server import Fail, FakeOpenAIServer, Malformed, Reply
+from vpd.testing.openai_server import Disconnect, Fail, FakeOpenAIServer, Malformed, Reply, ScriptEntry
 from vpd.tools.backends._litellm import short_answer
 from vpd.tools.backends.litellm_llm import LiteLLMChat
 from vpd.tools.backends.litellm_vqa import LiteLLMVQA, image_data_url
-from vpd.tools.protocols import LanguageModel, VisualQA
+from vpd.tools.protocols import LanguageModel, TextGenerator, VisualQA
 from vpd.tools.types import ChatMessage
 
 pytest.importorskip("litellm")
@@ -119,6 +120,14 @@ def test_server_stops_by_itself_when_idle() -> None:
     with pytest.raises(OSError):  # refused: nothing listens any more
         urllib.request.urlopen(url, timeout=2)
     server.stop()  # idempotent
+
+
+def test_server_disconnect_drops_the_connection() -> None:
+    with FakeOpenAIServer(replies=[Disconnect(), "after"]) as server:
+        url = f"{server.base_url}/chat/completions"
+        with pytest.raises((OSError, http.client.HTTPException)):
+            _post(url, {"messages": HELLO})
+        assert _post(url, {"messages": HELLO})[0] == 200
 
 
 def test_server_rejects_unknown_script_entries() -> None:
@@ -241,6 +250,138 @@ def test_missing_litellm_names_the_llm_extra(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(LiteLLMChat, "requires", ("litellm_is_not_installed_here",))
     with pytest.raises(ToolUnavailable, match=r"vpd\[llm\]"):
         LiteLLMChat("openai/x").chat([HELLO])
+
+
+# -- LiteLLMChat.generate and retries -------------------------------------------------------
+def test_generate_returns_text_token_counts_and_timing() -> None:
+    with FakeOpenAIServer(replies=[Reply("def execute_command(image): return 3", finish_reason="length")]) as server:
+        llm = _chat(server)
+        assert isinstance(llm, TextGenerator)
+        completion = llm.generate(HELLO, temperature=0.7, max_tokens=33, seed=11, stop=["\n\n"])
+        (request,) = server.chat_requests
+    assert completion.text == "def execute_command(image): return 3"
+    assert completion.model == server.model_string
+    # The fake server counts words: "Say hello" is 2, the reply 4.
+    assert (completion.prompt_tokens, completion.completion_tokens) == (2, 4)
+    assert completion.finish_reason == "length"
+    assert completion.seconds > 0 and completion.first_token_seconds is None and not completion.cached
+    assert request.body["seed"] == 11 and request.body["stop"] == ["\n\n"]
+    assert request.body["max_tokens"] == 33 and request.body["temperature"] == 0.7
+
+
+def test_generate_without_seed_or_stop_sends_neither() -> None:
+    with FakeOpenAIServer(replies=["ok"]) as server:
+        _chat(server).generate(HELLO)
+        (request,) = server.chat_requests
+    assert "seed" not in request.body and "stop" not in request.body
+
+
+def test_generate_retries_rate_limits_and_server_errors_then_succeeds() -> None:
+    script: list[ScriptEntry] = [
+        Fail(status=429, message="slow down"),
+        Fail(status=500),
+        Fail(status=502),
+        "third time lucky",
+    ]
+    with FakeOpenAIServer(replies=script) as server:
+        completion = _chat(server, num_retries=3, retry_delay=0.0).generate(HELLO)
+        assert completion.text == "third time lucky"
+        assert len(server.chat_requests) == 4
+
+
+def test_retries_back_off_exponentially() -> None:
+    with FakeOpenAIServer(replies=[Fail(status=503), Fail(status=503), "ok"]) as server:
+        llm = _chat(server, num_retries=2, retry_delay=0.2)
+        llm.generate(HELLO)  # litellm is imported by this first call, outside the timing below
+    with FakeOpenAIServer(replies=[Fail(status=503), Fail(status=503), "ok"]) as server:
+        start = time.monotonic()
+        _chat(server, num_retries=2, retry_delay=0.2).generate(HELLO)
+        elapsed = time.monotonic() - start
+        times = [r.time for r in server.chat_requests]
+    assert elapsed >= 0.2 + 0.4  # 0.2 s, then 0.4 s (plus up to 0.2 s of jitter each)
+    assert times[2] - times[1] >= 0.4 - 0.05
+
+
+def test_retry_after_from_the_server_is_honoured() -> None:
+    with FakeOpenAIServer(replies=[Fail(status=429, headers={"Retry-After": "1"}), "ok"]) as server:
+        llm = _chat(server, num_retries=1, retry_delay=0.0)
+        assert llm.generate(HELLO).text == "ok"
+        first, second = server.chat_requests
+    assert second.time - first.time >= 0.95
+
+
+def test_a_dropped_connection_is_retried() -> None:
+    with FakeOpenAIServer(replies=[Disconnect(), "back again"]) as server:
+        assert _chat(server, num_retries=1, retry_delay=0.0).generate(HELLO).text == "back again"
+        assert len(server.chat_requests) == 2
+
+
+def test_retries_give_up_with_the_last_error() -> None:
+    with FakeOpenAIServer(replies=[Fail(status=503, message="overloaded")] * 3) as server:
+        with pytest.raises(ToolError, match="HTTP 503.*overloaded"):
+            _chat(server, num_retries=2, retry_delay=0.0).generate(HELLO)
+        assert len(server.chat_requests) == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [(400, "rejected the request"), (401, "API key"), (403, "refused access"), (404, "Check the model name")],
+)
+def test_client_errors_are_never_retried(status: int, message: str) -> None:
+    with FakeOpenAIServer(replies=[Fail(status=status, message="nope"), "unused"]) as server:
+        with pytest.raises(ToolError, match=message) as info:
+            _chat(server, num_retries=3, retry_delay=0.0).generate(HELLO)
+        assert f"HTTP {status}" in str(info.value) and "nope" in str(info.value)
+        assert len(server.chat_requests) == 1
+        assert server.remaining == 1
+
+
+def test_a_slow_reply_times_out_on_every_attempt() -> None:
+    script = [Reply("late", delay=3.0), Reply("late", delay=3.0)]
+    with FakeOpenAIServer(replies=script) as server:
+        with pytest.raises(ToolError, match=r"did not answer within 0.4 s.*Raise the timeout option"):
+            _chat(server, timeout=0.4, num_retries=1, retry_delay=0.0).generate(HELLO)
+        assert len(server.chat_requests) == 2
+
+
+def test_a_timeout_then_a_prompt_reply_succeeds() -> None:
+    with FakeOpenAIServer(replies=[Reply("late", delay=3.0), "in time"]) as server:
+        assert _chat(server, timeout=0.4, num_retries=1, retry_delay=0.0).generate(HELLO).text == "in time"
+
+
+@pytest.mark.parametrize("body", [b'{"not": "a chat completion"', b"<html>oops</html>", b"[1, 2]"])
+def test_a_malformed_body_is_a_clear_error_and_not_retried(body: bytes) -> None:
+    with FakeOpenAIServer(replies=[Malformed(body), "unused"]) as server:
+        with pytest.raises(ToolError, match="not a chat completion.*api_base") as info:
+            _chat(server, num_retries=2, retry_delay=0.0).generate(HELLO)
+        assert info.value.tool == "llm" and info.value.backend == "litellm"
+        assert len(server.chat_requests) == 1
+
+
+def test_a_response_without_choices_is_a_tool_error() -> None:
+    with (
+        FakeOpenAIServer(replies=[Malformed(b'{"choices": []}')]) as server,
+        pytest.raises(ToolError, match="without a message"),
+    ):
+        _chat(server, num_retries=0).generate(HELLO)
+
+
+def test_generate_validates_before_any_request() -> None:
+    llm = LiteLLMChat("openai/x", api_base="http://127.0.0.1:9/v1")
+    with pytest.raises(InvalidArgumentError, match="max_tokens"):
+        llm.generate(HELLO, max_tokens=0)
+    with pytest.raises(InvalidArgumentError, match="seed"):
+        llm.generate(HELLO, seed="1")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError):
+        llm.generate([])
+    with pytest.raises(ToolUnavailable, match="VPD_LLM"):
+        LiteLLMChat().generate(HELLO)
+
+
+def test_missing_tenacity_names_the_llm_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(LiteLLMChat, "requires", ("litellm", "tenacity_is_not_installed_here"))
+    with pytest.raises(ToolUnavailable, match=r"tenacity_is_not_installed_here.*vpd\[llm\]"):
+        LiteLLMChat("openai/x").generate(HELLO)
 
 
 # -- LiteLLMVQA -------------------------------------------------------------------------------

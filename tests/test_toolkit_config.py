@@ -38,6 +38,8 @@ def registry():
 
 
 def test_offline_preset_choices():
+    from vpd.tools.backends.llama_cpp import LlamaCppChat
+
     tk = Toolkit.offline()
     chosen = {row.capability: (row.info.backend if row.info else None) for row in tk.describe()}
     assert chosen == {
@@ -47,7 +49,8 @@ def test_offline_preset_choices():
         "ocr": "rapidocr",
         "vqa": "described",
         "match": None,
-        "llm": None,
+        # The embedded model when llama.cpp and its weights are installed (auto), else off.
+        "llm": "llama_cpp" if LlamaCppChat.check_available() else None,
     }
     assert Toolkit.offline(segment="grabcut").backend("segment").name == "grabcut"
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from vpd.programs.prompt import ExampleLibrary
     from vpd.programs.sandbox import Execution, Sandbox, SandboxLimits
     from vpd.programs.trace import Trace
+    from vpd.tools.config import BackendSpec
     from vpd.tools.protocols import TextGenerator
     from vpd.tools.toolkit import Toolkit
 
@@ -431,14 +432,15 @@ def resolve_llm(
 
 def llm_spec(
     llm: str | None, *, api_base: str | None = None, api_key: str | None = None, toolkit: Toolkit | None = None
-) -> Any:
+) -> BackendSpec:
     """A :class:`~vpd.tools.config.BackendSpec` for an ``llm`` string (see :func:`solve`).
 
     ``"local"``, ``"local:0.5b"``, a known local model name or a ``.gguf`` path select the
     embedded llama.cpp backend; a registered ``llm`` backend name selects it; anything else
-    is a litellm model string.
+    is a litellm model string (see :func:`vpd.tools.config.llm_spec`). Without ``api_base``
+    and ``api_key``, a litellm model keeps the endpoint of the toolkit's litellm backend.
     """
-    from vpd.tools.config import BackendSpec
+    from vpd.tools.config import llm_spec as parse
 
     options: dict[str, Any] = {}
     if api_base:
@@ -449,27 +451,10 @@ def llm_spec(
         if not api_base:
             raise InvalidArgumentError("Name the model with llm=... (e.g. 'openai/gpt-4o-mini').")
         llm = "openai/default"  # a server at api_base serving one model
-    backend, model = _llm_choice(llm, toolkit)
-    if backend == "litellm" and toolkit is not None and toolkit.has("llm"):
+    spec = parse(llm, source="solve(llm=...)", options=options)
+    if spec.backend == "litellm" and not options and toolkit is not None and toolkit.has("llm"):
         current = toolkit.backend("llm")
-        if current.name == "litellm" and not options:
-            options = {k: v for k, v in current.options.items() if k in ("api_base", "api_key")}
-    return BackendSpec(backend=backend, model=model, options=options, source="solve(llm=...)")
-
-
-_LOCAL_ALIASES = {"local": None, "local:1.5b": "qwen2.5-coder-1.5b", "local:0.5b": "qwen2.5-coder-0.5b"}
-
-
-def _llm_choice(value: str, toolkit: Toolkit | None) -> tuple[str, str | None]:
-    """``(backend name, model)`` for an ``llm`` string."""
-    text = value.strip()
-    if not text:
-        raise InvalidArgumentError("llm must not be empty: name a model, e.g. 'openai/gpt-4o-mini' or 'local'.")
-    lowered = text.lower()
-    if lowered in _LOCAL_ALIASES:
-        return "llama_cpp", _LOCAL_ALIASES[lowered]
-    if lowered.endswith(".gguf") or lowered.startswith("qwen2.5-coder-"):
-        return "llama_cpp", text
-    if toolkit is not None and "/" not in text and text in toolkit.registry.names("llm"):
-        return text, None
-    return "litellm", text
+        if current.name == "litellm":
+            kept = {k: v for k, v in current.options.items() if k in ("api_base", "api_key") and v is not None}
+            spec = parse(llm, source="solve(llm=...)", options=kept)
+    return spec

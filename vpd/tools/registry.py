@@ -48,6 +48,7 @@ _BUILTINS: tuple[tuple[str, str, str], ...] = (
     ("match", "clip", "vpd.tools.backends.clip:ClipMatcher"),
     ("match", "siglip", "vpd.tools.backends.clip:SiglipMatcher"),
     ("llm", "litellm", "vpd.tools.backends.litellm_llm:LiteLLMChat"),
+    ("llm", "llama_cpp", "vpd.tools.backends.llama_cpp:LlamaCppChat"),
 )
 
 

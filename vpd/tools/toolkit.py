@@ -29,6 +29,7 @@ from vpd.errors import ConfigError, ToolUnavailable
 from vpd.tools.backend import Backend, BackendInfo, ModelStore
 from vpd.tools.cache import ResultCache
 from vpd.tools.config import (
+    AUTO,
     AUTO_ORDER,
     PRESETS,
     BackendSpec,
@@ -124,6 +125,8 @@ class Toolkit(ToolOperations):
             elif capability in self.config.backends:
                 spec = self.config.backends[capability]
                 self._set(capability, spec, f"set by {spec.source}" if spec else "turned off in the configuration")
+            elif self.config.preset in PRESETS and PRESETS[self.config.preset][capability] == AUTO:
+                self._auto(capability, f"preset {self.config.preset!r}, auto")
             elif self.config.preset in PRESETS:
                 name = PRESETS[self.config.preset][capability]
                 self._set(capability, name, f"preset {self.config.preset!r}")
@@ -136,8 +139,9 @@ class Toolkit(ToolOperations):
     def offline(cls, **overrides: Any) -> Toolkit:
         """The preset that runs with no network.
 
-        NanoDet (COCO-80) detection, RapidOCR, the ground-plane depth heuristic, and VQA by
-        an LLM over a description of the image.
+        NanoDet (COCO-80) detection, RapidOCR, the ground-plane depth heuristic, VQA by an
+        LLM over a description of the image, and the embedded llama.cpp LLM when
+        ``vpd[local]`` is installed (off otherwise; ``vpd tools`` says why).
 
         Segmentation and image-text matching are off (no offline weights exist); pass e.g.
         ``segment="grabcut"`` to turn GrabCut on. Keyword arguments are as for ``Toolkit``.
@@ -201,7 +205,7 @@ class Toolkit(ToolOperations):
         )
         self._reasons[capability] = reason
 
-    def _auto(self, capability: str) -> None:
+    def _auto(self, capability: str, label: str = "auto") -> None:
         order = AUTO_ORDER.get(capability, ())
         skipped = []
         for name in order:
@@ -212,7 +216,7 @@ class Toolkit(ToolOperations):
                 continue
             availability = cls.check_available(cls.default_model)
             if availability:
-                why = "auto: first available" + (f"; skipped {'; '.join(skipped)}" if skipped else "")
+                why = f"{label}: first available" + (f"; skipped {'; '.join(skipped)}" if skipped else "")
                 self._set(capability, name, why)
                 return
             skipped.append(f"{name}: {availability.reason}")
@@ -220,7 +224,7 @@ class Toolkit(ToolOperations):
         # than let the first call block on the network; the reason says how to turn it on.
         self._backends[capability] = None
         if order:
-            self._reasons[capability] = "auto: nothing available; " + "; ".join(skipped)
+            self._reasons[capability] = f"{label}: nothing available; " + "; ".join(skipped)
         else:
             hint = "set VPD_LLM=<litellm model>, e.g. openai/gpt-4o-mini" if capability == "llm" else "choose a backend"
             self._reasons[capability] = f"not configured ({hint})"

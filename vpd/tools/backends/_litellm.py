@@ -11,9 +11,10 @@ download its model cost map unless ``LITELLM_LOCAL_MODEL_COST_MAP`` is set first
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import re
-import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -26,6 +27,10 @@ __all__ = ["LiteLLMBackend", "import_litellm", "short_answer"]
 
 #: Options that never change a reply (or are secret): left out of the result-cache key.
 _NOT_IN_CACHE_KEY = frozenset({"api_key", "extra_headers", "timeout", "num_retries", "retry_delay", "max_workers"})
+
+#: Longest wait between two retries that vpd picks itself, and longest Retry-After it honours.
+_MAX_BACKOFF = 8.0
+_MAX_RETRY_AFTER = 60.0
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -75,14 +80,15 @@ class LiteLLMBackend(Backend):
             vLLM, Ollama) need none, but the OpenAI client refuses to send a request without one.
         timeout: Seconds to wait for one reply.
         num_retries: Retries of a call that failed transiently (HTTP 429, 5xx, connection
-            errors, timeouts), with exponential backoff. Done here rather than by litellm,
-            whose retries need the optional ``tenacity`` package.
-        retry_delay: Seconds before the first retry; doubled for each further one (capped at 8 s).
+            errors, timeouts), with exponential backoff and jitter (tenacity). Authentication,
+            bad-request and not-found errors are never retried.
+        retry_delay: Seconds before the first retry; doubled for each further one, plus random
+            jitter, capped at 8 s. A server's ``Retry-After`` (up to 60 s) takes precedence.
         extra_headers: Extra HTTP headers sent with every request (a dict), or ``None``.
         max_workers: Conversations sent concurrently when a batch has several.
     """
 
-    requires: ClassVar[tuple[str, ...]] = ("litellm",)
+    requires: ClassVar[tuple[str, ...]] = ("litellm", "tenacity")
     extra: ClassVar[str | None] = "llm"
     default_model: ClassVar[str | None] = None
     option_defaults: ClassVar[dict[str, Any]] = {
@@ -155,8 +161,32 @@ class LiteLLMBackend(Backend):
             ToolUnavailable: No model is configured, or litellm is not installed.
             ToolError: The provider failed; the message says what to check.
         """
+        response = self.request(messages, max_tokens=max_tokens, temperature=temperature)
+        return self.reply_text(response)
+
+    def request(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        max_tokens: int,
+        temperature: float,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> Any:
+        """Send one conversation, retrying transient failures, and return litellm's response.
+
+        Rate limits (HTTP 429), server errors (5xx), timeouts and connection errors are
+        retried up to ``num_retries`` times with exponential backoff and jitter (honouring a
+        server's ``Retry-After``); authentication, bad-request and not-found errors are not.
+
+        Raises:
+            ToolUnavailable: No model is configured, or litellm is not installed.
+            ToolError: The provider failed; the message says what to check.
+        """
         model = self.require_model()
         litellm = self.load()
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt
+
         kwargs: dict[str, Any] = {
             "model": model,
             "messages": messages,
@@ -168,25 +198,38 @@ class LiteLLMBackend(Backend):
             # Models that reject a parameter (e.g. temperature on reasoning models) still answer.
             "drop_params": True,
         }
+        if seed is not None:
+            kwargs["seed"] = seed
+        if stop:
+            kwargs["stop"] = list(stop)
         for name in ("api_base", "api_key", "extra_headers"):
             if self.options[name] is not None:
                 kwargs[name] = self.options[name]
         if "api_base" in kwargs and "api_key" not in kwargs and not os.environ.get("OPENAI_API_KEY"):
             kwargs["api_key"] = "no-key-needed"
-        retries = max(0, int(self.options["num_retries"]))
-        for attempt in range(retries + 1):
-            try:
-                response = litellm.completion(**kwargs)
-                break
-            except Exception as exc:
-                if attempt == retries or not _transient(exc, litellm):
-                    raise self._explain(exc, litellm) from exc
-                time.sleep(min(8.0, float(self.options["retry_delay"]) * 2**attempt))
+        retrying = Retrying(
+            stop=stop_after_attempt(max(0, int(self.options["num_retries"])) + 1),
+            wait=_Backoff(float(self.options["retry_delay"])),
+            retry=retry_if_exception(lambda exc: _transient(exc, litellm)),
+            reraise=True,
+        )
+        try:
+            return retrying(litellm.completion, **kwargs)
+        except Exception as exc:
+            raise self._explain(exc, litellm) from exc
+
+    def reply_text(self, response: Any) -> str:
+        """The assistant's text in a litellm response (``""`` for an empty message).
+
+        Raises:
+            ToolError: The response has no message (a server that does not speak the protocol).
+        """
         try:
             content = response.choices[0].message.content
         except (AttributeError, IndexError, KeyError, TypeError) as exc:
             raise ToolError(
-                f"{model} returned a response without a message: {response!r:.300}",
+                f"{self.model_id} returned a response without a message: {response!r:.300}. Check that api_base "
+                "points at an OpenAI-compatible chat-completions server.",
                 tool=self.capability,
                 backend=self.name,
             ) from exc
@@ -212,6 +255,14 @@ class LiteLLMBackend(Backend):
                 f"{model} rejected the credentials{code}: {detail}. Check the API key (the api_key option, "
                 "or the provider's environment variable such as OPENAI_API_KEY)."
             )
+        elif _malformed(exc):
+            bad_json = next((c for c in _causes(exc) if isinstance(c, json.JSONDecodeError)), None)
+            if bad_json is not None:
+                detail = f"invalid JSON ({bad_json})"
+            message = (
+                f"{model} at {where} sent a reply that is not a chat completion: {detail}. Check that api_base "
+                "points at an OpenAI-compatible server (usually ending in /v1)."
+            )
         elif _timed_out(exc, litellm):
             message = (
                 f"{model} did not answer within {self.options['timeout']} s at {where}: {detail}. "
@@ -224,6 +275,11 @@ class LiteLLMBackend(Backend):
             )
         elif isinstance(exc, litellm.RateLimitError):
             message = f"{model} is rate limited{code} after {self.options['num_retries']} retries: {detail}"
+        elif isinstance(exc, getattr(litellm, "PermissionDeniedError", ())) or status == 403:
+            message = (
+                f"{model} refused access{code}: {detail}. Check that the API key may use this model "
+                "(the api_key option, or the provider's environment variable)."
+            )
         elif isinstance(exc, litellm.NotFoundError):
             message = f"{model} was not found at {where}{code}: {detail}. Check the model name."
         elif isinstance(exc, litellm.BadRequestError):
@@ -276,14 +332,66 @@ def _connection_failed(exc: BaseException, litellm: Any) -> bool:
     )
 
 
+def _malformed(exc: BaseException) -> bool:
+    """Whether a "successful" response could not be parsed as a chat completion.
+
+    litellm reports that as an HTTP 500 with the JSON decoding error (or its own complaint
+    about an invalid response) underneath; it is a misconfigured endpoint, not a glitch.
+    """
+    return any(isinstance(c, json.JSONDecodeError) or "Empty or invalid response" in str(c) for c in _causes(exc))
+
+
 def _transient(exc: BaseException, litellm: Any) -> bool:
-    """Whether a retry may succeed: rate limits, server errors, connection problems, timeouts."""
+    """Whether a retry may succeed: rate limits, server errors, connection problems, timeouts.
+
+    Never for errors a retry cannot fix: bad credentials, a rejected request, an unknown model.
+    """
+    permanent = tuple(
+        getattr(litellm, name)
+        for name in ("AuthenticationError", "PermissionDeniedError", "BadRequestError", "NotFoundError")
+        if isinstance(getattr(litellm, name, None), type)
+    )
+    if (permanent and isinstance(exc, permanent)) or _malformed(exc):
+        return False
     if _timed_out(exc, litellm) or _connection_failed(exc, litellm):
         return True
     if isinstance(exc, litellm.RateLimitError):
         return True
     status = getattr(exc, "status_code", None)
-    return isinstance(status, int) and (status == 429 or status >= 500)
+    return isinstance(status, int) and (status in (408, 429) or status >= 500)
+
+
+def _retry_after(exc: BaseException | None) -> float | None:
+    """Seconds a server asked the client to wait (``Retry-After`` in seconds), if it said."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or getattr(exc, "litellm_response_headers", None)
+    if headers is None:
+        return None
+    try:
+        value = headers.get("retry-after")
+        return max(0.0, float(value)) if value is not None else None
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+class _Backoff:
+    """Tenacity wait: exponential backoff with jitter from ``delay`` (capped at 8 s), or the server's ``Retry-After``.
+
+    Args:
+        delay: Seconds before the first retry (0 retries at once); doubled for each further one,
+            plus up to ``delay`` seconds of random jitter.
+    """
+
+    def __init__(self, delay: float) -> None:
+        self.delay = max(0.0, delay)
+
+    def __call__(self, retry_state: Any) -> float:
+        outcome = retry_state.outcome
+        asked = _retry_after(outcome.exception() if outcome is not None else None)
+        if asked is not None:
+            return min(asked, _MAX_RETRY_AFTER)
+        exponential = self.delay * 2 ** max(0, retry_state.attempt_number - 1)
+        return min(_MAX_BACKOFF, exponential + random.uniform(0, self.delay))
 
 
 # litellm prefixes messages with its class names twice ("litellm.RateLimitError: RateLimitError: ...").

@@ -8,12 +8,13 @@ set ``VPD_LLM`` or pass ``model=...``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from vpd.errors import InvalidArgumentError
+from vpd.tools.backends._chat import check_conversation, check_sampling
 from vpd.tools.backends._litellm import LiteLLMBackend
-from vpd.tools.types import ChatMessage
+from vpd.tools.types import ChatMessage, Completion
 
 __all__ = ["LiteLLMChat"]
 
@@ -26,8 +27,12 @@ class LiteLLMChat(LiteLLMBackend):
         >>> llm.chat([[{"role": "user", "content": "Say hi"}]])  # doctest: +SKIP
         ['Hi!']
 
+    Implements :class:`~vpd.tools.protocols.LanguageModel` (``chat``) and
+    :class:`~vpd.tools.protocols.TextGenerator` (``generate``).
+
     Options are those of :class:`~vpd.tools.backends._litellm.LiteLLMBackend`: ``api_base``,
-    ``api_key``, ``timeout`` (60 s), ``num_retries`` (2), ``extra_headers``, ``max_workers`` (4).
+    ``api_key``, ``timeout`` (60 s per request), ``num_retries`` (2), ``retry_delay`` (0.5 s),
+    ``extra_headers``, ``max_workers`` (4).
     """
 
     capability: ClassVar[str] = "llm"
@@ -59,25 +64,61 @@ class LiteLLMChat(LiteLLMBackend):
         """
         if not conversations:
             return []
-        prepared = [_check_conversation(i, conversation) for i, conversation in enumerate(conversations)]
+        prepared = [check_conversation(i, conversation) for i, conversation in enumerate(conversations)]
         self.require_model()
         return self.run_concurrently(
             lambda messages: self.complete(messages, max_tokens=max_tokens, temperature=temperature), prepared
         )
 
+    def generate(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        temperature: float = 0.0,
+        max_tokens: int = 512,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> Completion:
+        """Sample one reply to a conversation.
 
-def _check_conversation(index: int, conversation: Sequence[ChatMessage]) -> list[dict[str, Any]]:
-    """Validate one conversation and return it as plain dicts."""
-    if isinstance(conversation, (str, bytes)) or not conversation:
-        raise InvalidArgumentError(
-            f"Conversation {index} must be a non-empty list of {{'role': ..., 'content': ...}} messages."
+        Args:
+            messages: The conversation (``{"role": ..., "content": ...}`` dicts).
+            temperature: Sampling temperature (0: greedy).
+            max_tokens: Most tokens to generate.
+            seed: Sent to providers that take one (OpenAI and most OpenAI-compatible servers);
+                dropped silently for the others.
+            stop: Strings that end generation.
+
+        Returns:
+            The reply with the token counts the provider reports, the request's wall time
+            (retries included) and the finish reason. ``first_token_seconds`` is ``None``
+            (replies are not streamed).
+
+        Raises:
+            InvalidArgumentError: Malformed messages or sampling settings.
+            ToolUnavailable: No model configured, or litellm not installed.
+            ToolError: The provider failed (the message says what to check).
+        """
+        prepared = check_conversation(0, messages)
+        stops = check_sampling(temperature=temperature, max_tokens=max_tokens, seed=seed, stop=stop)
+        start = time.perf_counter()
+        response = self.request(prepared, max_tokens=max_tokens, temperature=temperature, seed=seed, stop=stops)
+        seconds = time.perf_counter() - start
+        text = self.reply_text(response)
+        usage = getattr(response, "usage", None)
+        try:
+            finish_reason = response.choices[0].finish_reason
+        except (AttributeError, IndexError, TypeError):
+            finish_reason = None
+        return Completion(
+            text=text,
+            model=str(self.model_id),
+            prompt_tokens=_count(getattr(usage, "prompt_tokens", None)),
+            completion_tokens=_count(getattr(usage, "completion_tokens", None)),
+            seconds=seconds,
+            finish_reason=finish_reason if isinstance(finish_reason, str) else None,
         )
-    messages = []
-    for message in conversation:
-        if not isinstance(message, dict) or "role" not in message or "content" not in message:
-            raise InvalidArgumentError(
-                f"Conversation {index} has a message that is not a {{'role': ..., 'content': ...}} dict: "
-                f"{message!r:.100}"
-            )
-        messages.append(dict(message))
-    return messages
+
+
+def _count(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
