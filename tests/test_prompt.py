@@ -30,6 +30,7 @@ from vpd.programs import similarity as similarity_module
 from vpd.programs.prompt import MAX_ERROR_CHARS, SYSTEM_PROMPT
 from vpd.programs.trace import ProgramError
 from vpd.testing import Scene, SceneObject
+from vpd.tools import embeddings as embeddings_module
 from vpd.tools.user_tools import ToolRegistry, tool_registry
 
 W, H = 640, 480
@@ -363,7 +364,7 @@ def test_auto_falls_back_to_lexical_when_the_model_fails(monkeypatch):
         raise OSError("no weights here")
 
     monkeypatch.setattr(library_module, "embeddings_available", lambda: True)
-    monkeypatch.setattr(similarity_module, "_load_minilm", broken)
+    monkeypatch.setattr(embeddings_module, "load_minilm", broken)
     library = ExampleLibrary(BUILTIN.examples)
     assert library.similarity == "embedding"
     with pytest.warns(RuntimeWarning, match="no weights here"):

