@@ -61,4 +61,4 @@ def test_embedded_model_answers_the_demo_question(tmp_path: Path, monkeypatch: p
     code = main(["solve", str(IMAGE), "How many cups are there?", "--k", "1", "--toolkit", "offline", "--quiet"], out)
     assert code == 0
     assert "Answer: 1" in out.getvalue()
-    assert "1 cached" in out.getvalue()
+    assert "1 from the cache" in out.getvalue()

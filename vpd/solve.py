@@ -128,7 +128,8 @@ class Solution:
         votes: Votes per normalised answer.
         source: ``"program"`` (voted), ``"fallback"`` (no program answered; the VQA model
             did), or ``"none"``.
-        model: The LLM that wrote the programs (its cache identity).
+        model: The LLM that wrote the programs (its cache identity: model and options).
+        model_name: The same, short (backend and model), for display.
         timings: Where the time went.
         error: Why there is no answer (None when there is one).
     """
@@ -142,6 +143,7 @@ class Solution:
     votes: dict[str, int] = field(default_factory=dict)
     source: Literal["program", "fallback", "none"] = "none"
     model: str = ""
+    model_name: str = ""
     timings: SolveTimings = field(default_factory=SolveTimings)
     error: str | None = None
     image: ImageData | None = field(default=None, repr=False, compare=False)
@@ -182,6 +184,7 @@ class Solution:
             "program": self.program,
             "votes": dict(self.votes),
             "model": self.model,
+            "model_name": self.model_name,
             "error": self.error,
             "timings": dataclasses.asdict(self.timings),
             "candidates": [_candidate_dict(c) for c in self.candidates],
@@ -262,6 +265,17 @@ def solve(
     )
     toolkit, writer = resolve_llm(toolkit or current_toolkit(), llm, api_base=api_base, api_key=api_key)
 
+    ensure_file = getattr(writer, "ensure_model_file", None)
+    if callable(ensure_file):  # the embedded model: assembled from its parts on first use
+        shown: list[int] = []
+
+        def file_progress(done: int, total: int) -> None:
+            tenth = 10 * done // total if total else 10
+            if not shown or tenth > shown[-1]:
+                shown.append(tenth)
+                say("prepare", f"preparing the model file (first use only): {10 * tenth}%")
+
+        ensure_file(file_progress)
     load_seconds = 0.0
     loader = getattr(writer, "load", None)
     if callable(loader):
@@ -349,6 +363,7 @@ def solve(
         votes=counts,
         source=source,
         model=writer.cache_identity(),
+        model_name=_model_name(writer),
         timings=timings,
         error=None if winner is not None else error,
         image=data,
@@ -389,7 +404,11 @@ def _why_no_answer(candidates: tuple[Candidate, ...]) -> str:
 
 
 def _model_name(writer: Any) -> str:
-    return str(getattr(writer, "model_id", None) or type(writer).__name__)
+    backend = getattr(writer, "name", None)
+    model = getattr(writer, "model_id", None)
+    if isinstance(backend, str) and model:
+        return f"{backend} {model}"
+    return str(model or type(writer).__name__)
 
 
 def resolve_llm(

@@ -440,7 +440,10 @@ def format_solution(solution: Solution, *, width: int | None = None, max_rows: i
     or why it has none, where the time went, and the answer.
     """
     columns = _terminal_width(width)
-    lines = [_fit(f"Question: {one_line(solution.question)}", columns), _fit(f"Model:    {solution.model}", columns)]
+    lines = [
+        _fit(f"Question: {one_line(solution.question)}", columns),
+        _fit(f"Model:    {solution.model_name or solution.model}", columns),
+    ]
     chosen = next((c for c in solution.candidates if c.chosen), None)
     if chosen is not None and chosen.execution is not None:
         lines += ["", f"Program (sample {chosen.index}, {chosen.votes} of {len(solution.candidates)} votes):"]
@@ -454,15 +457,12 @@ def format_solution(solution: Solution, *, width: int | None = None, max_rows: i
         else:
             lines.append(_fit(f"  #{c.index}  {one_line(c.error or 'no answer')}", columns))
     t = solution.timings
-    cached = f", {t.cached_replies} cached" if t.cached_replies else ""
+    cached = f", {t.cached_replies} from the cache" if t.cached_replies else ""
     lines += [
         "",
-        _fit(
-            f"Time: total {t.total:.2f} s | model load {t.load:.2f} s | LLM {t.llm:.2f} s "
-            f"({t.prompt_tokens} prompt + {t.completion_tokens} generated tokens{cached}) | "
-            f"tools {t.tools:.2f} s | sandbox {t.sandbox:.3f} s",
-            columns,
-        ),
+        _fit(f"Time: {t.total:.2f} s in all; model load {t.load:.2f} s, writing programs {t.llm:.2f} s,", columns),
+        _fit(f"      tools {t.tools:.2f} s, sandbox {t.sandbox:.3f} s", columns),
+        _fit(f"LLM:  {t.prompt_tokens} prompt and {t.completion_tokens} generated tokens{cached}", columns),
     ]
     if solution.source == "fallback":
         lines.append("No program answered; the answer comes from the VQA model directly.")
