@@ -23,7 +23,22 @@ from vpd.answers import normalize_answer, vote
         ("two", "2"),
         ("Two.", "2"),
         (0.5, "0.5"),
-        (1 / 3, "0.333333"),
+        (1 / 3, "0.3333333333"),
+        (0.1 + 0.2, "0.3"),
+        (1e15, "1000000000000000"),
+        (10**15, "1000000000000000"),
+        (1234567.4, "1234567.4"),
+        ("Yes!", "yes"),
+        ("yes, there is.", "yes"),
+        ("No. It is empty", "no"),
+        ("no one", "no one"),
+        ("1,000", "1000"),
+        ("3 cups", "3 cups"),
+        ("02", "2"),
+        ("1e400", "1e400"),
+        ("9" * 5000, "9" * 5000),
+        ("?!", "?!"),
+        ("2.50", "2.5"),
         (-3, "-3"),
         ("Red  car.", "red car"),
         ("'blue'", "blue"),
@@ -54,3 +69,7 @@ def test_vote_tie_goes_to_earliest_sample() -> None:
 def test_vote_nobody() -> None:
     assert vote([None, None]) == (None, {})
     assert vote([]) == (None, {})
+
+
+def test_huge_integers_do_not_crash() -> None:
+    assert normalize_answer(10**5000) == "an integer of 16610 bits"

@@ -45,12 +45,49 @@ def test_unclosed_fence_from_a_cut_off_reply_is_noted() -> None:
     assert any("not closed" in note for note in extracted.notes)
 
 
-def test_cut_off_last_line_is_dropped_and_noted() -> None:
+def test_a_body_cut_off_mid_line_goes_back_to_the_model() -> None:
+    # Dropping the broken last line would leave a program that runs and returns None.
     reply = "```python\n" + PROGRAM.replace("return len(", "count = len(") + "\n    return count + (\n"
     extracted = extract_program(reply)
-    assert extracted.ok, extracted.error
-    assert extracted.code is not None and "return count + (" not in extracted.code
-    assert any("dropped" in note for note in extracted.notes)
+    assert not extracted.ok
+    assert extracted.error is not None and "cut off" in extracted.error and "line 4" in extracted.error
+
+
+def test_prose_inside_the_body_goes_back_to_the_model() -> None:
+    reply = "def execute_command(image):\n    x = 1\nNow we return it.\n    return x\n"
+    assert not extract_program(reply).ok
+
+
+def test_trailing_prose_after_the_function_is_dropped_and_noted() -> None:
+    reply = PROGRAM + "\n\nExplanation:\n  The function counts cats.\nIt returns a number."
+    extracted = extract_program(reply)
+    assert extracted.code is not None and extracted.code.rstrip().endswith('return len(image_patch.find("cat"))')
+    assert any("dropped 3 lines" in note for note in extracted.notes)
+
+
+def test_prose_before_a_body_without_def() -> None:
+    reply = 'Sure!\nimage_patch = ImagePatch(image)\nreturn len(image_patch.find("cat"))\n'
+    extracted = extract_program(reply)
+    assert extracted.code is not None and extracted.code.startswith("def execute_command(image):\n")
+    assert any("1 line of text before" in note for note in extracted.notes)
+
+
+def test_several_functions_without_the_entry_point_are_not_wrapped() -> None:
+    reply = "def helper(x):\n    return x\n\ndef solve(image, question):\n    return helper(image)\n"
+    assert not extract_program(reply).ok
+
+
+def test_async_def_is_noted_as_such() -> None:
+    extracted = extract_program("async def execute_command(image):\n    return 1\n")
+    assert extracted.code == "def execute_command(image):\n    return 1\n"
+    assert extracted.notes == ("made 'async def execute_command' a plain function",)
+
+
+def test_long_replies_are_fast() -> None:
+    body = "\n".join(f"    x{i} = {i}" for i in range(4000))
+    prose = "\n".join(f"This is sentence number {i} of the explanation." for i in range(4000))
+    extracted = extract_program(f"def execute_command(image):\n{body}\n    return x1\n{prose}")
+    assert extracted.ok  # one parse per syntax error, not one per line (seconds, not minutes)
 
 
 def test_missing_def_line_is_added_and_noted() -> None:

@@ -252,3 +252,37 @@ def test_cli_solve_missing_image_is_a_clear_error(tmp_path: Path, capsys: pytest
     code = main(["solve", str(tmp_path / "nope.png"), "How many?", "--llm", "openai/x", "--quiet"])
     assert code == 1
     assert "nope.png" in capsys.readouterr().err
+
+
+def test_one_failed_request_does_not_sink_the_others(cache: CompletionCache) -> None:
+    scene = _scene()
+
+    def respond(request: dict[str, Any]) -> Any:
+        return Fail(400, "bad request for this sample") if request.get("seed") == 2 else COUNT_CATS
+
+    messages: list[str] = []
+    with FakeOpenAIServer(respond) as server:
+        solution = vpd.solve(
+            scene.image, "How many cats?", k=3, toolkit=scene.toolkit(), llm=server.model_string,
+            api_base=server.base_url, cache=cache, progress=lambda stage, message: messages.append(message),
+        )  # fmt: skip
+    assert solution.answer == "3" and solution.votes == {"3": 2}
+    failed = solution.candidates[2]
+    assert failed.sample.llm_error is not None and "bad request" in failed.sample.llm_error
+    assert failed.error is not None and "LLM request failed" in failed.error
+    assert any("sample 3 of 3: the request failed" in m for m in messages)
+    assert any("sample 1 of 3: a valid program" in m for m in messages)
+
+
+def test_repairs_go_out_after_every_first_attempt(cache: CompletionCache) -> None:
+    scene = _scene()
+    with FakeOpenAIServer(_by_seed({0: [UNKNOWN_METHOD, COUNT_CATS], 1: [COUNT_CATS], 2: [COUNT_CATS]})) as server:
+        vpd.solve(
+            scene.image, "How many cats?", k=3, toolkit=scene.toolkit(), llm=server.model_string,
+            api_base=server.base_url, cache=cache,
+        )  # fmt: skip
+        requests = server.requests
+    first_length = len(requests[0].messages)
+    repairs = [i for i, r in enumerate(requests) if len(r.messages) > first_length]
+    assert len(requests) == 4 and repairs == [3]  # three first attempts, then the repair
+    assert requests[3].body.get("seed") == 0

@@ -42,61 +42,79 @@ _YES = {"yes", "true", "yeah", "yep", "correct"}
 _NO = {"no", "false", "nope", "incorrect"}
 _SPACE = re.compile(r"\s+")
 _NUMERIC = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+_INTEGER = re.compile(r"^[+-]?\d+$")
+_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
+# "yes, there is one." / "no - it is empty": the answer word, then punctuation.
+_YES_NO_LEAD = re.compile(r"^(yes|no|yeah|nope)\s*[,;:!.\-]")
 
 
 def normalize_answer(value: Any) -> str | None:
     """The canonical string form of an answer (None for no answer).
 
-    * booleans and yes/no words become ``"yes"`` / ``"no"``;
-    * numbers become digits: integral floats lose their ``.0``, others keep up to 6
-      significant decimals; number words zero to twenty become digits;
-    * text is stripped, lower-cased, with inner whitespace collapsed and one trailing
-      full stop removed (``"Red."`` -> ``"red"``);
+    * booleans and yes/no words become ``"yes"`` / ``"no"``, also at the start of a
+      sentence before punctuation (``"Yes, there is."`` -> ``"yes"``);
+    * numbers become digits: integers exactly, integral floats without ``.0``, other floats
+      to 10 significant digits (so float noise such as ``0.30000000000000004`` votes with
+      ``0.3``); number words zero to twenty and ``"1,000"``-style numbers become digits;
+    * text is stripped, lower-cased, with inner whitespace collapsed, surrounding quotes
+      and trailing ``.``, ``!`` and ``?`` removed (``"Red."`` -> ``"red"``);
     * lists and dicts become compact JSON of their normalised items.
 
     Args:
         value: An answer as a program returns it (JSON types).
 
     Returns:
-        The normalised answer, or None for None, NaN and empty text.
+        The normalised answer, or None for None, NaN, infinities and empty text.
     """
     if value is None:
         return None
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):
-        return str(value)
+        try:
+            return str(value)
+        except ValueError:  # more digits than Python prints
+            return f"an integer of {value.bit_length()} bits"
     if isinstance(value, float):
         if not math.isfinite(value):
             return None
-        if value.is_integer() and abs(value) < 1e15:
+        if value.is_integer() and abs(value) < 1e16:
             return str(int(value))
-        return f"{value:.6g}"
+        return f"{value:.10g}"
     if isinstance(value, str):
-        text = _SPACE.sub(" ", value).strip().lower()
-        if text.endswith(".") and not text.endswith(".."):
-            text = text[:-1].rstrip()
-        text = text.strip("\"'`").strip()
-        if not text:
-            return None
-        if text in _YES:
-            return "yes"
-        if text in _NO:
-            return "no"
-        if text in _NUMBER_WORDS:
-            return _NUMBER_WORDS[text]
-        if _NUMERIC.match(text):
-            try:
-                return normalize_answer(float(text))
-            except (ValueError, OverflowError):
-                return text
-        return text
+        return _normalize_text(value)
     if isinstance(value, (list, tuple)):
         return json.dumps([normalize_answer(v) for v in value], ensure_ascii=False, separators=(",", ":"))
     if isinstance(value, dict):
         items = {str(k): normalize_answer(v) for k, v in value.items()}
         return json.dumps(items, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     return normalize_answer(str(value))
+
+
+def _normalize_text(value: str) -> str | None:
+    text = _SPACE.sub(" ", value).strip().lower().strip("\"'`").strip()
+    stripped = text.rstrip(".!?").rstrip()
+    if stripped:
+        text = stripped.strip("\"'`").strip()
+    if not text:
+        return None
+    if text in _YES:
+        return "yes"
+    if text in _NO:
+        return "no"
+    lead = _YES_NO_LEAD.match(text)
+    if lead:
+        return "yes" if lead.group(1) in _YES else "no"
+    if text in _NUMBER_WORDS:
+        return _NUMBER_WORDS[text]
+    if _THOUSANDS.match(text):
+        text = text.replace(",", "")
+    if _INTEGER.match(text):
+        return str(int(text)) if len(text) < 4000 else text
+    if _NUMERIC.match(text):
+        number = float(text)
+        return normalize_answer(number) if math.isfinite(number) else text
+    return text
 
 
 def vote(answers: Sequence[str | None]) -> tuple[str | None, dict[str, int]]:

@@ -97,8 +97,8 @@ class SolveTimings:
         tools: Time the toolkit spent serving tool calls, summed over programs.
         sandbox: Run time of the programs minus their tool time, summed (isolation, IPC,
             the programs' own Python).
-        prompt_tokens: Prompt tokens sent (as reported by the model).
-        completion_tokens: Tokens generated.
+        prompt_tokens: Prompt tokens of every reply used, cached ones included (as the model reported them).
+        completion_tokens: Tokens generated, likewise.
         cached_replies: Replies served from the completion cache.
     """
 
@@ -248,7 +248,7 @@ def solve(
         ToolUnavailable: No LLM can be reached or loaded (the message says what to install or set).
         ToolError: The LLM failed after its retries.
     """
-    from vpd.programs.generation import GenerationConfig, ProgramGenerator
+    from vpd.programs.generation import GenerationConfig, ProgramGenerator, unique_programs
     from vpd.programs.sandbox import default_sandbox
     from vpd.tools.toolkit import current_toolkit
 
@@ -292,13 +292,10 @@ def solve(
     generator = ProgramGenerator(writer, library=examples, cache=cache, config=config, tools=toolkit.tools)
     say("generate", f"writing {k} program{'s' if k > 1 else ''} with {_model_name(writer)}")
     t0 = time.perf_counter()
-    samples = generator.sample(question, k=k)
+    samples = generator.sample(question, k=k, progress=lambda message: say("generate", message))
     llm_seconds = time.perf_counter() - t0
 
-    programs: dict[str, list[int]] = {}
-    for s in samples:
-        if s.program is not None:
-            programs.setdefault(s.program, []).append(s.index)
+    programs = unique_programs(samples)
     executions: dict[str, Execution] = {}
     if programs:
         say("run", f"running {len(programs)} distinct program{'s' if len(programs) > 1 else ''}")

@@ -20,19 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from vpd.errors import ConfigError
-from vpd.tools.cache import cache_key
+from vpd.tools.cache import cache_key, default_cache_dir
 from vpd.tools.types import Completion
 
 __all__ = ["CompletionCache", "default_cache_dir"]
-
-
-def default_cache_dir() -> Path:
-    """``$VPD_CACHE_DIR``, else ``~/.cache/vpd`` (``$XDG_CACHE_HOME/vpd`` where set)."""
-    configured = os.environ.get("VPD_CACHE_DIR")
-    if configured:
-        return Path(configured).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base).expanduser() if base else Path.home() / ".cache") / "vpd"
 
 
 class CompletionCache:
@@ -94,15 +85,28 @@ class CompletionCache:
         except (TypeError, ValueError):
             return None  # written by an incompatible version: treated as a miss
 
-    def put(self, key: str, completion: Completion) -> None:
-        """Store a completion (a failure to write is not an error: the cache is an optimisation)."""
+    def put(self, key: str, completion: Completion) -> Completion:
+        """Store a completion unless one is already stored under ``key``; return the stored one.
+
+        When two runs generate the same sample at once, the first to store wins and both
+        use its reply, so a later rerun replays exactly what was used. A failure to write
+        is not an error (the cache is an optimisation): the completion is returned as is.
+        """
         value = json.dumps(dataclasses.asdict(completion) | {"cached": False})
         with self._lock:
             try:
-                self._db.execute("INSERT OR REPLACE INTO completions (key, value) VALUES (?, ?)", (key, value))
+                self._db.execute("INSERT OR IGNORE INTO completions (key, value) VALUES (?, ?)", (key, value))
                 self._db.commit()
+                row = self._db.execute("SELECT value FROM completions WHERE key = ?", (key,)).fetchone()
             except sqlite3.Error:
-                pass
+                return completion
+        if row is None or row[0] == value:
+            return completion
+        try:
+            stored = Completion(**json.loads(row[0]))
+        except (TypeError, ValueError):
+            return completion
+        return dataclasses.replace(stored, cached=True, seconds=0.0, first_token_seconds=None)
 
     def __len__(self) -> int:
         with self._lock:

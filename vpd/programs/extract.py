@@ -71,15 +71,22 @@ def extract_program(reply: str) -> ExtractedProgram:
     inline = re.search(rf"def\s+{ENTRY_POINT}\s*\(", source)
     if match is None and inline is not None:
         # "Sure! def execute_command(image):" - the def follows prose on its line.
+        before = source[: inline.start()]
         source = source[inline.start() :]
-        notes.append(f"dropped text before 'def {ENTRY_POINT}'")
+        if before.rstrip().endswith("async"):
+            notes.append(f"made 'async def {ENTRY_POINT}' a plain function")
+        else:
+            notes.append(f"dropped text before 'def {ENTRY_POINT}'")
         match = _DEF.search(source)
     if match is None:
         renamed = _rename_single_function(source)
         if renamed is not None:
             source, old = renamed
             notes.append(f"renamed the function {old}(...) to {ENTRY_POINT}(...)")
-        elif _looks_like_body(source):
+        elif (body := _body_start(source)) is not None:
+            skipped, source = body
+            if skipped:
+                notes.append(f"dropped {skipped} line{'s' if skipped > 1 else ''} of text before the code")
             source = f"def {ENTRY_POINT}(image):\n" + textwrap.indent(source, "    ")
             notes.append(f"added the missing line 'def {ENTRY_POINT}(image):' above the code")
         else:
@@ -97,7 +104,12 @@ def extract_program(reply: str) -> ExtractedProgram:
     trimmed = _trim_to_parse(source, notes)
     if trimmed is None:
         return ExtractedProgram(
-            None, notes=tuple(notes), error="The code in the reply is not valid Python (a SyntaxError on every line)."
+            None,
+            notes=tuple(notes),
+            error=(
+                "The code in the reply is not valid Python or is incomplete (it may have been cut off): "
+                f"{_first_syntax_error(source)}. Write the whole function again."
+            ),
         )
     source = _drop_top_level_calls(trimmed, notes)
     if not re.search(rf"^def\s+{ENTRY_POINT}\s*\(", source, re.MULTILINE):
@@ -137,18 +149,52 @@ def _parses(source: str) -> bool:
 
 
 def _trim_to_parse(source: str, notes: list[str]) -> str | None:
-    """The longest prefix of ``source`` (whole lines) that parses; None when none does."""
+    """``source`` without what follows the code (prose, a cut-off last line), or None.
+
+    The cut goes where Python reports the syntax error, so long replies cost a few parses,
+    not one per line. None when nothing parses, or when the cut falls inside the function
+    (an indented line, or a later indented ``return``): dropping part of a body would leave a
+    program that runs and answers nothing, so such a reply goes back to the model instead.
+    """
     if _parses(source):
         return source
     lines = source.split("\n")
-    # Trailing prose after the function, or a last line cut off at the token limit.
-    for end in range(len(lines) - 1, 0, -1):
+    end = len(lines)
+    for _ in range(200):
         candidate = "\n".join(lines[:end]).rstrip()
-        if candidate and _DEF.search(candidate) and _parses(candidate):
-            dropped = len(lines) - end
-            notes.append(f"dropped {dropped} line{'s' if dropped > 1 else ''} after the code that were not Python")
-            return candidate
-    return None
+        if not candidate or not _DEF.search(candidate):
+            return None
+        try:
+            ast.parse(candidate)
+            break
+        except SyntaxError as exc:
+            line = exc.lineno if isinstance(exc.lineno, int) and 0 < exc.lineno <= end else end
+            end = min(end - 1, line - 1)
+        except (ValueError, RecursionError, MemoryError):
+            end -= 1
+    else:
+        return None
+    dropped = lines[end:]
+    if dropped and (_indented(dropped[0]) or any(_indented(d) and d.strip().startswith("return") for d in dropped)):
+        return None
+    count = sum(1 for d in dropped if d.strip())
+    if count:
+        notes.append(f"dropped {count} line{'s' if count > 1 else ''} after the code that were not Python")
+    return candidate
+
+
+def _first_syntax_error(source: str) -> str:
+    try:
+        ast.parse(source)
+    except SyntaxError as exc:
+        return f"SyntaxError at line {exc.lineno}: {exc.msg}"
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return type(exc).__name__
+    return "no error"
+
+
+def _indented(line: str) -> bool:
+    return bool(line.strip()) and line[:1] in (" ", "\t")
 
 
 def _rename_single_function(source: str) -> tuple[str, str] | None:
@@ -163,10 +209,24 @@ def _rename_single_function(source: str) -> tuple[str, str] | None:
     return renamed, old
 
 
+def _body_start(source: str) -> tuple[int, str] | None:
+    """A function body without its def line, possibly after a few lines of prose: (lines skipped, body)."""
+    if re.search(r"^(async\s+)?def\s", source, re.MULTILINE):
+        return None  # functions of its own (under other names): not a bare body
+    lines = source.split("\n")
+    for skipped in range(min(len(lines), 8)):
+        rest = textwrap.dedent("\n".join(lines[skipped:])).strip("\n")
+        if rest and _looks_like_body(rest):
+            return skipped, rest
+    return None
+
+
 def _looks_like_body(source: str) -> bool:
     """Statements that read ``image`` and return something: a body whose def line is missing."""
     if not re.search(r"^\s*return\b", source, re.MULTILINE) or "image" not in source:
         return False
+    if re.search(r"^(async\s+)?def\s", source, re.MULTILINE):
+        return False  # functions of its own: not a bare body
     wrapped = f"def {ENTRY_POINT}(image):\n" + textwrap.indent(source, "    ")
     return _parses(wrapped) or bool(re.match(r"^[A-Za-z_][\w.]*\s*(=|\()", source.lstrip()))
 

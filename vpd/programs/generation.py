@@ -12,13 +12,14 @@ a failed sample explains itself.
 from __future__ import annotations
 
 import math
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from vpd.errors import InvalidArgumentError
+from vpd.errors import InvalidArgumentError, VPDError
 from vpd.programs.checker import check_program, format_errors
 from vpd.programs.completions import CompletionCache
 from vpd.programs.extract import extract_program
@@ -105,11 +106,13 @@ class ProgramSample:
         index: The sample's number (0..k-1).
         temperature: Its sampling temperature.
         attempts: The first request and the repairs, in order.
+        llm_error: Why the model could not be asked (a failed request, after retries), if so.
     """
 
     index: int
     temperature: float
     attempts: tuple[Attempt, ...] = field(default_factory=tuple)
+    llm_error: str | None = None
 
     @property
     def program(self) -> str | None:
@@ -124,7 +127,9 @@ class ProgramSample:
 
     @property
     def error(self) -> str | None:
-        """Why the last attempt was rejected (None when valid)."""
+        """Why there is no valid program: the failed request, or the last attempt's errors (None when valid)."""
+        if self.llm_error is not None:
+            return f"the LLM request failed: {self.llm_error}"
         return self.attempts[-1].errors if self.attempts else "no attempt was made"
 
     @property
@@ -194,19 +199,28 @@ class ProgramGenerator:
         examples = self.library.select(question, self.config.examples) if self.config.examples else []
         return list(render_prompt(question, examples=examples, tools=self.tools))
 
-    def sample(self, question: str, *, k: int | None = None) -> list[ProgramSample]:
+    def sample(
+        self, question: str, *, k: int | None = None, progress: Callable[[str], None] | None = None
+    ) -> list[ProgramSample]:
         """Sample ``k`` programs for ``question`` (concurrently), each checked and repaired.
+
+        All first attempts go out before any repair: they share one prompt, which a local
+        model evaluates once. A sample whose request fails (after the backend's retries)
+        is recorded as failed (:attr:`ProgramSample.llm_error`); only when every sample fails
+        is the error raised.
 
         Args:
             question: The question about the image.
             k: Programs to sample (default: ``config.k``).
+            progress: Called with a short message as each request completes.
 
         Returns:
             One :class:`ProgramSample` per sample, in order; invalid ones included.
 
         Raises:
             InvalidArgumentError: An empty question or a bad ``k``.
-            ToolError, ToolUnavailable: The model failed (after its retries) or is missing.
+            ToolError, ToolUnavailable: Every sample's request failed (the first error), e.g.
+                a wrong key, an unreachable server or a model that is not installed.
         """
         if not isinstance(question, str) or not question.strip():
             raise InvalidArgumentError("The question must be a non-empty string.")
@@ -214,27 +228,49 @@ class ProgramGenerator:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InvalidArgumentError(f"k must be a positive integer, got {k!r}.")
         messages = self.prompt(question.strip())
+        say = progress or (lambda message: None)
+        attempts: list[list[Attempt]] = [[] for _ in range(k)]
+        failures: dict[int, VPDError] = {}
+        lock = threading.Lock()
+
+        def request(index: int, attempt_number: int) -> None:
+            conversation = messages
+            if attempt_number > 0:
+                from vpd.programs.prompt import repair_messages
+
+                last = attempts[index][-1]
+                shown = last.program if last.program is not None else last.completion.text
+                conversation = list(repair_messages(messages, shown, last.errors or ""))
+            temperature = self.config.temperature_of(index)
+            try:
+                attempt = self._check(self._complete(conversation, index, attempt_number, temperature))
+            except VPDError as exc:
+                failures[index] = exc
+                outcome = f"the request failed: {exc}"
+            else:
+                attempts[index].append(attempt)
+                outcome = "a valid program" if attempt.ok else "an invalid program"
+            with lock:  # one message at a time
+                say(f"{'repair' if attempt_number else 'sample'} {index + 1} of {k}: {outcome}")
+
         workers = max(1, min(self.config.max_workers, k))
-        if workers == 1:
-            return [self._one(messages, i) for i in range(k)]
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vpd-sample") as pool:
-            return list(pool.map(lambda i: self._one(messages, i), range(k)))
-
-    def _one(self, messages: list[ChatMessage], index: int) -> ProgramSample:
-        temperature = self.config.temperature_of(index)
-        attempts: list[Attempt] = []
-        conversation = messages
-        for attempt_number in range(self.config.max_repairs + 1):
-            completion = self._complete(conversation, index, attempt_number, temperature)
-            attempt = self._check(completion)
-            attempts.append(attempt)
-            if attempt.ok or attempt_number == self.config.max_repairs:
-                break
-            from vpd.programs.prompt import repair_messages
-
-            shown = attempt.program if attempt.program is not None else completion.text
-            conversation = list(repair_messages(messages, shown, attempt.errors or ""))
-        return ProgramSample(index, temperature, tuple(attempts))
+            for attempt_number in range(self.config.max_repairs + 1):
+                pending = [i for i in range(k) if i not in failures and (attempt_number == 0 or not attempts[i][-1].ok)]
+                if not pending:
+                    break
+                list(pool.map(lambda i, n=attempt_number: request(i, n), pending))
+        if len(failures) == k:
+            raise failures[min(failures)]
+        return [
+            ProgramSample(
+                i,
+                self.config.temperature_of(i),
+                tuple(attempts[i]),
+                llm_error=str(failures[i]) if i in failures else None,
+            )
+            for i in range(k)
+        ]
 
     def _complete(self, messages: list[ChatMessage], index: int, attempt: int, temperature: float) -> Completion:
         params: dict[str, Any] = {"temperature": temperature, "max_tokens": self.config.max_tokens}
@@ -250,7 +286,7 @@ class ProgramGenerator:
         if not completion.seconds:
             completion = _with_seconds(completion, time.perf_counter() - started)
         if self.cache is not None:
-            self.cache.put(key, completion)
+            completion = self.cache.put(key, completion)  # another run's reply if it stored first
         return completion
 
     def _check(self, completion: Completion) -> Attempt:

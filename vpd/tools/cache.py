@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import sqlite3
 import threading
@@ -24,11 +25,23 @@ from typing import Any
 
 from vpd.errors import ConfigError
 
-__all__ = ["CacheStats", "ResultCache", "cache_key"]
+__all__ = ["CacheStats", "ResultCache", "cache_key", "default_cache_dir"]
 
 _MISSING = object()
 # Bumped whenever the layout of cached values changes, so old disk entries are ignored.
 _FORMAT = 1
+
+
+def default_cache_dir() -> Path:
+    """Vpd's cache directory: ``$VPD_CACHE_DIR``, else ``$XDG_CACHE_HOME/vpd``, else ``~/.cache/vpd``.
+
+    Completions and assembled model files go there (the result cache only when configured).
+    """
+    configured = os.environ.get("VPD_CACHE_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base).expanduser() if base else Path.home() / ".cache") / "vpd"
 
 
 def cache_key(*parts: Any) -> str:

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from vpd.errors import ConfigError, ToolError, ToolUnavailable
 from vpd.tools.backend import Availability
+from vpd.tools.cache import default_cache_dir
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -182,15 +183,7 @@ def model_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     Returns:
         ``<cache dir>/models`` (not created here).
     """
-    if cache_dir is None:
-        env = os.environ.get("VPD_CACHE_DIR")
-        if env:
-            base = Path(env).expanduser()
-        else:
-            xdg = os.environ.get("XDG_CACHE_HOME")
-            base = (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "vpd"
-    else:
-        base = Path(cache_dir).expanduser()
+    base = default_cache_dir() if cache_dir is None else Path(cache_dir).expanduser()
     return base / "models"
 
 
