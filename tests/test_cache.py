@@ -101,3 +101,42 @@ def test_a_failed_computation_is_retried_by_waiters() -> None:
         cache.get_or_compute("k", lambda: (_ for _ in ()).throw(ValueError("boom")))
     assert cache.get_or_compute("k", lambda: 7) == (7, False)
     assert cache.get_or_compute("k", lambda: 8) == (7, True)
+
+
+def test_waiters_get_the_owner_s_error_without_recomputing() -> None:
+    import threading
+    import time
+
+    cache = ResultCache(16)
+    calls: list[int] = []
+    errors: list[BaseException] = []
+
+    def compute() -> int:
+        calls.append(1)
+        time.sleep(0.2)
+        raise ValueError("backend down")
+
+    def ask() -> None:
+        try:
+            cache.get_or_compute("k", compute)
+        except ValueError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for t in threads:
+        t.start()
+        time.sleep(0.01)  # the first one owns the computation
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(errors) == 4
+
+
+def test_reentrant_computation_of_the_same_key_does_not_hang() -> None:
+    cache = ResultCache(16)
+
+    def outer() -> int:
+        inner, hit = cache.get_or_compute("k", lambda: 1)
+        return inner + 1
+
+    assert cache.get_or_compute("k", outer) == (2, False)
+    assert cache.get_or_compute("k", lambda: 3) == (2, True)

@@ -286,3 +286,28 @@ def test_repairs_go_out_after_every_first_attempt(cache: CompletionCache) -> Non
     repairs = [i for i, r in enumerate(requests) if len(r.messages) > first_length]
     assert len(requests) == 4 and repairs == [3]  # three first attempts, then the repair
     assert requests[3].body.get("seed") == 0
+
+
+def test_cli_unknown_local_model_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image = tmp_path / "scene.png"
+    _scene().image.save(image)
+    assert main(["solve", str(image), "How many cats?", "--llm", "local:7b", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "Unknown local model 'local:7b'" in err and "local:0.5b" in err
+
+
+def test_cli_writes_html_after_printing_the_answer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    scene = _scene()
+    image = tmp_path / "scene.png"
+    scene.image.save(image)
+    monkeypatch.setenv("VPD_CACHE_DIR", str(tmp_path / "cache"))
+    with FakeOpenAIServer(_by_seed({0: [COUNT_CATS]})) as server, vpd.use_toolkit(scene.toolkit()):
+        base = ["solve", str(image), "How many cats?", "--k", "1", "--llm", server.model_string]
+        base += ["--api-base", server.base_url, "--quiet"]
+        out = io.StringIO()
+        assert main([*base, "--html", str(tmp_path / "view.html")], out=out) == 0
+        html = (tmp_path / "view.html").read_text()
+        assert "<html" in html and "execute_command" in html and "<img" in html
+        bad = io.StringIO()
+        assert main([*base, "--html", str(tmp_path / "missing" / "dir" / "view.html")], out=bad) == 1
+        assert "Answer: 3" in bad.getvalue()  # the answer was printed before the write failed

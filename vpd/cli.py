@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """Run the ``vpd`` command; returns the exit code (0 ok, 1 error, 2 usage, 3 no answer)."""
+    """Run the ``vpd`` command; returns the exit code (0 ok, 1 error, 2 usage, 3 no answer, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     stream = out or sys.stdout
@@ -135,6 +135,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except VPDError as exc:
         print(f"vpd: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("vpd: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -84,9 +84,6 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         limits=limits,
         progress=progress,
     )
-    if args.html:
-        _write_html(solution, args.html)
-        progress("html", f"wrote {args.html}")
     if args.json:
         json.dump(solution.to_dict(), out, indent=2, ensure_ascii=False)
         out.write("\n")
@@ -94,6 +91,10 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         from vpd.render.text import format_solution
 
         out.write(format_solution(solution))
+    out.flush()
+    if args.html:  # after the answer is out: a bad path must not cost the answer
+        _write_html(solution, args.html)
+        progress("html", f"wrote {args.html}")
     return 0 if solution.ok else 3
 
 

@@ -16,7 +16,9 @@ The steps, each inspectable in the returned :class:`Solution`:
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -93,6 +95,7 @@ class SolveTimings:
     Attributes:
         total: Wall time of the whole call.
         load: Loading the LLM (0 when it was already loaded).
+        prompt: Choosing the worked examples (the first call loads the text embedder).
         llm: Wall time of program generation (samples are concurrent; cached replies cost 0).
         tools: Time the toolkit spent serving tool calls, summed over programs.
         sandbox: Run time of the programs minus their tool time, summed (isolation, IPC,
@@ -104,6 +107,7 @@ class SolveTimings:
 
     total: float = 0.0
     load: float = 0.0
+    prompt: float = 0.0
     llm: float = 0.0
     tools: float = 0.0
     sandbox: float = 0.0
@@ -284,11 +288,13 @@ def solve(
         loader()
         load_seconds = time.perf_counter() - t0
 
+    say("prompt", "choosing worked examples for the prompt")
+    t0 = time.perf_counter()
     if examples is None:
-        from vpd.programs.prompt import ExampleLibrary
-
-        # The toolkit's model store: the text embedder is shared with the detector's query mapping.
-        examples = ExampleLibrary.builtin(models=toolkit.models, tools=toolkit.tools)
+        examples = _builtin_library(toolkit)
+    if n_examples:
+        examples.select(question, n_examples)  # the first call loads the text embedder
+    prompt_seconds = time.perf_counter() - t0
     generator = ProgramGenerator(writer, library=examples, cache=cache, config=config, tools=toolkit.tools)
     say("generate", f"writing {k} program{'s' if k > 1 else ''} with {_model_name(writer)}")
     t0 = time.perf_counter()
@@ -343,6 +349,7 @@ def solve(
     timings = SolveTimings(
         total=time.perf_counter() - started,
         load=load_seconds,
+        prompt=prompt_seconds,
         llm=llm_seconds,
         tools=sum(e.tool_seconds for e in executed),
         sandbox=sum(max(0.0, e.wall_seconds - e.tool_seconds) for e in executed),
@@ -365,6 +372,24 @@ def solve(
         error=None if winner is not None else error,
         image=data,
     )
+
+
+# The built-in library per model store: its example embeddings are computed once, and the
+# embedder is the one the detector's query mapping loads (weak keys: no model outlives its toolkit).
+_LIBRARIES: weakref.WeakKeyDictionary[Any, tuple[Any, ExampleLibrary]] = weakref.WeakKeyDictionary()
+_LIBRARIES_LOCK = threading.Lock()
+
+
+def _builtin_library(toolkit: Toolkit) -> ExampleLibrary:
+    from vpd.programs.prompt import ExampleLibrary
+
+    with _LIBRARIES_LOCK:
+        cached = _LIBRARIES.get(toolkit.models)
+        if cached is not None and cached[0] is toolkit.tools:
+            return cached[1]
+        library = ExampleLibrary.builtin(models=toolkit.models, tools=toolkit.tools)
+        _LIBRARIES[toolkit.models] = (toolkit.tools, library)
+        return library
 
 
 def _candidate_dict(candidate: Candidate) -> dict[str, Any]:

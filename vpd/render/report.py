@@ -2,10 +2,22 @@
 
 The file needs no network and loads nothing: its CSS and script are inline (allowed by a
 Content-Security-Policy that names their hashes and permits nothing else but ``data:``
-images), the traces are embedded once as JSON (each reduced to its
-:class:`~vpd.render.view.TraceView`), and each image once as a size-capped JPEG data URL
-shared by every trace that ran on it. The page renders only the visible rows of the list
-and one trace view at a time, so it stays responsive with tens of thousands of traces.
+images), the traces are embedded once as a small JSON index (each reduced to its
+:class:`~vpd.render.view.TraceView`, images named by a key), and each image once as a
+size-capped JPEG data URL in its own inert ``<script type="text/plain" id="vpd-img-KEY">``
+block after the page's script, shared by every trace that ran on it. No single string
+holds all the images: the page reads an image's block only when a trace that uses it is
+shown (crop thumbnails only once they scroll into view), renders only the visible rows of
+the list and one trace view at a time, so it stays responsive with tens of thousands of
+traces and images.
+
+**Size budget.** The embedded images (their data URLs, i.e. bytes of the file) are kept
+under ``max_total_image_bytes`` (150 MB by default; ``vpd show --max-image-mb``). When a
+sample of the images says the requested size would not fit, all images are written
+smaller (side, then JPEG quality, down to 128 px at quality 40); when even that does not
+fit, images are embedded for as many traces as fit and the others say
+``image omitted: report size budget``. Either is reported: in the page's header, in
+:attr:`ReportStats.warnings` and by ``vpd show`` on stderr.
 
 Keyboard: ``/`` search, ``↓``/``↑`` or ``j``/``k`` move through the list (the selected
 trace opens beside it), ``PgUp``/``PgDn``/``Home``/``End``, ``Enter`` moves into the trace
@@ -19,24 +31,49 @@ import argparse
 import base64
 import hashlib
 import json
+import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from vpd.render.html import esc, stylesheet
 from vpd.render.records import BadLine, TraceRecord, read_traces
 from vpd.render.text import answer_text, clip, one_line
 from vpd.render.view import BOX_CONVENTION, build_view
 
-__all__ = ["ReportStats", "add_show_command", "build_report", "embed_json", "write_report"]
+if TYPE_CHECKING:
+    from vpd.image import ImageData
+
+__all__ = [
+    "DEFAULT_MAX_IMAGE_BYTES",
+    "OMITTED_NOTE",
+    "ReportStats",
+    "add_show_command",
+    "build_report",
+    "embed_json",
+    "write_report",
+]
 
 _MAX_EXTRA = 4000
+
+#: Default budget for the embedded images of a report: bytes of their data URLs (150 MB).
+DEFAULT_MAX_IMAGE_BYTES = 150_000_000
+#: What a trace whose image did not fit the budget says instead of showing it.
+OMITTED_NOTE = "image omitted: report size budget"
+
+_QUALITY = 75  # JPEG quality at the requested size
+_SHRUNK_QUALITY = 60  # ... once images must shrink to fit the budget
+_FLOOR_QUALITY = 40  # ... at the smallest size
+_MIN_SIDE = 128  # the smallest longest side images shrink to
+_IMAGE_CAP = 45_000  # target bytes of one encoded image
+_SAMPLE = 48  # images encoded to estimate the total size
 
 
 @dataclass(frozen=True)
@@ -47,10 +84,19 @@ class ReportStats:
         path: The HTML file.
         traces: Traces in the report.
         images: Distinct images embedded.
-        missing_images: Traces shown without their image.
+        missing_images: Traces shown without their image (not found, unreadable, or omitted).
         skipped_lines: Bad input lines skipped (listed in the report's header).
         bytes: Size of the file.
         seconds: Time taken.
+        images_shrunk: Images written smaller than asked (side and/or JPEG quality) to fit
+            the image budget (all embedded images, or none).
+        images_omitted: Distinct images left out because they did not fit the budget even
+            at the smallest size.
+        omitted_traces: Traces showing ``image omitted: report size budget`` instead.
+        image_bytes: Bytes of the embedded images (their data URLs).
+        image_side: Longest side the images were written at (at most), in pixels.
+        image_quality: JPEG quality they were written at (at most).
+        warnings: One line for each thing the budget changed (also in the report's header).
     """
 
     path: Path
@@ -60,6 +106,13 @@ class ReportStats:
     skipped_lines: int
     bytes: int
     seconds: float
+    images_shrunk: int = 0
+    images_omitted: int = 0
+    omitted_traces: int = 0
+    image_bytes: int = 0
+    image_side: int = 0
+    image_quality: int = 0
+    warnings: tuple[str, ...] = ()
 
 
 def embed_json(value: Any) -> str:
@@ -84,45 +137,201 @@ def _asset(name: str) -> str:
     return resources.files("vpd.render").joinpath(f"assets/{name}").read_text(encoding="utf-8")
 
 
-def _encode_image(path: Path, max_side: int) -> dict[str, Any]:
+# -- images and their budget ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Image:
+    url: str
+    sha256: str
+    width: int
+    height: int
+
+
+@dataclass
+class _ImagePlan:
+    """Which images go in the report, at what size (see :func:`_plan_images`)."""
+
+    images: dict[str, _Image] = field(default_factory=dict)  # embedded, by key
+    keys: dict[Path, str] = field(default_factory=dict)  # key of each embedded path
+    notes: dict[Path, str] = field(default_factory=dict)  # why a path is not embedded
+    level: tuple[int, int] = (0, 0)  # (longest side, JPEG quality) written
+    asked: tuple[int, int] = (0, 0)
+    budget: int | None = None
+    shrunk: int = 0
+    omitted: int = 0
+
+    @property
+    def bytes(self) -> int:
+        return sum(len(image.url) for image in self.images.values())
+
+
+def _levels(max_side: int) -> list[tuple[int, int]]:
+    """Encodings tried in turn to fit the budget: ``(longest side, JPEG quality)``, largest first."""
+    floor = min(max_side, _MIN_SIDE)
+    levels = [(max_side, _QUALITY), (max_side, _SHRUNK_QUALITY)]
+    side = max_side
+    while side > floor:
+        side = max(floor, int(side * 0.8))
+        levels.append((side, _SHRUNK_QUALITY))
+    levels.append((floor, _FLOOR_QUALITY))
+    return list(dict.fromkeys(levels))
+
+
+def _load(path: Path) -> ImageData | str:
+    from vpd.errors import ImageError
     from vpd.image import load_image
+
+    try:
+        return load_image(path)
+    except (ImageError, OSError) as exc:
+        return f"cannot read {path.name}: {exc}"
+
+
+def _encode(image: ImageData, level: tuple[int, int]) -> _Image:
     from vpd.render.images import data_url
 
-    image = load_image(path)
-    return {
-        "url": data_url(image.pil, max_side=max_side, quality=75, max_bytes=45_000),
-        "sha256": image.sha256,
-        "w": image.width,
-        "h": image.height,
-    }
+    side, quality = level
+    url = data_url(image.pil, max_side=side, quality=quality, max_bytes=_IMAGE_CAP)
+    if "<" in url:  # pragma: no cover - base64 never has one; the block must not be closable
+        raise ValueError("an image data URL must not contain '<'")
+    return _Image(url, image.sha256, image.width, image.height)
 
 
-def _images(
-    records: Sequence[TraceRecord], max_side: int, workers: int | None
-) -> tuple[dict[str, dict[str, Any]], dict[Path, str], dict[Path, str]]:
-    """Encode each distinct image once: ``(images by key, key by path, problem by path)``."""
-    from vpd.errors import ImageError
+def _plan_images(
+    records: Sequence[TraceRecord], max_side: int, budget: int | None, workers: int | None
+) -> _ImagePlan:
+    """Encode each distinct image once, at the largest size that keeps all of them within ``budget``.
 
+    A sample of the images (up to 48, spread over the run) is encoded at each size in turn
+    until the estimated total fits (with 10 % to spare unless the sample is every image);
+    then all images are encoded at that size. Should they still not fit, the next smaller
+    size whose size ratio predicts a fit is used; at the smallest size, images are kept,
+    most used first, while they fit, and the others omitted. Identical images (same
+    sha256) under different paths are embedded once.
+    """
     paths = list(dict.fromkeys(r.image_path for r in records if r.image_path is not None))
-    keys: dict[Path, str] = {}
-    problems: dict[Path, str] = {}
-    images: dict[str, dict[str, Any]] = {}
-
-    def encode(path: Path) -> dict[str, Any] | str:
-        try:
-            return _encode_image(path, max_side)
-        except (ImageError, OSError) as exc:
-            return f"cannot read {path.name}: {exc}"
-
+    uses = Counter(r.image_path for r in records if r.image_path is not None)
+    levels = _levels(max_side)
+    plan = _ImagePlan(level=levels[0], asked=levels[0], budget=budget)
+    if not paths:
+        return plan
+    last = len(levels) - 1
+    if len(paths) <= _SAMPLE:
+        sample = paths
+    else:
+        sample = list(dict.fromkeys(paths[i * (len(paths) - 1) // (_SAMPLE - 1)] for i in range(_SAMPLE)))
     with ThreadPoolExecutor(max_workers=workers or min(16, (os.cpu_count() or 2))) as pool:
-        for path, result in zip(paths, pool.map(encode, paths)):
-            if isinstance(result, str):
-                problems[path] = result
-            else:
-                key = f"i{len(images)}"
-                images[key] = result
-                keys[path] = key
-    return images, keys, problems
+        loaded = dict(zip(sample, pool.map(_load, sample)))
+        readable = [p for p in sample if not isinstance(loaded[p], str)]
+        cache: dict[tuple[Path, int], _Image] = {}
+        means: dict[int, float] = {}
+
+        def mean(level: int) -> float:
+            """Mean data-URL length of the sample at ``levels[level]``."""
+            if level not in means:
+
+                def encode_sample(path: Path) -> _Image:
+                    image = loaded[path]
+                    assert not isinstance(image, str)
+                    return _encode(image, levels[level])
+
+                for path, image in zip(readable, pool.map(encode_sample, readable)):
+                    cache[(path, level)] = image
+                means[level] = sum(len(cache[(p, level)].url) for p in readable) / max(1, len(readable))
+            return means[level]
+
+        level = 0
+        if budget is not None:
+            spare = 1.0 if len(sample) == len(paths) else 0.9
+            while level < last and mean(level) * len(paths) > spare * budget:
+                level += 1
+
+        while True:
+
+            def encode(path: Path, level: int = level) -> _Image | str:
+                if (path, level) in cache:
+                    return cache[(path, level)]
+                image = loaded[path] if path in loaded else _load(path)
+                return image if isinstance(image, str) else _encode(image, levels[level])
+
+            plan = _ImagePlan(level=levels[level], asked=levels[0], budget=budget)
+            by_sha: dict[str, str] = {}
+            for path, result in zip(paths, pool.map(encode, paths)):
+                if isinstance(result, str):
+                    plan.notes[path] = result
+                    continue
+                key = by_sha.setdefault(result.sha256, f"i{len(plan.images)}")
+                plan.images.setdefault(key, result)
+                plan.keys[path] = key
+            total = plan.bytes
+            if budget is None or total <= budget or level == last:
+                break
+            base = mean(level)
+            following = level + 1
+            while following < last and base > 0 and total * mean(following) / base > 0.95 * budget:
+                following += 1
+            level = following
+    loaded.clear()
+
+    if budget is not None and total > budget:
+        key_uses: Counter[str] = Counter()
+        for path, key in plan.keys.items():
+            key_uses[key] += uses[path]
+        spent = 0
+        kept = set()
+        for key in sorted(plan.images, key=lambda k: (-key_uses[k], int(k[1:]))):
+            size = len(plan.images[key].url)
+            if spent + size <= budget:
+                kept.add(key)
+                spent += size
+        plan.omitted = len(plan.images) - len(kept)
+        plan.images = {k: v for k, v in plan.images.items() if k in kept}
+        for path, key in list(plan.keys.items()):
+            if key not in kept:
+                del plan.keys[path]
+                plan.notes[path] = OMITTED_NOTE
+    plan.shrunk = len(plan.images) if plan.level != plan.asked else 0
+    return plan
+
+
+def _budget_warnings(plan: _ImagePlan, omitted_traces: int) -> list[tuple[str, str]]:
+    """``(short, full)`` for each change the budget made (header badge and its tooltip / stderr line)."""
+    if plan.budget is None:
+        return []
+    budget = f"{plan.budget / 1e6:g} MB"
+    (side, quality), (asked_side, asked_quality) = plan.level, plan.asked
+    found = []
+    if plan.shrunk:
+        found.append(
+            (
+                f"images shrunk to {side} px (size budget)",
+                f"{plan.shrunk} images shrunk to fit the report's image budget of {budget}: at most {side} px "
+                f"a side, JPEG quality {quality} (asked {asked_side} px, quality {asked_quality})",
+            )
+        )
+    if plan.omitted:
+        found.append(
+            (
+                f"{plan.omitted} images omitted (size budget)",
+                f"{plan.omitted} of {plan.omitted + len(plan.images)} images omitted: even at {side} px and JPEG "
+                f"quality {quality} they do not fit the report's image budget of {budget}; {omitted_traces} traces "
+                f"show '{OMITTED_NOTE}' (raise the budget, --max-image-mb, or split the traces)",
+            )
+        )
+    return found
+
+
+def _image_blocks(images: dict[str, _Image]) -> Iterator[str]:
+    """One inert block per image: not executed (not a script type), read by the page on demand."""
+    for key, image in images.items():
+        yield (
+            f'<script type="text/plain" id="vpd-img-{key}" data-sha256="{esc(image.sha256)}" '
+            f'data-w="{image.width}" data-h="{image.height}">{image.url}</script>\n'
+        )
+
+
+# -- the page ---------------------------------------------------------------------------------
 
 
 def _entry(record: TraceRecord, image_key: str | None, image_note: str | None) -> dict[str, Any]:
@@ -147,6 +356,82 @@ def _entry(record: TraceRecord, image_key: str | None, image_note: str | None) -
     }
 
 
+@dataclass
+class _Built:
+    head: str  # everything up to and including the page's script
+    images: dict[str, _Image]
+    counts: dict[str, int]
+    warnings: list[str]
+
+    def parts(self) -> Iterator[str]:
+        yield self.head
+        yield from _image_blocks(self.images)
+        yield _END
+
+
+def _build(
+    records: Sequence[TraceRecord],
+    *,
+    title: str,
+    bad: Sequence[BadLine],
+    max_image_side: int,
+    images: bool,
+    workers: int | None,
+    max_total_image_bytes: int | None,
+) -> _Built:
+    if max_total_image_bytes is not None and max_total_image_bytes < 0:
+        raise ValueError(f"max_total_image_bytes must be at least 0, got {max_total_image_bytes}")
+    if images:
+        plan = _plan_images(records, max_image_side, max_total_image_bytes, workers)
+    else:
+        plan = _ImagePlan(level=(max_image_side, _QUALITY), asked=(max_image_side, _QUALITY))
+    entries = []
+    missing = omitted_traces = 0
+    for record in records:
+        path = record.image_path
+        key = plan.keys.get(path) if path is not None else None
+        note = record.image_problem or (plan.notes.get(path) if path is not None else None)
+        if not images and path is not None:
+            note = "images not embedded (--no-images)"
+        if key is None:
+            missing += 1
+            omitted_traces += note == OMITTED_NOTE
+        entries.append(_entry(record, key, note))
+    data = {"title": title, "convention": BOX_CONVENTION, "traces": entries}
+    css = stylesheet() + _asset("report.css")
+    script = _asset("report.js")
+    badges = []
+    if bad:
+        listed = "\n".join(str(b) for b in bad[:20]) + (f"\n… and {len(bad) - 20} more" if len(bad) > 20 else "")
+        badges.append(
+            f'<span class="r-warn" title="{esc(listed)}">{len(bad)} bad input line{"s" if len(bad) != 1 else ""} '
+            "skipped</span>"
+        )
+    warnings = _budget_warnings(plan, omitted_traces)
+    for short, full in warnings:
+        badges.append(f'<span class="r-warn r-budget" title="{esc(full)}">{esc(short)}</span>')
+    head = _PAGE.format(
+        csp=_csp(css, script),
+        title=esc(title),
+        css=css,
+        skipped="\n".join(badges),
+        data=embed_json(data),
+        script=script,
+    )
+    counts = {
+        "traces": len(entries),
+        "images": len(plan.images),
+        "missing_images": missing,
+        "images_shrunk": plan.shrunk,
+        "images_omitted": plan.omitted,
+        "omitted_traces": omitted_traces,
+        "image_bytes": plan.bytes,
+        "image_side": plan.level[0],
+        "image_quality": plan.level[1],
+    }
+    return _Built(head, plan.images, counts, [full for _, full in warnings])
+
+
 def build_report(
     records: Sequence[TraceRecord],
     *,
@@ -155,6 +440,7 @@ def build_report(
     max_image_side: int = 448,
     images: bool = True,
     workers: int | None = None,
+    max_total_image_bytes: int | None = DEFAULT_MAX_IMAGE_BYTES,
 ) -> tuple[str, dict[str, int]]:
     """The report's HTML (see the module docstring) and counts of what it holds.
 
@@ -165,52 +451,33 @@ def build_report(
         max_image_side: Longest side of the embedded images, in pixels.
         images: Embed the images (False: boxes on blank canvases only, a much smaller file).
         workers: Threads encoding images (default: up to 16).
+        max_total_image_bytes: Budget for all embedded images (bytes of their data URLs);
+            images shrink, then are omitted, to fit it (see the module docstring). None: no limit.
 
     Returns:
-        ``(html, {"traces", "images", "missing_images"})``.
+        ``(html, counts)``: counts has ``traces``, ``images`` (distinct, embedded),
+        ``missing_images`` (traces without theirs), ``images_shrunk``, ``images_omitted``,
+        ``omitted_traces``, ``image_bytes``, ``image_side`` and ``image_quality`` (see
+        :class:`ReportStats`).
     """
-    encoded, keys, problems = _images(records, max_image_side, workers) if images else ({}, {}, {})
-    entries = []
-    missing = 0
-    for record in records:
-        path = record.image_path
-        key = keys.get(path) if path is not None else None
-        note = record.image_problem or (problems.get(path) if path is not None else None)
-        if not images and path is not None:
-            note = "images not embedded (--no-images)"
-        if key is None:
-            missing += 1
-        entries.append(_entry(record, key, note))
-    data = {
-        "title": title,
-        "convention": BOX_CONVENTION,
-        "traces": entries,
-        "images": encoded,
-    }
-    css = stylesheet() + _asset("report.css")
-    script = _asset("report.js")
-    skipped = ""
-    if bad:
-        listed = "\n".join(str(b) for b in bad[:20]) + (f"\n… and {len(bad) - 20} more" if len(bad) > 20 else "")
-        skipped = (
-            f'<span class="r-warn" title="{esc(listed)}">{len(bad)} bad input line{"s" if len(bad) != 1 else ""} '
-            "skipped</span>"
-        )
-    page = _PAGE.format(
-        csp=_csp(css, script),
-        title=esc(title),
-        css=css,
-        skipped=skipped,
-        data=embed_json(data),
-        script=script,
+    built = _build(
+        records,
+        title=title,
+        bad=bad,
+        max_image_side=max_image_side,
+        images=images,
+        workers=workers,
+        max_total_image_bytes=max_total_image_bytes,
     )
-    return page, {"traces": len(entries), "images": len(encoded), "missing_images": missing}
+    return "".join(built.parts()), built.counts
 
 
 def _csp(css: str, script: str) -> str:
     def digest(text: str) -> str:
         return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
 
+    # The image blocks are <script type="text/plain">: data, never executed, so script-src
+    # does not apply to them and they need no hash.
     return (
         f"default-src 'none'; img-src data:; style-src {digest(css)}; script-src {digest(script)}; "
         "base-uri 'none'; form-action 'none'"
@@ -259,9 +526,9 @@ _PAGE = """<!DOCTYPE html>
 </main>
 <script type="application/json" id="vpd-data">{data}</script>
 <script>{script}</script>
-</body>
-</html>
 """
+# The image blocks go between the page's script and the end, so the list works while they load.
+_END = "</body>\n</html>\n"
 
 
 def write_report(
@@ -273,27 +540,46 @@ def write_report(
     max_image_side: int = 448,
     images: bool = True,
     workers: int | None = None,
+    max_total_image_bytes: int | None = DEFAULT_MAX_IMAGE_BYTES,
 ) -> ReportStats:
     """Write the report for ``records`` to ``path`` (see :func:`build_report` for the arguments).
 
     Returns:
-        What was written.
+        What was written; :attr:`ReportStats.warnings` says what the image budget changed.
     """
     start = time.perf_counter()
-    page, counts = build_report(
-        records, title=title, bad=bad, max_image_side=max_image_side, images=images, workers=workers
+    built = _build(
+        records,
+        title=title,
+        bad=bad,
+        max_image_side=max_image_side,
+        images=images,
+        workers=workers,
+        max_total_image_bytes=max_total_image_bytes,
     )
     target = Path(path)
-    data = page.encode("utf-8")
-    target.write_bytes(data)
+    size = 0
+    with target.open("wb") as out:
+        for part in built.parts():
+            data = part.encode("utf-8")
+            out.write(data)
+            size += len(data)
+    counts = built.counts
     return ReportStats(
         path=target,
         traces=counts["traces"],
         images=counts["images"],
         missing_images=counts["missing_images"],
         skipped_lines=len(bad),
-        bytes=len(data),
+        bytes=size,
         seconds=time.perf_counter() - start,
+        images_shrunk=counts["images_shrunk"],
+        images_omitted=counts["images_omitted"],
+        omitted_traces=counts["omitted_traces"],
+        image_bytes=counts["image_bytes"],
+        image_side=counts["image_side"],
+        image_quality=counts["image_quality"],
+        warnings=tuple(built.warnings),
     )
 
 
@@ -323,6 +609,14 @@ def add_show_command(subparsers: Any) -> None:
     show.add_argument("--skip-bad", action="store_true", help="skip bad lines (reported) instead of failing")
     show.add_argument("--title", help="page title (default: the input file names)")
     show.add_argument("--max-image-side", type=int, default=448, metavar="PX", help="longest image side (default 448)")
+    show.add_argument(
+        "--max-image-mb",
+        type=float,
+        default=DEFAULT_MAX_IMAGE_BYTES / 1e6,
+        metavar="MB",
+        help="budget for all embedded images (default %(default)g MB): images shrink to fit it, and when even "
+        "128 px images do not fit, the traces that do not fit show 'image omitted' (a warning says so)",
+    )
     show.add_argument("--no-images", action="store_true", help="embed no images (boxes on blank canvases)")
     show.set_defaults(func=run_show)
 
@@ -333,6 +627,8 @@ def run_show(args: argparse.Namespace, out: TextIO) -> int:
 
     if args.max_image_side < 16:
         raise InvalidArgumentError(f"--max-image-side must be at least 16 pixels, got {args.max_image_side}.")
+    if not (args.max_image_mb > 0 and math.isfinite(args.max_image_mb)):
+        raise InvalidArgumentError(f"--max-image-mb must be more than 0, got {args.max_image_mb:g}.")
     output = Path(args.output) if args.output else Path(args.traces[0]).with_suffix(".html")
     if any(output.resolve() == Path(p).resolve() for p in args.traces):
         raise InvalidArgumentError(f"The report would overwrite its input {str(output)!r}; pass -o REPORT.html.")
@@ -349,7 +645,10 @@ def run_show(args: argparse.Namespace, out: TextIO) -> int:
         bad=loaded.bad,
         max_image_side=args.max_image_side,
         images=not args.no_images,
+        max_total_image_bytes=round(args.max_image_mb * 1e6),
     )
+    for warning in stats.warnings:
+        print(f"vpd: warning: {warning}", file=sys.stderr)
     out.write(
         f"wrote {stats.path}: {stats.traces} traces, {stats.images} images, {stats.bytes / 1e6:.1f} MB "
         f"in {stats.seconds:.1f} s\n"

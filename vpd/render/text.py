@@ -460,7 +460,11 @@ def format_solution(solution: Solution, *, width: int | None = None, max_rows: i
     cached = f", {t.cached_replies} from the cache" if t.cached_replies else ""
     lines += [
         "",
-        _fit(f"Time: {t.total:.2f} s in all; model load {t.load:.2f} s, writing programs {t.llm:.2f} s,", columns),
+        _fit(
+            f"Time: {t.total:.2f} s in all; model load {t.load:.2f} s, examples {t.prompt:.2f} s, "
+            f"writing programs {t.llm:.2f} s,",
+            columns,
+        ),
         _fit(f"      tools {t.tools:.2f} s, sandbox {t.sandbox:.3f} s", columns),
         _fit(f"LLM:  {t.prompt_tokens} prompt and {t.completion_tokens} generated tokens{cached}", columns),
     ]

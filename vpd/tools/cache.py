@@ -50,6 +50,17 @@ def cache_key(*parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+class _Flight:
+    """A computation of one key in progress: who runs it, when it ends, how it failed."""
+
+    __slots__ = ("done", "error", "thread")
+
+    def __init__(self, thread: int) -> None:
+        self.thread = thread
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+
 @dataclass(frozen=True)
 class CacheStats:
     """Counters of a :class:`ResultCache`."""
@@ -120,7 +131,7 @@ class ResultCache:
         self._memory: OrderedDict[str, tuple[Any, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
-        self._inflight: dict[str, threading.Event] = {}
+        self._inflight: dict[str, _Flight] = {}
         self._hits = self._misses = self._disk_hits = 0
         self.directory = Path(directory).expanduser() if directory is not None else None
         self._db: sqlite3.Connection | None = None
@@ -166,28 +177,40 @@ class ResultCache:
 
         Concurrent callers with the same key compute it once: the others wait for the first
         and take its result (the k programs of one question, run at the same time, ask for
-        the same detections). If the computation fails, each waiter tries it itself.
+        the same detections), or its exception when it fails. A thread that asks for a key
+        it is computing itself computes it again rather than wait for itself.
         """
+        me = threading.get_ident()
         while True:
             value = self.lookup(key)
             if value is not _MISSING:
                 return value, True
             with self._lock:
                 pending = self._inflight.get(key)
-                owner = pending is None
-                if pending is None:
-                    pending = self._inflight[key] = threading.Event()
+                owner = pending is None or pending.thread == me
+                if owner:
+                    flight = self._inflight[key] = _Flight(me)
             if not owner:
-                pending.wait()
-                continue
+                assert pending is not None
+                pending.done.wait()
+                if pending.error is not None:
+                    raise pending.error
+                continue  # normally a hit now (unless evicted already: then compute it)
             try:
                 value = compute()
+            except BaseException as exc:
+                flight.error = exc
+                raise
+            else:
                 self.put(key, value)
                 return value, False
             finally:
                 with self._lock:
-                    self._inflight.pop(key, None)
-                pending.set()
+                    if self._inflight.get(key) is flight:
+                        del self._inflight[key]
+                    if pending is not None and pending.thread == me:
+                        self._inflight[key] = pending  # the outer computation of this thread goes on
+                flight.done.set()
 
     @staticmethod
     def is_missing(value: Any) -> bool:

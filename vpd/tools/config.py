@@ -369,6 +369,13 @@ def llm_spec(value: str, *, source: str = "code", options: Mapping[str, Any] | N
         return BackendSpec(backend="llama_cpp", model=spec.name, options=opts, source=source)
     if text.lower().endswith(".gguf"):
         return BackendSpec(backend="llama_cpp", model=text, options=opts, source=source)
+    if text.lower().startswith("local:") or text.lower().startswith("qwen2.5-coder-"):
+        from vpd.tools.gguf import KNOWN_MODELS
+
+        raise ConfigError(
+            f"Unknown local model {text!r} (from {source}): use local, local:1.5b, local:0.5b "
+            f"({', '.join(sorted(KNOWN_MODELS))}) or a path to a .gguf file."
+        )
     if "/" not in text and not is_gguf_path(text) and _is_llm_backend(text):
         return BackendSpec(backend=text, options=opts, source=source)
     return BackendSpec(backend="litellm", model=text, options=opts, source=source)

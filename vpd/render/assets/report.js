@@ -1,12 +1,13 @@
 /* The `vpd show` report: a virtual list of traces with filters, and the trace view on demand.
- * Data comes from the JSON block #vpd-data (written by vpd.render.report). Every text from a
- * trace is untrusted: it only ever reaches the page through text nodes and attribute values,
- * never through innerHTML. */
+ * Data comes from the JSON block #vpd-data (written by vpd.render.report); each image is a
+ * data URL in its own inert block <script type="text/plain" id="vpd-img-KEY">, after this
+ * script, read only when a trace that uses it is shown. Every text from a trace is untrusted:
+ * it only ever reaches the page through text nodes and attribute values, never through
+ * innerHTML. */
 (function () {
   "use strict";
   var DATA = JSON.parse(document.getElementById("vpd-data").textContent);
   var TRACES = DATA.traces;
-  var IMAGES = DATA.images;
   var ROW = 30;
   var EVENTS_SHOWN = 6;
   var SVG = "http://www.w3.org/2000/svg";
@@ -16,6 +17,15 @@
   var shown = [];
   var sel = -1;
   var hay = null;
+  var waiting = false; // the trace shown wants an image whose block is not parsed yet
+  var thumbs = typeof IntersectionObserver === "function" ? new IntersectionObserver(function (entries) {
+    entries.forEach(function (entry) {
+      if (!entry.isIntersecting) return;
+      thumbs.unobserve(entry.target);
+      var node = entry.target.querySelector("image");
+      if (node) node.setAttribute("href", entry.target.vpdHref);
+    });
+  }, { rootMargin: "200px" }) : null;
 
   function h(tag, attrs, kids) {
     var node = document.createElement(tag);
@@ -60,6 +70,26 @@
     failed: ["!", "r-st-fail", "failed"],
     nolabel: ["\u00b7", "r-st-none", "no label"]
   };
+
+  // -- images: read from their block when needed -------------------------------------------
+  // null: no image; undefined: its block is not (completely) parsed yet.
+  function image(key) {
+    if (key === null || key === undefined) return null;
+    var node = document.getElementById("vpd-img-" + key);
+    if (!node || (document.readyState === "loading" && !node.nextSibling)) return undefined;
+    return { url: node.textContent, sha256: node.getAttribute("data-sha256"),
+      w: Number(node.getAttribute("data-w")), h: Number(node.getAttribute("data-h")) };
+  }
+
+  // a crop thumbnail gets its image once it scrolls into view
+  function lazyHref(fig, node, url) {
+    if (thumbs) {
+      fig.vpdHref = url;
+      thumbs.observe(fig);
+    } else {
+      node.setAttribute("href", url);
+    }
+  }
 
   // -- filtering ---------------------------------------------------------------------------
   function haystack() {
@@ -236,7 +266,8 @@
   }
 
   function figure(t) {
-    var v = t.v, img = t.img !== null ? IMAGES[t.img] : null;
+    var v = t.v, img = image(t.img);
+    if (img === undefined) waiting = true;
     var W = v.image.width || (img ? img.w : 640), H = v.image.height || (img ? img.h : 480);
     var notes = [], stage;
     if (img) {
@@ -250,7 +281,8 @@
       blank.appendChild(s("rect", { x: 0, y: 0, width: W, height: H, fill: "#e2e4e8" }));
       stage = h("div", { "class": "vpd-stage" }, [blank]);
       stage.appendChild(overlay(v, W, H));
-      notes.push("Image not available" + (t.imgNote ? " (" + t.imgNote + ")" : "") + ": boxes drawn on a blank canvas of its size.");
+      if (img === undefined) notes.push("Loading the image\u2026");
+      else notes.push("Image not available" + (t.imgNote ? " (" + t.imgNote + ")" : "") + ": boxes drawn on a blank canvas of its size.");
     }
     var kids = [h("figure", { "class": "vpd-figure" }, [stage, h("figcaption", { text: DATA.convention })])];
     notes.forEach(function (n) { kids.push(h("div", { "class": "vpd-note", text: n })); });
@@ -273,8 +305,10 @@
           var k = 112 / Math.max(w, hh);
           var svg = s("svg", { viewBox: r.box[0] + " " + r.box[1] + " " + w + " " + hh,
             width: Math.round(w * k), height: Math.round(hh * k), preserveAspectRatio: "none" });
-          svg.appendChild(s("image", { href: img.url, x: 0, y: 0, width: W, height: H, preserveAspectRatio: "none" }));
+          var node = s("image", { x: 0, y: 0, width: W, height: H, preserveAspectRatio: "none" });
+          svg.appendChild(node);
           fig.appendChild(svg);
+          lazyHref(fig, node, img.url);
         }
         fig.appendChild(h("code", { text: boxText(r.box) }));
         fig.appendChild(h("br"));
@@ -296,6 +330,8 @@
 
   function showDetail() {
     var t = TRACES[shown[sel]], v = t.v;
+    waiting = false;
+    if (thumbs) thumbs.disconnect();
     var kids = [h("h3", { text: t.q || t.id }), facts(t)];
     if (v.error) {
       kids.push(h("div", { "class": "vpd-error" }, [h("b", { text: v.error.kind + (v.error.line ? " at line " + v.error.line : "") }),
@@ -377,6 +413,9 @@
     var typing = /^(INPUT|SELECT|TEXTAREA)$/.test(document.activeElement.tagName);
     if (ev.key === "/" && !typing) { search.focus(); search.select(); ev.preventDefault(); }
     else if (ev.key === "Escape") { list.focus(); ev.preventDefault(); }
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    if (waiting && sel >= 0) showDetail();
   });
   loadHash();
   if (sel < 0) clearDetail();
