@@ -17,8 +17,8 @@ from render_support import synthetic_trace, write_images, write_jsonl
 from vpd import cli
 from vpd.programs.trace import ProgramError, ToolCall, Trace
 from vpd.render import read_traces, write_report
-from vpd.render.records import TraceFileError
-from vpd.render.report import build_report, embed_json
+from vpd.render.records import TraceFileError, TraceRecord
+from vpd.render.report import DEFAULT_MAX_IMAGE_BYTES, OMITTED_NOTE, build_report, embed_json
 
 ESCAPE = "</script><script>window.__pwned = 1</script><!--"
 
@@ -42,10 +42,40 @@ def write(path: Path, lines: list[str]) -> Path:
     return path
 
 
-def data_of(html: str) -> dict:
+def index_of(html: str) -> str:
+    """The JSON index of the traces (no images in it)."""
     match = re.search(r'<script type="application/json" id="vpd-data">(.*?)</script>', html, re.S)
     assert match is not None
-    return json.loads(match.group(1))
+    return match.group(1)
+
+
+def data_of(html: str) -> dict:
+    return json.loads(index_of(html))
+
+
+IMAGE_BLOCK = re.compile(
+    r'<script type="text/plain" id="vpd-img-(i\d+)" data-sha256="([0-9a-f]{64})" data-w="(\d+)" data-h="(\d+)">'
+    r"(data:image/(?:jpeg|png);base64,[A-Za-z0-9+/=]+)</script>\n"
+)
+
+
+def image_blocks(html: str) -> dict[str, str]:
+    """The data URL of each image block, by key."""
+    return {match.group(1): match.group(5) for match in IMAGE_BLOCK.finditer(html)}
+
+
+def noise_images(folder: Path, count: int, *, seed: int = 0) -> list[Path]:
+    """``count`` distinct 64x48 noise PNGs (about 9 kB each, quick to write and to encode)."""
+    from PIL import Image
+
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for j in range(count):
+        path = folder / f"n{j}.png"
+        Image.frombytes("RGB", (64, 48), rng.randbytes(64 * 48 * 3)).save(path, compress_level=1)
+        paths.append(path)
+    return paths
 
 
 def test_bare_traces_and_records(tmp_path: Path) -> None:
@@ -127,10 +157,23 @@ def test_missing_files_and_images(tmp_path: Path) -> None:
     assert records[2].image_path is None and "image not found" in (records[2].image_problem or "")
     assert records[3].image_path is None and "no image named abababababab" in (records[3].image_problem or "")
     html, counts = build_report(records)
-    assert counts == {"traces": 4, "images": 2, "missing_images": 2}
+    assert {k: counts[k] for k in ("traces", "images", "missing_images", "images_shrunk", "images_omitted")} == {
+        "traces": 4,
+        "images": 2,
+        "missing_images": 2,
+        "images_shrunk": 0,
+        "images_omitted": 0,
+    }
     entries = data_of(html)["traces"]
     assert [e["img"] for e in entries] == ["i0", "i1", None, None]
     assert "image not found" in entries[2]["imgNote"]
+    assert sorted(image_blocks(html)) == ["i0", "i1"] and "r-budget" not in html
+    # the same image under two paths is embedded once
+    twin = tmp_path / "pics" / "twin.png"
+    twin.write_bytes(records[1].image_path.read_bytes())  # type: ignore[union-attr]
+    again = [records[0], records[1], TraceRecord(trace=trace(), id="twin", source="x:1", image_path=twin)]
+    html, counts = build_report(again)
+    assert counts["images"] == 2 and [e["img"] for e in data_of(html)["traces"]] == ["i0", "i1", "i1"]
 
 
 def test_embedded_json_cannot_escape_its_script() -> None:
@@ -155,7 +198,7 @@ def test_report_is_self_contained_and_escaped(tmp_path: Path) -> None:
     )
     loaded = read_traces(source)
     html, _ = build_report(loaded.records, title=ESCAPE)
-    # exactly our two script elements: the JSON data and the app
+    # exactly our two script elements: the JSON data and the app (no images: no image blocks)
     assert html.count("<script") == 2 and html.count("</script>") == 2
     assert "<title>&lt;/script&gt;&lt;script&gt;" in html
     data = data_of(html)
@@ -187,6 +230,78 @@ def test_ten_thousand_traces(tmp_path: Path) -> None:
     )
     assert stats.traces == 10_000 and stats.images == 50 and stats.missing_images == 0
     assert stats.bytes < 40_000_000 and stats.seconds < 30
+
+
+def test_one_image_per_trace_and_the_budget(tmp_path: Path) -> None:
+    """3,000 traces, each with its own image: one block per image, a small index, and the budget."""
+    from PIL import Image
+
+    n = 3000
+    paths = noise_images(tmp_path / "noise", n)
+    records = [
+        TraceRecord(trace=trace(), id=f"t{i}", source=f"t.jsonl:{i + 1}", question=f"question {i}", image_path=path)
+        for i, path in enumerate(paths)
+    ]
+    html, counts = build_report(records)
+    blocks = image_blocks(html)
+    assert len(blocks) == counts["images"] == n and html.count('<script type="text/plain"') == n
+    assert counts["images_shrunk"] == counts["images_omitted"] == counts["missing_images"] == 0
+    assert (counts["image_side"], counts["image_quality"]) == (448, 75)
+    assert counts["image_bytes"] == sum(len(url) for url in blocks.values()) < DEFAULT_MAX_IMAGE_BYTES
+    assert "r-budget" not in html
+    # the blocks come after the page's script (the list works while they load), the index names them only
+    assert html.index("<script>") < html.index('id="vpd-img-i0"') < html.index(f'id="vpd-img-i{n - 1}"')
+    index = index_of(html)
+    assert "data:" not in index and "base64" not in index
+    assert [e["img"] for e in json.loads(index)["traces"]] == [f"i{i}" for i in range(n)]
+    bare_index = index_of(build_report(records, images=False)[0])
+    assert len(index) < len(bare_index) + 20 * n  # the images add only their key to the index
+    assert len(index) < 4_000_000
+    first = Image.open(io.BytesIO(base64.b64decode(blocks["i0"].split(",", 1)[1])))
+    assert first.size == (64, 48)
+
+    # a budget under the total: every image shrinks (here: lower JPEG quality), none is left out
+    budget = counts["image_bytes"] * 9 // 10
+    html, shrunk = build_report(records, max_total_image_bytes=budget)
+    assert shrunk["images"] == shrunk["images_shrunk"] == n and shrunk["images_omitted"] == 0
+    assert shrunk["image_quality"] < 75 and shrunk["image_bytes"] <= budget
+    assert len(image_blocks(html)) == n and "images shrunk to" in html and "images omitted" not in html
+    assert all(url.startswith("data:image/jpeg;") for url in image_blocks(html).values())
+
+    # a budget even the smallest images exceed: as many as fit, the others omitted and said so
+    budget = counts["image_bytes"] // 10
+    stats = write_report(records, tmp_path / "r.html", max_total_image_bytes=budget)
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    blocks = image_blocks(html)
+    assert (stats.image_side, stats.image_quality) == (128, 40)  # the smallest size
+    assert 0 < stats.images == len(blocks) < n and stats.images_shrunk == stats.images
+    assert stats.images_omitted == n - stats.images == stats.omitted_traces == stats.missing_images
+    assert budget - max(len(url) for url in blocks.values()) < stats.image_bytes <= budget
+    assert stats.image_bytes == sum(len(url) for url in blocks.values())
+    entries = data_of(html)["traces"]
+    omitted = [e for e in entries if e["img"] is None]
+    assert len(omitted) == stats.images_omitted and all(e["imgNote"] == OMITTED_NOTE for e in omitted)
+    assert {e["img"] for e in entries if e["img"] is not None} == set(blocks)
+    assert len(stats.warnings) == 2 and "shrunk" in stats.warnings[0]
+    assert f"{stats.images_omitted} of {n} images omitted" in stats.warnings[1]
+    assert f"{stats.images_omitted} images omitted (size budget)" in html
+    assert stats.bytes == (tmp_path / "r.html").stat().st_size
+
+
+def test_cli_image_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    paths = noise_images(tmp_path / "noise", 40)
+    source = write(tmp_path / "t.jsonl", [json.dumps({"trace": trace().to_dict(), "image": str(p)}) for p in paths])
+    out = io.StringIO()
+    assert cli.main(["show", str(source), "-o", str(tmp_path / "r.html"), "--max-image-mb", "0.02"], out=out) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("vpd: warning: ")]
+    assert len(warnings) == 2 and "images shrunk" in warnings[0] and "of 40 images omitted" in warnings[1]
+    assert "0.02 MB" in warnings[1]
+    assert "traces shown without their image" in out.getvalue()
+    assert cli.main(["show", str(source), "-o", str(tmp_path / "r.html")], out=io.StringIO()) == 0
+    assert "warning" not in capsys.readouterr().err
+    for bad in ("0", "-1", "nan", "inf"):
+        assert cli.main(["show", str(source), "-o", str(tmp_path / "r.html"), "--max-image-mb", bad]) == 1
+        assert "--max-image-mb must be a positive number" in capsys.readouterr().err
 
 
 def test_no_images_option(tmp_path: Path) -> None:

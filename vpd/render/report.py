@@ -628,7 +628,7 @@ def run_show(args: argparse.Namespace, out: TextIO) -> int:
     if args.max_image_side < 16:
         raise InvalidArgumentError(f"--max-image-side must be at least 16 pixels, got {args.max_image_side}.")
     if not (args.max_image_mb > 0 and math.isfinite(args.max_image_mb)):
-        raise InvalidArgumentError(f"--max-image-mb must be more than 0, got {args.max_image_mb:g}.")
+        raise InvalidArgumentError(f"--max-image-mb must be a positive number of megabytes, got {args.max_image_mb:g}.")
     output = Path(args.output) if args.output else Path(args.traces[0]).with_suffix(".html")
     if any(output.resolve() == Path(p).resolve() for p in args.traces):
         raise InvalidArgumentError(f"The report would overwrite its input {str(output)!r}; pass -o REPORT.html.")

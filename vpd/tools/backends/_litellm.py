@@ -205,7 +205,7 @@ class LiteLLMBackend(Backend):
         for name in ("api_base", "api_key", "extra_headers"):
             if self.options[name] is not None:
                 kwargs[name] = self.options[name]
-        if "api_base" in kwargs and "api_key" not in kwargs and not os.environ.get("OPENAI_API_KEY"):
+        if "api_base" in kwargs and "api_key" not in kwargs and _needs_placeholder_key(model):
             kwargs["api_key"] = "no-key-needed"
         retrying = Retrying(
             stop=stop_after_attempt(max(0, int(self.options["num_retries"])) + 1),
@@ -289,6 +289,21 @@ class LiteLLMBackend(Backend):
         else:
             message = f"{model} failed{code}: {type(exc).__name__}: {detail}"
         return ToolError(message, tool=self.capability, backend=self.name)
+
+
+# Providers spoken to through the OpenAI client, which refuses to send a request without a
+# key even when the server (llama.cpp, vLLM, LM Studio...) needs none.
+_OPENAI_CLIENT_PROVIDERS = ("openai", "text-completion-openai", "hosted_vllm", "lm_studio")
+
+
+def _needs_placeholder_key(model: str) -> bool:
+    """Whether to send a placeholder key: an OpenAI-style model at a custom api_base, with no key set.
+
+    Other providers (Groq, Azure, Anthropic...) read their own key variables, so nothing is
+    added for them.
+    """
+    provider = model.split("/", 1)[0].lower() if "/" in model else "openai"
+    return provider in _OPENAI_CLIENT_PROVIDERS and not os.environ.get("OPENAI_API_KEY")
 
 
 def _masked(options: dict[str, Any]) -> dict[str, Any]:
