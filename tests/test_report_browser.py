@@ -26,8 +26,9 @@ from typing import Any
 
 import pytest
 from render_support import synthetic_trace, write_images
+from test_render_report import noise_images
 
-from vpd.render import read_traces, write_report
+from vpd.render import TraceRecord, read_traces, write_report
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 FLAGS = [
@@ -43,6 +44,7 @@ FLAGS = [
 ]
 HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"> </script><!--'
 N_TRACES = 10_000
+N_DISTINCT = 2_500
 
 
 def _chromium() -> str:
@@ -315,3 +317,83 @@ def test_report_in_chromium(browser: Browser, report: tuple[Path, dict[str, int]
     assert browser.problems() == []
     print(f"\nreport of {N_TRACES} traces: loaded in {load_seconds:.2f} s, search in {search_seconds:.2f} s")
     assert load_seconds < 20 and search_seconds < 5
+
+
+@pytest.fixture
+def distinct_report(tmp_path: Path) -> tuple[Path, int]:
+    """A report of 2,500 traces, each with its own image; every 100th asks about a zebra."""
+    import random
+
+    rng = random.Random(3)
+    paths = noise_images(tmp_path / "noise", N_DISTINCT)
+    records = []
+    for i, path in enumerate(paths):
+        trace = synthetic_trace(i, rng)
+        question = f"Is the zebra {i} striped?" if i % 100 == 42 else f"What colour is thing {i}?"
+        records.append(
+            TraceRecord(trace=trace, id=f"t{i}", source=f"t.jsonl:{i + 1}", question=question, image_path=path)
+        )
+    output = tmp_path / "distinct.html"
+    stats = write_report(records, output, title="distinct images")
+    assert stats.images == N_DISTINCT and stats.missing_images == 0 and not stats.warnings
+    return output, stats.bytes
+
+
+@pytest.mark.slow
+def test_report_with_an_image_per_trace(browser: Browser, distinct_report: tuple[Path, int]) -> None:
+    """Thousands of image blocks: no CSP or other error, images read on demand, filters still work."""
+    path, size = distinct_report
+    browser.open_page(1400, 900)
+    started = time.perf_counter()
+    browser.send("Page.navigate", {"url": path.as_uri() + "#i=" + str(N_DISTINCT)})  # a link to the last trace
+    browser.wait_for("document.body && document.body.dataset.ready === 'true'")
+    ready_seconds = time.perf_counter() - started
+    browser.wait_event("Page.loadEventFired")
+    load_seconds = time.perf_counter() - started
+    assert browser.js("document.querySelectorAll('script[type=\"text/plain\"]').length") == N_DISTINCT
+    assert browser.js("document.getElementById('r-count').textContent") == f"showing {N_DISTINCT} of {N_DISTINCT}"
+
+    # the linked trace (its image block is the last in the file) shows its own image
+    shows_image = (
+        "(() => { const v = document.getElementById('r-view'), i = v && v.querySelector('img');"
+        " return !!i && i.complete && i.naturalWidth > 0"
+        " && i.src === document.getElementById('vpd-img-i' + v.dataset.index).textContent; })()"
+    )
+    browser.wait_for(f"document.querySelector('#r-view').dataset.index === '{N_DISTINCT - 1}'")
+    browser.wait_for(shows_image)
+    assert "Loading the image" not in browser.js("document.getElementById('r-view').textContent")
+
+    # filter, then open a match with the keyboard: its image, read from its block
+    browser.js("const q = document.getElementById('r-q'); q.value = 'zebra'; q.dispatchEvent(new Event('input'));")
+    browser.wait_for(
+        f"document.getElementById('r-count').textContent === 'showing {N_DISTINCT // 100} of {N_DISTINCT}'"
+    )
+    browser.js("document.getElementById('r-list').focus()")
+    browser.key("End", 35)
+    browser.key("ArrowUp", 38)
+    browser.wait_for(f"document.querySelector('#r-view').dataset.index === '{N_DISTINCT - 158}'")
+    browser.wait_for(shows_image)
+    # crop thumbnails get their image once scrolled into view
+    crops = "[...document.querySelectorAll('#r-view .vpd-crop image')]"
+    if browser.js(f"{crops}.length"):
+        browser.js("document.querySelector('#r-view .vpd-crops').scrollIntoView()")
+        browser.wait_for(
+            f"{crops}.every(i => i.getAttribute('href') && i.getAttribute('href').startsWith('data:image/'))"
+        )
+    browser.screenshot(ARTIFACTS / "report-distinct-images.png")
+
+    # no error at all, CSP included; and a CSP violation would have been seen
+    assert browser.problems() == []
+    browser.js(
+        "const s = document.createElement('script'); s.textContent = 'window.__ran = 1'; document.body.append(s);"
+    )
+    assert browser.js("typeof window.__ran") == "undefined"
+    deadline = time.monotonic() + 5
+    while not any("Content Security Policy" in p for p in browser.problems()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert any("Content Security Policy" in p for p in browser.problems()), browser.problems()
+    print(
+        f"\nreport of {N_DISTINCT} traces with distinct images ({size / 1e6:.1f} MB): usable in {ready_seconds:.2f} s, "
+        f"loaded in {load_seconds:.2f} s"
+    )
+    assert load_seconds < 20

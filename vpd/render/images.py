@@ -50,8 +50,9 @@ def fit(pil: PILImage.Image, max_side: int) -> PILImage.Image:
 def data_url(pil: PILImage.Image, *, max_side: int = 640, max_bytes: int = 150_000, quality: int = 85) -> str:
     """A ``data:`` URL of the image, at most ``max_side`` pixels on a side and about ``max_bytes``.
 
-    Small images are PNG when that is smaller; others JPEG, whose quality and then size are
-    lowered until the encoding fits ``max_bytes``.
+    Small images of few colours are PNG when that is smaller (a photo's PNG is many times its
+    JPEG, and slow to optimise, so it is not tried); others JPEG, whose quality and then size
+    are lowered until the encoding fits ``max_bytes``.
 
     Args:
         pil: The image.
@@ -64,7 +65,8 @@ def data_url(pil: PILImage.Image, *, max_side: int = 640, max_bytes: int = 150_0
     """
     image = fit(pil.convert("RGB"), max_side)
     encoded, mime = _jpeg(image, quality), "image/jpeg"
-    if image.width * image.height <= 256 * 256:
+    pixels = image.width * image.height
+    if pixels <= 64 * 64 or (pixels <= 256 * 256 and image.getcolors(4096) is not None):
         png = io.BytesIO()
         image.save(png, format="PNG", optimize=True)
         if png.tell() < len(encoded):

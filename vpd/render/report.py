@@ -14,10 +14,11 @@ traces and images.
 **Size budget.** The embedded images (their data URLs, i.e. bytes of the file) are kept
 under ``max_total_image_bytes`` (150 MB by default; ``vpd show --max-image-mb``). When a
 sample of the images says the requested size would not fit, all images are written
-smaller (side, then JPEG quality, down to 128 px at quality 40); when even that does not
-fit, images are embedded for as many traces as fit and the others say
-``image omitted: report size budget``. Either is reported: in the page's header, in
-:attr:`ReportStats.warnings` and by ``vpd show`` on stderr.
+smaller (JPEG quality 60, then smaller sides, down to 128 px at quality 40); when even
+that does not fit, images are embedded for as many traces as fit (most used images
+first) and the others say ``image omitted: report size budget``. Either is reported: in
+the page's header, in :class:`ReportStats` (counts and ``warnings``) and by ``vpd show``
+on stderr.
 
 Keyboard: ``/`` search, ``↓``/``↑`` or ``j``/``k`` move through the list (the selected
 trace opens beside it), ``PgUp``/``PgDn``/``Home``/``End``, ``Enter`` moves into the trace
@@ -49,7 +50,7 @@ from vpd.render.text import answer_text, clip, one_line
 from vpd.render.view import BOX_CONVENTION, build_view
 
 if TYPE_CHECKING:
-    from vpd.image import ImageData
+    from PIL import Image as PILImage
 
 __all__ = [
     "DEFAULT_MAX_IMAGE_BYTES",
@@ -178,17 +179,28 @@ def _levels(max_side: int) -> list[tuple[int, int]]:
     return list(dict.fromkeys(levels))
 
 
-def _load(path: Path) -> ImageData | str:
+@dataclass(frozen=True)
+class _Source:
+    pil: PILImage.Image  # the image, or (for the sample, kept in memory) a copy at the largest size written
+    sha256: str
+    width: int
+    height: int
+
+
+def _load(path: Path, max_side: int | None = None) -> _Source | str:
     from vpd.errors import ImageError
     from vpd.image import load_image
+    from vpd.render.images import fit
 
     try:
-        return load_image(path)
+        image = load_image(path)
     except (ImageError, OSError) as exc:
         return f"cannot read {path.name}: {exc}"
+    pil = image.pil if max_side is None else fit(image.pil, max_side)
+    return _Source(pil, image.sha256, image.width, image.height)
 
 
-def _encode(image: ImageData, level: tuple[int, int]) -> _Image:
+def _encode(image: _Source, level: tuple[int, int]) -> _Image:
     from vpd.render.images import data_url
 
     side, quality = level
@@ -198,9 +210,7 @@ def _encode(image: ImageData, level: tuple[int, int]) -> _Image:
     return _Image(url, image.sha256, image.width, image.height)
 
 
-def _plan_images(
-    records: Sequence[TraceRecord], max_side: int, budget: int | None, workers: int | None
-) -> _ImagePlan:
+def _plan_images(records: Sequence[TraceRecord], max_side: int, budget: int | None, workers: int | None) -> _ImagePlan:
     """Encode each distinct image once, at the largest size that keeps all of them within ``budget``.
 
     A sample of the images (up to 48, spread over the run) is encoded at each size in turn
@@ -222,7 +232,7 @@ def _plan_images(
     else:
         sample = list(dict.fromkeys(paths[i * (len(paths) - 1) // (_SAMPLE - 1)] for i in range(_SAMPLE)))
     with ThreadPoolExecutor(max_workers=workers or min(16, (os.cpu_count() or 2))) as pool:
-        loaded = dict(zip(sample, pool.map(_load, sample)))
+        loaded = dict(zip(sample, pool.map(lambda path: _load(path, max_side), sample)))
         readable = [p for p in sample if not isinstance(loaded[p], str)]
         cache: dict[tuple[Path, int], _Image] = {}
         means: dict[int, float] = {}

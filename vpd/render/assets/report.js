@@ -1,7 +1,7 @@
 /* The `vpd show` report: a virtual list of traces with filters, and the trace view on demand.
  * Data comes from the JSON block #vpd-data (written by vpd.render.report); each image is a
- * data URL in its own inert block <script type="text/plain" id="vpd-img-KEY">, after this
- * script, read only when a trace that uses it is shown. Every text from a trace is untrusted:
+ * data URL in its own inert text/plain script block #vpd-img-KEY, after this script, read
+ * only when a trace that uses it is shown. Every text from a trace is untrusted:
  * it only ever reaches the page through text nodes and attribute values, never through
  * innerHTML. */
 (function () {
@@ -277,7 +277,8 @@
         notes.push("This image is not the one the program ran on (different sha256); boxes may not line up.");
       }
     } else {
-      var blank = s("svg", { viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": "blank canvas with the boxes" });
+      var blank = s("svg", { viewBox: "0 0 " + W + " " + H, width: W, height: H, role: "img",
+        "aria-label": "blank canvas with the boxes" });
       blank.appendChild(s("rect", { x: 0, y: 0, width: W, height: H, fill: "#e2e4e8" }));
       stage = h("div", { "class": "vpd-stage" }, [blank]);
       stage.appendChild(overlay(v, W, H));
