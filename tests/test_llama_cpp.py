@@ -211,6 +211,33 @@ def test_real_model_generates_reproducibly_with_a_seed(small_model: LlamaCppChat
 
 
 @pytest.mark.slow
+def test_real_model_reuses_a_shared_prefix_without_changing_replies(small_model: LlamaCppChat) -> None:
+    # A long shared system message (more than one 512-token batch), then different questions.
+    rules = " ".join(f"Rule {i}: name variables clearly and keep functions short." for i in range(60))
+    system = {"role": "system", "content": "You write short Python functions. " + rules}
+
+    def ask(task: str) -> list[ChatMessage]:
+        return [system, {"role": "user", "content": task}]  # type: ignore[list-item]
+
+    a, b = ask("Write a function area(w, h)."), ask("Write a function is_even(n).")
+    llama = small_model.load().llama
+    evaluated: list[int] = []
+    original = llama.eval
+    llama.eval = lambda tokens: (evaluated.append(len(tokens)), original(tokens))[1]
+    try:
+        first = small_model.generate(a, temperature=0.9, max_tokens=40, seed=7)
+        assert first.prompt_tokens is not None and 600 < first.prompt_tokens < 900
+        evaluated.clear()
+        small_model.generate(b, temperature=0.9, max_tokens=40, seed=7)
+        # Only what follows the shared 512-token batch was evaluated again (first call of eval).
+        assert evaluated and evaluated[0] < first.prompt_tokens - 500
+        again = small_model.generate(a, temperature=0.9, max_tokens=40, seed=7)  # prefix kept from b
+    finally:
+        del llama.eval
+    assert again.text == first.text
+
+
+@pytest.mark.slow
 def test_real_model_limits_stops_and_chat(small_model: LlamaCppChat) -> None:
     short = small_model.generate(CODE_REQUEST, max_tokens=4)
     assert (short.finish_reason, short.completion_tokens) == ("length", 4)

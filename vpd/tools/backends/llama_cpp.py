@@ -37,8 +37,8 @@ from vpd.tools.types import ChatMessage, Completion
 
 __all__ = ["LlamaCppChat", "default_local_model"]
 
-#: Options that change replies; the rest (threads, GPU offload, logging...) do not.
-_IN_CACHE_KEY = ("n_ctx", "top_p", "top_k", "min_p", "repeat_penalty", "chat_format")
+#: Options that change replies (n_batch: where prompt batches split); not threads, GPU offload, logging.
+_IN_CACHE_KEY = ("n_ctx", "n_batch", "top_p", "top_k", "min_p", "repeat_penalty", "chat_format")
 #: Devices that mean "offload every layer" when ``n_gpu_layers`` is not set.
 _GPU_DEVICES = ("cuda", "gpu", "metal", "mps", "vulkan", "rocm", "hip")
 
@@ -398,18 +398,29 @@ class LlamaCppChat(Backend):
     def _prepare_context(loaded: _Loaded, tokens: list[int]) -> None:
         """Make the context hold ``tokens[:-1]`` evaluated exactly as a fresh run would.
 
-        The same prompt as the previous request (the k samples of one question) keeps its
-        evaluated prefix: only the last prompt token is evaluated again. Any other prompt
-        starts from an empty context, its prefix evaluated in batches. Either way the last
-        prompt token is evaluated on its own, so a seed gives the same reply whether or not
-        the prompt was cached (batched and single-token evaluation round differently).
+        A fresh run evaluates the prompt in batches of ``n_batch`` tokens from position 0.
+        The batches that this prompt shares, whole, with the previous one (the k samples of
+        one question share all of them; different questions share the system prompt's) are
+        kept; evaluation resumes at the first batch boundary after them, so every batch is
+        computed from the same tokens at the same positions as in a fresh run. The last
+        prompt token is always evaluated on its own. Either way a seed gives the same reply
+        whatever was asked before.
         """
         llama = loaded.llama
-        if loaded.last_prompt != tokens:
+        if loaded.last_prompt == tokens:
+            return
+        keep = 0
+        if loaded.last_prompt is not None:
+            common = _common_prefix(loaded.last_prompt[:-1], tokens[:-1])
+            keep = (common // int(llama.n_batch)) * int(llama.n_batch)
+        loaded.last_prompt = None
+        if keep == 0:
             llama.reset()
-            loaded.last_prompt = None
             if len(tokens) > 1:
                 llama.eval(tokens[:-1])
+        else:
+            llama.n_tokens = keep  # eval() drops the cache past this point first
+            llama.eval(tokens[keep:-1])
         loaded.last_prompt = list(tokens)
 
     def _check_fits(self, prompt_tokens: int, llama: Any) -> None:
@@ -456,6 +467,14 @@ class LlamaCppChat(Backend):
 
     def __repr__(self) -> str:
         return f"LlamaCppChat(model={self.model_id!r})"
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
 
 
 def _padded_context(n_ctx: int) -> int:
