@@ -27,6 +27,7 @@ from vpd.solve import Solution, resolve_llm
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "examples" / "images" / "coffee.jpg"
 QUESTION = "How many cups are there?"
+FOLLOW_UP = "Is there a dog in the picture?"
 
 
 def _row(label: str, values: list[str]) -> str:
@@ -117,6 +118,14 @@ def main(argv: list[str] | None = None) -> int:
             f"\nTool time at k={ks[-1]} is {ratio:.2f}x that of k={ks[0]} "
             f"(identical tool calls of the k programs come from the result cache)."
         )
+    # Another question right after: its prompt shares the system prompt's batches with the last one.
+    follow_up = vpd.solve(args.image, FOLLOW_UP, k=1, toolkit=toolkit.replace(), llm=writer, cache=False)  # type: ignore[arg-type]
+    attempt = follow_up.candidates[0].sample.attempts[0].completion
+    print(
+        f"\nA different question next ({FOLLOW_UP!r}, k=1): prompt {attempt.prompt_tokens} tokens, first token after "
+        f"{attempt.first_token_seconds or 0:.2f} s (the shared system-prompt batches are kept), total "
+        f"{follow_up.timings.total:.2f} s, answer {follow_up.answer!r}"
+    )
     print(f"Peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     return 0
 
