@@ -66,3 +66,16 @@ def test_default_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tm
     monkeypatch.delenv("VPD_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_dir() == tmp_path / "xdg" / "vpd"
+
+
+def test_size_bound_drops_the_oldest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(CompletionCache, "CHECK_EVERY", 5)
+    cache = CompletionCache(tmp_path, max_entries=20)
+    keys = [CompletionCache.key("m", MESSAGES, {}, i) for i in range(40)]
+    for i, key in enumerate(keys):
+        cache.put(key, Completion(f"reply {i}", "m"))
+    assert len(cache) <= 20
+    assert cache.get(keys[-1]) is not None  # the newest are kept
+    assert cache.get(keys[0]) is None  # the oldest went first
+    with pytest.raises(ConfigError, match="max_entries"):
+        CompletionCache(tmp_path, max_entries=0)

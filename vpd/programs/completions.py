@@ -32,12 +32,24 @@ class CompletionCache:
     Args:
         path: The SQLite file, or a directory to hold ``completions.sqlite`` (default:
             :func:`default_cache_dir`).
+        max_entries: Most completions kept; beyond it the oldest tenth is deleted (a
+            completion is a few kB, so the default keeps the file around a gigabyte or two).
+            None keeps everything.
 
     Raises:
-        ConfigError: The file cannot be created or opened.
+        ConfigError: The file cannot be created or opened, or ``max_entries`` is not positive.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    #: How many writes pass between two checks of the size bound.
+    CHECK_EVERY = 1000
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, max_entries: int | None = 500_000) -> None:
+        if max_entries is not None and (
+            isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1
+        ):
+            raise ConfigError(f"max_entries must be a positive integer or None, got {max_entries!r}.")
+        self.max_entries = max_entries
+        self._writes = 0
         target = Path(path).expanduser() if path is not None else default_cache_dir()
         if target.suffix not in (".sqlite", ".db"):
             target = target / "completions.sqlite"
@@ -51,6 +63,7 @@ class CompletionCache:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             self._db.commit()
+            self._enforce_bound()
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(
                 f"Cannot open the completion cache at {target}: {exc}. Set VPD_CACHE_DIR to a writable "
@@ -98,6 +111,9 @@ class CompletionCache:
                 self._db.execute("INSERT OR IGNORE INTO completions (key, value) VALUES (?, ?)", (key, value))
                 self._db.commit()
                 row = self._db.execute("SELECT value FROM completions WHERE key = ?", (key,)).fetchone()
+                self._writes += 1
+                if self._writes % self.CHECK_EVERY == 0:
+                    self._enforce_bound()
             except sqlite3.Error:
                 return completion
         if row is None or row[0] == value:
@@ -107,6 +123,19 @@ class CompletionCache:
         except (TypeError, ValueError):
             return completion
         return dataclasses.replace(stored, cached=True, seconds=0.0, first_token_seconds=None)
+
+    def _enforce_bound(self) -> None:
+        """Over ``max_entries``: delete the oldest entries (insertion order). Called with the lock held."""
+        if self.max_entries is None:
+            return
+        count = int(self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0])
+        if count <= self.max_entries:
+            return
+        drop = count - self.max_entries + max(1, self.max_entries // 10)
+        self._db.execute(
+            "DELETE FROM completions WHERE rowid IN (SELECT rowid FROM completions ORDER BY rowid LIMIT ?)", (drop,)
+        )
+        self._db.commit()
 
     def __len__(self) -> int:
         with self._lock:
