@@ -292,13 +292,12 @@ def solve(
     t0 = time.perf_counter()
     if examples is None:
         examples = _builtin_library(toolkit)
-    if n_examples:
-        examples.select(question, n_examples)  # the first call loads the text embedder
-    prompt_seconds = time.perf_counter() - t0
     generator = ProgramGenerator(writer, library=examples, cache=cache, config=config, tools=toolkit.tools)
+    messages = generator.prompt(question)  # the first selection loads the text embedder
+    prompt_seconds = time.perf_counter() - t0
     say("generate", f"writing {k} program{'s' if k > 1 else ''} with {_model_name(writer)}")
     t0 = time.perf_counter()
-    samples = generator.sample(question, k=k, progress=lambda message: say("generate", message))
+    samples = generator.sample(question, k=k, messages=messages, progress=lambda message: say("generate", message))
     llm_seconds = time.perf_counter() - t0
 
     programs = unique_programs(samples)

@@ -200,7 +200,12 @@ class ProgramGenerator:
         return list(render_prompt(question, examples=examples, tools=self.tools))
 
     def sample(
-        self, question: str, *, k: int | None = None, progress: Callable[[str], None] | None = None
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        messages: list[ChatMessage] | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> list[ProgramSample]:
         """Sample ``k`` programs for ``question`` (concurrently), each checked and repaired.
 
@@ -212,6 +217,7 @@ class ProgramGenerator:
         Args:
             question: The question about the image.
             k: Programs to sample (default: ``config.k``).
+            messages: The prompt, if already built with :meth:`prompt` (it is not built twice).
             progress: Called with a short message as each request completes.
 
         Returns:
@@ -227,7 +233,8 @@ class ProgramGenerator:
         k = self.config.k if k is None else k
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InvalidArgumentError(f"k must be a positive integer, got {k!r}.")
-        messages = self.prompt(question.strip())
+        if messages is None:
+            messages = self.prompt(question.strip())
         say = progress or (lambda message: None)
         attempts: list[list[Attempt]] = [[] for _ in range(k)]
         failures: dict[int, VPDError] = {}

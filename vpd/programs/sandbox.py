@@ -556,7 +556,7 @@ _HANDLERS: dict[str, Any] = {
 }
 
 
-def _done(run: _Run | None) -> bool:
+def _finished(run: _Run | None) -> bool:
     return run is None or run.finished
 
 
@@ -688,7 +688,7 @@ class Sandbox:
         # serving thread is doing (waiting for the worker, or inside a slow tool).
         with self._deadline_cond:
             while True:
-                while self._deadlines and _done(self._deadlines[0][2]()):
+                while self._deadlines and _finished(self._deadlines[0][2]()):
                     heapq.heappop(self._deadlines)
                 if not self._deadlines:
                     if not self._deadline_cond.wait(30.0) and not self._deadlines:
