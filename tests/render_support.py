@@ -11,7 +11,7 @@ import json
 import random
 from pathlib import Path
 
-from vpd.programs.trace import Assignment, PrintOutput, ProgramError, ToolCall, Trace
+from vpd.traces import Assignment, PrintOutput, ProgramError, ToolCall, Trace
 
 W, H = 320, 240
 OBJECTS = ("cup", "car", "dog", "sign", "person", "bicycle", "tree", "bus")

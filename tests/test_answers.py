@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from vpd.answers import normalize_answer, vote
+from vpd.traces import normalize_answer, vote
 
 
 @pytest.mark.parametrize(

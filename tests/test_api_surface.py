@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 import vpd
-from vpd import ConfigError, ToolRegistrationError
+from vpd import ConfigError, RegistrationError
 from vpd.helpers import HELPER_API
 from vpd.patch import PATCH_API, ImagePatch
 from vpd.programs import render_api
@@ -74,19 +74,19 @@ def test_register_backend_decorator_and_errors():
     try:
         assert backend_registry.get("detect", "unit_test_detector") is UnitTestDetector
         assert UnitTestDetector.capability == "detect"
-        with pytest.raises(ToolRegistrationError, match="already registered"):
+        with pytest.raises(RegistrationError, match="already registered"):
             register_backend("detect", "unit_test_detector")(type("Other", (Backend,), {"detect": lambda s, i, q: []}))
-        with pytest.raises(ToolRegistrationError, match=r"has no detect\(\) method"):
+        with pytest.raises(RegistrationError, match=r"has no detect\(\) method"):
             register_backend("detect", "no_method")(type("NoMethod", (Backend,), {}))
     finally:
         backend_registry._entries["detect"].pop("unit_test_detector")
-    with pytest.raises(ToolRegistrationError, match="Unknown capability"):
+    with pytest.raises(RegistrationError, match="Unknown capability"):
         register_backend("colour", "x")(type("X", (Backend,), {}))
-    with pytest.raises(ToolRegistrationError, match="snake_case"):
+    with pytest.raises(RegistrationError, match="snake_case"):
         register_backend("detect", "Bad-Name")(type("Y", (Backend,), {"detect": lambda s, i, q: []}))
-    with pytest.raises(ToolRegistrationError, match="must subclass"):
+    with pytest.raises(RegistrationError, match="must subclass"):
         register_backend("detect", "plain")(object)
-    with pytest.raises(ToolRegistrationError, match="must subclass"):
+    with pytest.raises(RegistrationError, match="must subclass"):
         BackendRegistry().register("detect", "plain", object)  # type: ignore[arg-type]
 
 
@@ -112,7 +112,7 @@ def test_entry_point_plugins(tmp_path, monkeypatch):
     dist = tmp_path / "vpd_plugin_demo-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: vpd-plugin-demo\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[vpd.tools]\nocr.demo_ocr = vpd_plugin_demo:DemoOCR\nbroken = x:y\n")
+    (dist / "entry_points.txt").write_text("[vpd.backends]\nocr.demo_ocr = vpd_plugin_demo:DemoOCR\nbroken = x:y\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     registry = BackendRegistry()
     with pytest.warns(UserWarning, match="Ignoring entry point 'broken'"):

@@ -39,9 +39,9 @@ import pytest
 
 import vpd
 from vpd.programs.policy import compile_program
-from vpd.programs.trace import ERROR_KINDS, ToolCall
 from vpd.testing import Scene, SceneObject
 from vpd.tools.user_tools import tool_registry
+from vpd.traces import ERROR_KINDS, ToolCall
 
 pytestmark = pytest.mark.slow
 
@@ -124,7 +124,7 @@ def _no_forged_events(ex: vpd.Execution) -> None:
 
 
 def _tool_error_seen(ex: vpd.Execution) -> None:
-    assert "boom" in ex.answer[0]
+    assert "boom" in ex.answer[0] and ex.answer[1] == "explode"
     call = ex.trace.tool_calls[0]
     assert call.operation == "explode" and call.error is not None and "boom" in call.error
 
@@ -183,7 +183,7 @@ ATTACKS: list[Attack] = [
     ),
     A(
         "tool-error-attrs",
-        "try:\n    explode()\nexcept Exception as e:\n    return [e.args[0], e.tool, e.backend]",
+        "try:\n    explode()\nexcept Exception as e:\n    return [e.args[0], e.tool]",
         "ok",
         check=_tool_error_seen,
     ),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from vpd.errors import ConfigError, InvalidArgumentError, ToolError, ToolUnavailable
+from vpd.errors import BackendError, BackendUnavailable, ConfigError, InvalidArgumentError
 from vpd.tools.backends.described_vqa import DescribedVQA, colour_name, dominant_colours
 from vpd.tools.backends.ground_plane import GroundPlaneDepth, ground_plane_rows
 from vpd.tools.protocols import DepthEstimator, Segmenter, VisualQA
@@ -237,7 +237,7 @@ class FakeOCR:
 
 class UnavailableOCR:
     def read_text(self, images: Sequence[Image.Image]) -> list[list[TextLine]]:
-        raise ToolUnavailable("no OCR here")
+        raise BackendUnavailable("no OCR here")
 
 
 class FakeLLM:
@@ -256,7 +256,7 @@ class FakeLLM:
 
 class UnconfiguredLLM:
     def chat(self, conversations: Any, **kwargs: Any) -> list[str]:
-        raise ToolUnavailable("No model configured")
+        raise BackendUnavailable("No model configured")
 
 
 def described(**deps: Any) -> DescribedVQA:
@@ -304,9 +304,9 @@ def test_described_vqa_omits_unavailable_tools_and_says_so() -> None:
 
 def test_described_vqa_needs_an_llm() -> None:
     image = Image.new("RGB", (20, 20))
-    with pytest.raises(ToolUnavailable, match="VPD_LLM"):
+    with pytest.raises(BackendUnavailable, match="VPD_LLM"):
         described(detect=FakeDetector(), ocr=FakeOCR()).answer([image], ["what?"])
-    with pytest.raises(ToolUnavailable, match="VPD_LLM"):
+    with pytest.raises(BackendUnavailable, match="VPD_LLM"):
         described(llm=UnconfiguredLLM()).answer([image], ["what?"])
 
 
@@ -323,9 +323,9 @@ def test_described_vqa_validation() -> None:
 def test_described_vqa_llm_errors_propagate() -> None:
     class BrokenLLM:
         def chat(self, conversations: Any, **kwargs: Any) -> list[str]:
-            raise ToolError("server exploded", tool="llm", backend="fake")
+            raise BackendError("server exploded", capability="llm", backend="fake")
 
-    with pytest.raises(ToolError, match="exploded"):
+    with pytest.raises(BackendError, match="exploded"):
         described(llm=BrokenLLM()).answer([Image.new("RGB", (5, 5))], ["q?"])
 
 

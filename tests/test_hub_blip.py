@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from vpd.errors import ConfigError, InvalidArgumentError, ToolUnavailable
+from vpd.errors import BackendUnavailable, ConfigError, InvalidArgumentError
 from vpd.testing.images import noise_image as noise
 from vpd.tools.backend import ModelStore
 from vpd.tools.backends.blip import BlipVQA
@@ -100,7 +100,7 @@ def test_missing_model_empty_batch_and_bad_input(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError):
         backend.answer(IMAGES[:2], ["what?"])
     assert not BlipVQA.check_available(str(missing))
-    with pytest.raises(ToolUnavailable, match="no-such-model"):
+    with pytest.raises(BackendUnavailable, match="no-such-model"):
         backend.answer(IMAGES[:1], ["what is this?"])
     with pytest.raises(ConfigError):
         vqa(missing, max_new_tokens=0)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vpd.errors import ConfigError, InvalidArgumentError, ToolUnavailable
+from vpd.errors import BackendUnavailable, ConfigError, InvalidArgumentError
 from vpd.testing.images import noise_image as noise
 from vpd.tools.backends.clip import ClipMatcher, SiglipMatcher
 
@@ -148,7 +148,7 @@ def test_missing_model_and_bad_options(tmp_path: Path) -> None:
     for cls in (ClipMatcher, SiglipMatcher):
         assert not cls.check_available(str(missing))
         # Without sentencepiece, SigLIP says so before it looks for the model.
-        with pytest.raises(ToolUnavailable, match="no-such-model|sentencepiece"):
+        with pytest.raises(BackendUnavailable, match="no-such-model|sentencepiece"):
             cls(str(missing)).score(IMAGES[:1], [["a cat"]])
         with pytest.raises(ConfigError):
             cls(str(missing), batch_size=0)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vpd.errors import ConfigError, ToolUnavailable
+from vpd.errors import BackendUnavailable, ConfigError
 from vpd.tools.backend import ModelStore
 from vpd.tools.backends.depth_anything import DepthAnythingEstimator, to_depth
 
@@ -135,7 +135,7 @@ def test_missing_model_empty_input_and_options(tmp_path: Path) -> None:
     assert backend.estimate_depth([]) == []
     assert len(backend.models) == 0
     assert not DepthAnythingEstimator.check_available(str(missing))
-    with pytest.raises(ToolUnavailable, match="no-such-model"):
+    with pytest.raises(BackendUnavailable, match="no-such-model"):
         backend.estimate_depth([gray(8, 8, 0)])
     with pytest.raises(ConfigError):
         estimator(missing, batch_size="4")

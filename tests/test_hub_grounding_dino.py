@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vpd.errors import ConfigError, InvalidArgumentError, ToolUnavailable
+from vpd.errors import BackendUnavailable, ConfigError, InvalidArgumentError
 from vpd.testing.images import noise_image as noise
 from vpd.tools.backend import ModelStore
 from vpd.tools.backends.grounding_dino import GroundingDinoDetector, build_prompt, postprocess, query_tokens
@@ -194,7 +194,7 @@ def test_long_query_lists_are_split_over_prompts(gdino_dir: Path) -> None:
 def test_missing_model_is_unavailable(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-model"
     assert not GroundingDinoDetector.check_available(str(missing))
-    with pytest.raises(ToolUnavailable, match="no-such-model"):
+    with pytest.raises(BackendUnavailable, match="no-such-model"):
         detector(missing).detect([noise(20, 20)], [["cat"]])
 
 

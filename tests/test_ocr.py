@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from vpd.errors import ConfigError, ToolUnavailable
+from vpd.errors import BackendUnavailable, ConfigError
 from vpd.tools.backend import ModelStore
 from vpd.tools.backends.paddleocr import PaddleOCRReader, model_names, parse_result
 from vpd.tools.backends.rapidocr import RapidOCRReader
@@ -128,7 +128,7 @@ def test_rapidocr_availability_and_missing_dependency(monkeypatch: pytest.Monkey
     assert availability.ok, availability.reason
     monkeypatch.setattr(RapidOCRReader, "requires", ("rapidocr_missing_for_this_test",))
     assert "vpd[offline]" in RapidOCRReader.check_available().reason
-    with pytest.raises(ToolUnavailable, match=r"vpd\[offline\]"):
+    with pytest.raises(BackendUnavailable, match=r"vpd\[offline\]"):
         RapidOCRReader().read_text([sign("x")])
 
 
@@ -271,7 +271,7 @@ def test_paddle_read_text_with_an_injected_engine(monkeypatch: pytest.MonkeyPatc
 
 def test_paddle_missing_dependency_names_the_paddle_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(PaddleOCRReader, "requires", ("paddleocr_missing_for_this_test",))
-    with pytest.raises(ToolUnavailable, match=r"vpd\[paddle\]"):
+    with pytest.raises(BackendUnavailable, match=r"vpd\[paddle\]"):
         PaddleOCRReader().read_text([Image.new("RGB", (8, 8))])
     assert "vpd[paddle]" in PaddleOCRReader.check_available().reason
 

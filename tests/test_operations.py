@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import vpd
-from vpd import ImagePatch, InvalidArgumentError, ToolError, ToolUnavailable
+from vpd import BackendError, BackendUnavailable, ImagePatch, InvalidArgumentError
 from vpd.testing import FakeDetector, Scene, SceneObject
 
 W, H = 640, 480
@@ -167,9 +167,9 @@ def test_events_record_every_call(patch):
     assert first.inputs == {"object_name": "cup"}
     assert len(first.output) == 2 and set(first.output[0]) == {"box", "score"}
     assert not first.cache_hit and second.cache_hit
-    assert ocr.box == (380, 0, 620, H)
+    assert ocr.box == [380, 0, 620, H]
     assert ocr.output == "STOP Main St"
-    assert first.image == patch.image.sha256[:16]
+    assert [e.index for e in events] == [0, 1, 2] and {e.line for e in events} == {None}
 
 
 def test_events_record_failures(scene):
@@ -178,7 +178,7 @@ def test_events_record_failures(scene):
             raise RuntimeError("model exploded")
 
     p = ImagePatch(scene.image, toolkit=scene.toolkit(detect=Broken(scene)))
-    with vpd.record_tool_calls() as events, pytest.raises(ToolError, match="model exploded") as info:
+    with vpd.record_tool_calls() as events, pytest.raises(BackendError, match="model exploded") as info:
         p.find("cup")
     assert info.value.backend == "fake"
     assert events[0].error and "model exploded" in events[0].error
@@ -186,7 +186,7 @@ def test_events_record_failures(scene):
 
 def test_unconfigured_capability_says_how_to_fix(scene):
     p = ImagePatch(scene.image, toolkit=scene.toolkit(llm=None))
-    with pytest.raises(ToolUnavailable, match="VPD_LLM"):
+    with pytest.raises(BackendUnavailable, match="VPD_LLM"):
         p.llm_query("anything?")
 
 
@@ -215,9 +215,9 @@ def test_malformed_backend_output_is_a_tool_error(scene):
         def estimate_depth(self, images):
             return [np.zeros((3, 3), np.float32) for _ in images]
 
-    with pytest.raises(ToolError, match="invalid detection"):
+    with pytest.raises(BackendError, match="invalid detection"):
         ImagePatch(scene.image, toolkit=scene.toolkit(detect=NaNBox(scene))).find("cup")
-    with pytest.raises(ToolError, match="must be \\(height, width\\)"):
+    with pytest.raises(BackendError, match="must be \\(height, width\\)"):
         ImagePatch(scene.image, toolkit=scene.toolkit(depth=WrongShape(scene))).depth()
 
 

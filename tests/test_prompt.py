@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 import vpd
-from vpd.errors import InvalidArgumentError, ToolUnavailable
+from vpd.errors import BackendUnavailable, InvalidArgumentError
 from vpd.programs import (
     Example,
     ExampleLibrary,
@@ -28,10 +28,10 @@ from vpd.programs import (
 from vpd.programs import library as library_module
 from vpd.programs import similarity as similarity_module
 from vpd.programs.prompt import MAX_ERROR_CHARS, SYSTEM_PROMPT
-from vpd.programs.trace import ProgramError
 from vpd.testing import Scene, SceneObject
 from vpd.tools import embeddings as embeddings_module
 from vpd.tools.user_tools import ToolRegistry, tool_registry
+from vpd.traces import ProgramError
 
 W, H = 640, 480
 BUILTIN = ExampleLibrary.builtin(similarity="lexical")
@@ -377,7 +377,7 @@ def test_auto_falls_back_to_lexical_when_the_model_fails(monkeypatch):
 
 def test_embedding_similarity_without_the_packages(monkeypatch):
     monkeypatch.setattr(library_module, "embeddings_available", lambda: False)
-    with pytest.raises(ToolUnavailable, match=r"vpd\[offline\]"):
+    with pytest.raises(BackendUnavailable, match=r"vpd\[offline\]"):
         ExampleLibrary(similarity="embedding")
     assert ExampleLibrary().similarity == "lexical"
     with pytest.raises(InvalidArgumentError, match="similarity"):

@@ -12,10 +12,10 @@ import pytest
 from PIL import Image
 
 import vpd
-from vpd.programs.trace import Assignment, PrintOutput, ProgramError, ToolCall, Trace
 from vpd.render import build_view, render_candidates, render_execution, render_trace
 from vpd.render.images import data_url
 from vpd.testing import Scene, SceneObject
+from vpd.traces import Assignment, PrintOutput, ProgramError, ToolCall, Trace
 
 W, H = 640, 480
 INJECT = '<script>alert("x")</script><img src=x onerror=alert(1)>"\'&'

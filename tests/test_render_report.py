@@ -15,10 +15,9 @@ import pytest
 from render_support import synthetic_trace, write_images, write_jsonl
 
 from vpd import cli
-from vpd.programs.trace import ProgramError, ToolCall, Trace
-from vpd.render import read_traces, write_report
-from vpd.render.records import TraceFileError, TraceRecord
+from vpd.render import write_report
 from vpd.render.report import DEFAULT_MAX_IMAGE_BYTES, OMITTED_NOTE, build_report, embed_json
+from vpd.traces import ProgramError, ToolCall, Trace, TraceFileError, TraceRecord, read_traces
 
 ESCAPE = "</script><script>window.__pwned = 1</script><!--"
 

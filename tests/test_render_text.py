@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import pytest
 
 import vpd
-from vpd.programs.trace import Assignment, PrintOutput, ProgramError, ToolCall, Trace
-from vpd.render import format_execution, format_trace, trace_to_text
-from vpd.render.text import answer_text, format_box, one_line
+from vpd.render import format_execution, format_trace
 from vpd.testing import Scene, SceneObject
 from vpd.tools.user_tools import ToolRegistry, tool_registry
+from vpd.traces import Assignment, PrintOutput, ProgramError, ToolCall, Trace, trace_to_text
+from vpd.traces.text import answer_text, format_box, one_line
 
 W, H = 640, 480
 PROGRAM = """def execute_command(image):

@@ -28,7 +28,8 @@ import pytest
 from render_support import synthetic_trace, write_images
 from test_render_report import noise_images
 
-from vpd.render import TraceRecord, read_traces, write_report
+from vpd.render import write_report
+from vpd.traces import TraceRecord, read_traces
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 FLAGS = [

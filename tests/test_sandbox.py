@@ -17,9 +17,9 @@ import pytest
 
 import vpd
 from vpd.programs import check_program
-from vpd.programs.trace import TRACE_VERSION, Assignment, PrintOutput, ToolCall
 from vpd.testing import Scene, SceneObject
 from vpd.tools.user_tools import ToolRegistry, tool_registry
+from vpd.traces import TRACE_VERSION, Assignment, PrintOutput, ToolCall
 
 W, H = 640, 480
 VIPER = """def execute_command(image):

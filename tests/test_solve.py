@@ -13,7 +13,7 @@ import pytest
 
 import vpd
 from vpd.cli import main
-from vpd.errors import InvalidArgumentError, ToolError
+from vpd.errors import BackendError, InvalidArgumentError
 from vpd.programs.completions import CompletionCache
 from vpd.programs.generation import GenerationConfig, ProgramGenerator
 from vpd.testing import Scene, SceneObject
@@ -177,7 +177,7 @@ def test_transient_server_errors_are_retried(cache: CompletionCache) -> None:
 def test_authentication_failure_is_an_error_not_retried(cache: CompletionCache) -> None:
     scene = _scene()
     with FakeOpenAIServer([COUNT_CATS], api_key="right") as server:
-        with pytest.raises(ToolError, match="credentials"):
+        with pytest.raises(BackendError, match="credentials"):
             vpd.solve(
                 scene.image, "How many cats?", k=1, toolkit=scene.toolkit(), llm=server.model_string,
                 api_base=server.base_url, api_key="wrong", cache=cache,

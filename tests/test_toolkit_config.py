@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import vpd
-from vpd import BackendSpec, ConfigError, Toolkit, ToolUnavailable
+from vpd import BackendSpec, BackendUnavailable, ConfigError, Toolkit
 from vpd.testing import FakeDetector, Scene
 from vpd.tools import Backend
 from vpd.tools.backend import Availability
@@ -90,13 +90,13 @@ def test_auto_with_nothing_available_turns_off_with_hint(registry, monkeypatch):
     monkeypatch.setitem(vpd.tools.config.AUTO_ORDER, "detect", ("missing",))
     tk = Toolkit(registry=registry)
     assert not tk.has("detect")
-    with pytest.raises(ToolUnavailable, match=r"nothing available; missing: .*pip install 'vpd\[offline\]'"):
+    with pytest.raises(BackendUnavailable, match=r"nothing available; missing: .*pip install 'vpd\[offline\]'"):
         tk.backend("detect")
 
 
 def test_turned_off_capability_error():
     tk = Toolkit.offline()
-    with pytest.raises(ToolUnavailable, match="No match backend is configured.*VPD_MATCH"):
+    with pytest.raises(BackendUnavailable, match="No match backend is configured.*VPD_MATCH"):
         tk.backend("match")
     with pytest.raises(ConfigError, match="Unknown capability 'colour'"):
         tk.backend("colour")

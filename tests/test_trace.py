@@ -7,7 +7,7 @@ import json
 import pytest
 
 from vpd import ProgramError, Trace
-from vpd.programs.trace import TRACE_VERSION, Assignment, PrintOutput, ToolCall
+from vpd.traces import TRACE_VERSION, Assignment, PrintOutput, ToolCall
 
 
 def _trace() -> Trace:

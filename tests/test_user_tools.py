@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import vpd
-from vpd import ImagePatch, InvalidArgumentError, ToolError, ToolRegistrationError
+from vpd import ImagePatch, InvalidArgumentError, RegistrationError, ToolError
 from vpd.programs import render_api
 from vpd.testing import Scene, SceneObject
 from vpd.tools.user_tools import ToolRegistry, tool_registry
@@ -93,7 +93,7 @@ def test_bad_names(registry, name):
         """Doc."""
         return x
 
-    with pytest.raises(ToolRegistrationError, match="snake_case"):
+    with pytest.raises(RegistrationError, match="snake_case"):
         vpd.tool(name=name, registry=registry)(f)
 
 
@@ -113,13 +113,13 @@ def test_missing_docstring_or_hints(registry):
         """Doc."""
         return 0
 
-    with pytest.raises(ToolRegistrationError, match="docstring"):
+    with pytest.raises(RegistrationError, match="docstring"):
         vpd.tool(registry=registry)(no_doc)
-    with pytest.raises(ToolRegistrationError, match="'x' needs a type hint"):
+    with pytest.raises(RegistrationError, match="'x' needs a type hint"):
         vpd.tool(registry=registry)(no_hint)
-    with pytest.raises(ToolRegistrationError, match="return type"):
+    with pytest.raises(RegistrationError, match="return type"):
         vpd.tool(registry=registry)(no_return)
-    with pytest.raises(ToolRegistrationError, match=r"\*args"):
+    with pytest.raises(RegistrationError, match=r"\*args"):
         vpd.tool(registry=registry)(star)
 
 
@@ -132,9 +132,9 @@ def test_clashes_are_named(registry):
         """Doc."""
         return x
 
-    with pytest.raises(ToolRegistrationError, match="clashes with an ImagePatch attribute"):
+    with pytest.raises(RegistrationError, match="clashes with an ImagePatch attribute"):
         vpd.tool(registry=registry)(find)
-    with pytest.raises(ToolRegistrationError, match="clashes with"):
+    with pytest.raises(RegistrationError, match="clashes with"):
         vpd.tool(registry=registry)(llm_query)
 
     def helper(x: int) -> int:
@@ -146,7 +146,7 @@ def test_clashes_are_named(registry):
         return x
 
     vpd.tool(registry=registry)(helper)
-    with pytest.raises(ToolRegistrationError, match=r"already registered \(.*helper\)"):
+    with pytest.raises(RegistrationError, match=r"already registered \(.*helper\)"):
         vpd.tool(name="helper", registry=registry)(other)
     vpd.tool(name="helper", registry=registry, replace=True)(other)
     assert registry.get("helper").func is other
@@ -157,7 +157,7 @@ def test_method_tool_needs_patch_parameter(registry):
         """Doc."""
         return 1
 
-    with pytest.raises(ToolRegistrationError, match="patch as its first parameter"):
+    with pytest.raises(RegistrationError, match="patch as its first parameter"):
         vpd.tool.method(registry=registry)(nothing)
 
 
@@ -206,9 +206,9 @@ def test_builtin_names_async_and_generators_rejected(registry):
         """Doc."""
         yield x
 
-    with pytest.raises(ToolRegistrationError, match="Python builtin"):
+    with pytest.raises(RegistrationError, match="Python builtin"):
         vpd.tool(registry=registry)(sorted)
-    with pytest.raises(ToolRegistrationError, match="not async, not a generator"):
+    with pytest.raises(RegistrationError, match="not async, not a generator"):
         vpd.tool(registry=registry)(fetch)
-    with pytest.raises(ToolRegistrationError, match="not async, not a generator"):
+    with pytest.raises(RegistrationError, match="not async, not a generator"):
         vpd.tool(registry=registry)(numbers)

@@ -8,14 +8,15 @@ distilling a vision-language model.
 ``import vpd`` is light: models and heavy libraries load on first use.
 """
 
-from vpd.answers import normalize_answer, vote
 from vpd.errors import (
+    BackendError,
+    BackendUnavailable,
     ConfigError,
     ImageError,
     InvalidArgumentError,
+    RegistrationError,
+    SandboxError,
     ToolError,
-    ToolRegistrationError,
-    ToolUnavailable,
     VPDError,
 )
 from vpd.helpers import best_image_match, bool_to_yesno, coerce_to_numeric, distance, llm_query
@@ -24,16 +25,28 @@ from vpd.patch import ImagePatch
 from vpd.programs.completions import CompletionCache
 from vpd.programs.generation import GenerationConfig, ProgramGenerator, ProgramSample
 from vpd.programs.library import Example, ExampleLibrary
-from vpd.programs.sandbox import Execution, Sandbox, SandboxLimits, run_program, run_programs
-from vpd.programs.trace import ProgramError, Trace
+from vpd.programs.sandbox import Sandbox, SandboxLimits, run_program, run_programs
 from vpd.solve import Candidate, Solution, SolveTimings, solve
 from vpd.tools.backend import Backend
 from vpd.tools.cache import ResultCache
 from vpd.tools.config import BackendSpec, ToolkitConfig
-from vpd.tools.events import ToolEvent, record_tool_calls
+from vpd.tools.events import record_tool_calls
 from vpd.tools.registry import register_backend
 from vpd.tools.toolkit import Toolkit, current_toolkit, set_default_toolkit, use_toolkit
 from vpd.tools.user_tools import ToolSpec, tool, tool_registry
+from vpd.traces import (
+    Assignment,
+    Execution,
+    PrintOutput,
+    ProgramError,
+    ToolCall,
+    Trace,
+    TraceWriter,
+    judge,
+    normalize_answer,
+    read_traces,
+    vote,
+)
 
 __version__ = "0.1.0.dev0"
 
@@ -60,13 +73,20 @@ __all__ = [
     "distance",
     "llm_query",
     # running programs
-    "Execution",
-    "ProgramError",
     "Sandbox",
     "SandboxLimits",
-    "Trace",
     "run_program",
     "run_programs",
+    # records of runs
+    "Assignment",
+    "Execution",
+    "PrintOutput",
+    "ProgramError",
+    "ToolCall",
+    "Trace",
+    "TraceWriter",
+    "judge",
+    "read_traces",
     # images
     "ImageData",
     "load_image",
@@ -74,7 +94,6 @@ __all__ = [
     "Backend",
     "BackendSpec",
     "ResultCache",
-    "ToolEvent",
     "ToolSpec",
     "Toolkit",
     "ToolkitConfig",
@@ -86,12 +105,14 @@ __all__ = [
     "tool_registry",
     "use_toolkit",
     # errors
+    "BackendError",
+    "BackendUnavailable",
     "ConfigError",
     "ImageError",
     "InvalidArgumentError",
+    "RegistrationError",
+    "SandboxError",
     "ToolError",
-    "ToolRegistrationError",
-    "ToolUnavailable",
     "VPDError",
     "__version__",
 ]

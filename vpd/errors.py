@@ -7,20 +7,28 @@ catch one type. Messages say what went wrong *and* what to do about it.
     ├── ConfigError            bad settings: unknown capability/backend, bad TOML, bad env var
     ├── ImageError             missing, unreadable or corrupt image input
     ├── InvalidArgumentError   a tool or ImagePatch method called with bad arguments
-    ├── ToolRegistrationError  @vpd.tool misuse: bad name, duplicate, missing docstring/type hints
-    └── ToolError              a tool failed while running
-        └── ToolUnavailable    a capability cannot run here (missing extra, weights, or LLM)
+    ├── RegistrationError      @vpd.tool or register_backend misuse: bad name, duplicate, missing hints
+    ├── BackendError           a backend (a model behind a capability) failed while running
+    │   └── BackendUnavailable a capability cannot run here (missing extra, weights, or LLM)
+    ├── ToolError              a user tool (``@vpd.tool``) raised, or returned what no program can take
+    └── SandboxError           the sandbox itself cannot run programs (not a program's failure)
+
+A program that fails is data, not an exception: its :class:`~vpd.traces.Execution` says why.
+
+This module depends on the standard library only.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "BackendError",
+    "BackendUnavailable",
     "ConfigError",
     "ImageError",
     "InvalidArgumentError",
+    "RegistrationError",
+    "SandboxError",
     "ToolError",
-    "ToolRegistrationError",
-    "ToolUnavailable",
     "VPDError",
 ]
 
@@ -41,23 +49,41 @@ class InvalidArgumentError(VPDError, ValueError):
     """A tool or ImagePatch method got an argument it cannot use (wrong type, empty query, ...)."""
 
 
-class ToolRegistrationError(VPDError, ValueError):
-    """A tool or backend could not be registered (bad name, duplicate, missing docstring or hints)."""
+class RegistrationError(VPDError, ValueError):
+    """A user tool or a backend could not be registered (bad name, duplicate, missing docstring or hints)."""
 
 
-class ToolError(VPDError, RuntimeError):
-    """A tool failed while running. ``tool`` names the capability or tool, ``backend`` the backend."""
+class BackendError(VPDError, RuntimeError):
+    """A backend failed while running. ``capability`` names what it serves, ``backend`` the backend."""
 
-    def __init__(self, message: str, *, tool: str | None = None, backend: str | None = None) -> None:
+    def __init__(self, message: str, *, capability: str | None = None, backend: str | None = None) -> None:
         super().__init__(message)
-        self.tool = tool
+        self.capability = capability
         self.backend = backend
 
 
-class ToolUnavailable(ToolError):
+class BackendUnavailable(BackendError):
     """A capability cannot run in this environment.
 
     Raised, for example, when an optional dependency is missing (the message names the
     ``pip install 'vpd[...]'`` extra), when model weights are neither cached nor reachable,
     or when no LLM is configured.
+    """
+
+
+class ToolError(VPDError, RuntimeError):
+    """A user tool (registered with ``@vpd.tool``) raised, or returned a value no program can take.
+
+    ``tool`` names the tool; the tool's own exception, if any, is chained.
+    """
+
+    def __init__(self, message: str, *, tool: str | None = None) -> None:
+        super().__init__(message)
+        self.tool = tool
+
+
+class SandboxError(VPDError, RuntimeError):
+    """The sandbox itself cannot run programs (its template process failed to start).
+
+    A program that fails never raises this: its :class:`~vpd.traces.Execution` records why.
     """

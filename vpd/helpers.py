@@ -41,9 +41,9 @@ def llm_query(question: str, long_answer: bool = False) -> str:
     Example:
         >>> answer = llm_query("What is the capital of France?")
     """
-    from vpd.tools.toolkit import current_toolkit
+    from vpd.tools.toolkit import current_operations
 
-    return current_toolkit().llm_query(question, long_answer)
+    return current_operations().llm_query(question, long_answer)
 
 
 def best_image_match(list_patches: list[ImagePatch], content: list[str], return_index: bool = False) -> Any:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL.Image import Image as PILImage
 
-    from vpd.tools.toolkit import Toolkit
+    from vpd.tools.contract import PatchOperations
 
 __all__ = ["PATCH_API", "ImagePatch"]
 
@@ -90,7 +90,7 @@ class ImagePatch:
     _label: str | None
     _mask: np.ndarray | None
     _score: float | None
-    _toolkit: Toolkit | None
+    _toolkit: PatchOperations | None
 
     def __init__(
         self,
@@ -100,7 +100,7 @@ class ImagePatch:
         right: float | None = None,
         upper: float | None = None,
         *,
-        toolkit: Toolkit | None = None,
+        toolkit: PatchOperations | None = None,
     ) -> None:
         """Create a patch over ``image`` (the whole image when no coordinates are given).
 
@@ -314,13 +314,13 @@ class ImagePatch:
 
     # -- tools -------------------------------------------------------------------------
     @property
-    def toolkit(self) -> Toolkit:
-        """The toolkit this patch uses (the current one when none was given)."""
+    def toolkit(self) -> PatchOperations:
+        """What serves this patch's operations: its toolkit, else the current one (``vpd.use_toolkit``)."""
         if self._toolkit is not None:
             return self._toolkit
-        from vpd.tools.toolkit import current_toolkit
+        from vpd.tools.toolkit import current_operations
 
-        return current_toolkit()
+        return current_operations()
 
     def find(self, object_name: str) -> list[ImagePatch]:
         """Find every object called `object_name` inside this patch.

@@ -23,24 +23,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from vpd.answers import normalize_answer, vote
 from vpd.errors import InvalidArgumentError, VPDError
 from vpd.image import ImageData, ImageSource, load_image
+from vpd.traces.answers import normalize_answer, vote
+from vpd.traces.execution import Execution
+from vpd.traces.trace import Trace
 
 if TYPE_CHECKING:
     from vpd.programs.completions import CompletionCache
     from vpd.programs.generation import ProgramSample
-    from vpd.programs.prompt import ExampleLibrary
-    from vpd.programs.sandbox import Execution, Sandbox, SandboxLimits
-    from vpd.programs.trace import Trace
+    from vpd.programs.library import ExampleLibrary
+    from vpd.programs.sandbox import Sandbox, SandboxLimits
     from vpd.tools.config import BackendSpec
     from vpd.tools.protocols import TextGenerator
     from vpd.tools.toolkit import Toolkit
 
-__all__ = ["Candidate", "Solution", "SolveTimings", "solve"]
+__all__ = ["Candidate", "Solution", "SolveProgress", "SolveTimings", "solve"]
 
-#: The progress callback receives a stage name and a short message.
-Progress = Callable[[str, str], None]
+#: The progress callback of :func:`solve`: it receives a stage name and a short message.
+SolveProgress = Callable[[str, str], None]
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,7 @@ def solve(
     limits: SandboxLimits | None = None,
     sandbox: Sandbox | None = None,
     fallback: bool = True,
-    progress: Progress | None = None,
+    progress: SolveProgress | None = None,
 ) -> Solution:
     """Answer a question about an image with programs written by an LLM.
 
@@ -249,8 +250,8 @@ def solve(
     Raises:
         InvalidArgumentError: An empty question, a bad ``k`` or other argument.
         ImageError: The image cannot be read.
-        ToolUnavailable: No LLM can be reached or loaded (the message says what to install or set).
-        ToolError: The LLM failed after its retries.
+        BackendUnavailable: No LLM can be reached or loaded (the message says what to install or set).
+        BackendError: The LLM failed after its retries.
     """
     from vpd.programs.generation import GenerationConfig, ProgramGenerator, unique_programs
     from vpd.programs.sandbox import default_sandbox
@@ -380,7 +381,7 @@ _LIBRARIES_LOCK = threading.Lock()
 
 
 def _builtin_library(toolkit: Toolkit) -> ExampleLibrary:
-    from vpd.programs.prompt import ExampleLibrary
+    from vpd.programs.library import ExampleLibrary
 
     with _LIBRARIES_LOCK:
         cached = _LIBRARIES.get(toolkit.models)
@@ -458,7 +459,7 @@ def resolve_llm(
         toolkit = toolkit.replace(llm="llama_cpp")
         return toolkit, toolkit.backend("llm")  # type: ignore[return-value]
     if llm is None or isinstance(llm, str):
-        spec = llm_spec(llm, api_base=api_base, api_key=api_key, toolkit=toolkit)
+        spec = _writer_spec(llm, api_base=api_base, api_key=api_key, toolkit=toolkit)
         toolkit = toolkit.replace(llm=spec)
         return toolkit, toolkit.backend("llm")  # type: ignore[return-value]
     if not callable(getattr(llm, "generate", None)) or not callable(getattr(llm, "cache_identity", None)):
@@ -470,7 +471,7 @@ def resolve_llm(
     return toolkit, llm
 
 
-def llm_spec(
+def _writer_spec(
     llm: str | None, *, api_base: str | None = None, api_key: str | None = None, toolkit: Toolkit | None = None
 ) -> BackendSpec:
     """A :class:`~vpd.tools.config.BackendSpec` for an ``llm`` string (see :func:`solve`).

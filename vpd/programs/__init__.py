@@ -1,23 +1,19 @@
-"""Programs: the API prompt, generation, the sandbox, execution and tracing."""
+"""Programs: the API prompt, worked examples, generation, static checks and the sandbox.
+
+The records a program run produces (``Trace``, ``Execution``) live in :mod:`vpd.traces`.
+"""
 
 from vpd.programs.api import render_api
 from vpd.programs.checker import check_program
 from vpd.programs.library import Example, ExampleLibrary
 from vpd.programs.prompt import estimate_tokens, render_prompt, repair_messages
-from vpd.programs.sandbox import Execution, Sandbox, SandboxLimits, run_program, run_programs
-from vpd.programs.trace import Assignment, PrintOutput, ProgramError, ToolCall, Trace
+from vpd.programs.sandbox import Sandbox, SandboxLimits, run_program, run_programs
 
 __all__ = [
-    "Assignment",
     "Example",
     "ExampleLibrary",
-    "Execution",
-    "PrintOutput",
-    "ProgramError",
     "Sandbox",
     "SandboxLimits",
-    "ToolCall",
-    "Trace",
     "check_program",
     "estimate_tokens",
     "render_api",

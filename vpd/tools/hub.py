@@ -2,7 +2,7 @@
 
 :class:`HubBackend` knows how to tell, without touching the network, whether a
 checkpoint is on disk (a local directory or the Hugging Face cache), and turns the
-errors of ``from_pretrained`` into :class:`~vpd.errors.ToolUnavailable` messages that
+errors of ``from_pretrained`` into :class:`~vpd.errors.BackendUnavailable` messages that
 say what to do.
 """
 
@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
-from vpd.errors import ToolError, ToolUnavailable
+from vpd.errors import BackendError, BackendUnavailable
 from vpd.tools.backend import Availability, Backend, resolve_torch_dtype
 
 __all__ = ["HubBackend", "weights_on_disk"]
@@ -72,18 +72,18 @@ class HubBackend(Backend):
     def from_pretrained(self, loader: Any, **kwargs: Any) -> Any:
         """Call ``loader.from_pretrained(self.model_id, **kwargs)`` with readable errors."""
         if not self.model_id:
-            raise ToolUnavailable(
+            raise BackendUnavailable(
                 f"No model configured for the {self.capability} backend {self.name!r}; pass model=... "
                 f"or set VPD_{self.capability.upper()}_MODEL.",
-                tool=self.capability,
+                capability=self.capability,
                 backend=self.name,
             )
         local = Path(self.model_id).expanduser()
         if self.model_id.startswith((".", "/", "~")) and not local.exists():
-            raise ToolUnavailable(
+            raise BackendUnavailable(
                 f"The local model directory {self.model_id!r} for the {self.capability} backend {self.name!r} "
                 "does not exist; pass an existing directory (saved with save_pretrained) or a hub model id.",
-                tool=self.capability,
+                capability=self.capability,
                 backend=self.name,
             )
         try:
@@ -103,7 +103,7 @@ class HubBackend(Backend):
                     f"{detail}). Download it where the hub is reachable (huggingface-cli download {self.model_id}) "
                     "or pass a local directory as the model."
                 )
-            raise ToolUnavailable(message, tool=self.capability, backend=self.name) from exc
+            raise BackendUnavailable(message, capability=self.capability, backend=self.name) from exc
 
     def to_device(self, model: Any) -> Any:
         """Move a torch module to this backend's device and dtype, in eval mode."""
@@ -111,7 +111,7 @@ class HubBackend(Backend):
 
     @contextmanager
     def model_errors(self, what: str) -> Iterator[None]:
-        """Turn a ``RuntimeError``/``ValueError`` raised inside into a :class:`ToolError` ``"{what}: {error}"``.
+        """Turn a ``RuntimeError``/``ValueError`` raised inside into a :class:`BackendError` ``"{what}: {error}"``.
 
         Wraps processor and model calls, whose failures (bad image sizes, out of memory,
         dtype trouble) are not the caller's bug but should still name the backend.
@@ -119,7 +119,7 @@ class HubBackend(Backend):
         try:
             yield
         except (RuntimeError, ValueError) as exc:
-            raise ToolError(f"{what}: {exc}", tool=self.capability, backend=self.name) from exc
+            raise BackendError(f"{what}: {exc}", capability=self.capability, backend=self.name) from exc
 
     def model_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """Move processor outputs to this backend's device; floating tensors also take its dtype.

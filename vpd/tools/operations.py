@@ -1,8 +1,10 @@
-"""What each ImagePatch method asks of the tools.
+"""How the toolkit serves each ImagePatch operation.
 
-:class:`ToolOperations` is the part of :class:`~vpd.tools.Toolkit` that turns a program's
-request (``find``, ``ocr``, ``simple_query``...) on an image region into capability calls,
-memoised in the result cache and reported as :class:`~vpd.tools.events.ToolEvent`.
+:class:`ToolOperations` is the part of :class:`~vpd.tools.Toolkit` that implements
+:class:`~vpd.tools.contract.PatchOperations`: it turns a program's request (``find``,
+``ocr``, ``simple_query``...) on an image region into capability calls, memoised in the
+result cache and reported as one :class:`~vpd.traces.ToolCall` each (see
+:mod:`vpd.tools.events`).
 
 Regions are ``(x0, y0, x1, y1)`` integer pixel boxes of the full image with the origin at
 the top-left corner (x1, y1 exclusive); ``ImagePatch`` converts from its own convention.
@@ -33,10 +35,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from vpd.errors import InvalidArgumentError, ToolError, VPDError
+from vpd.errors import BackendError, InvalidArgumentError, ToolError, VPDError
 from vpd.tools.cache import ResultCache, cache_key
-from vpd.tools.events import ToolEvent, emit
+from vpd.tools.contract import Box, Region
+from vpd.tools.events import emit
 from vpd.tools.types import ChatMessage, Detection, TextLine
+from vpd.traces.trace import ToolCall
 
 if TYPE_CHECKING:
     import numpy as np
@@ -45,10 +49,9 @@ if TYPE_CHECKING:
     from vpd.tools.backend import Backend
     from vpd.tools.user_tools import ToolRegistry
 
-__all__ = ["MAX_TEXT_CHARS", "Region", "ToolOperations"]
+__all__ = ["MAX_TEXT_CHARS", "ToolOperations"]
 
 T = TypeVar("T")
-Box = tuple[int, int, int, int]
 
 #: Longest object name, question or option accepted from a program.
 MAX_TEXT_CHARS = 1000
@@ -57,27 +60,6 @@ MAX_OPTIONS = 64
 
 _SHORT = "Answer the question with a single word or a short phrase, no explanation."
 _LONG = "Answer the question helpfully and concisely, in at most a few sentences."
-
-
-@dataclass(frozen=True)
-class Region:
-    """An object found in an image.
-
-    Attributes:
-        box: ``(x0, y0, x1, y1)`` in full-image pixels, top-left origin, x1/y1 exclusive.
-        score: Detector confidence in [0, 1].
-        label: The object name that was searched for.
-        class_name: The detector's own class when it differs (closed-vocabulary detectors).
-        mask: Boolean mask of the box's shape (``y1-y0`` x ``x1-x0``) when a segmenter ran.
-        area: Pixels of the mask when there is one, else None.
-    """
-
-    box: Box
-    score: float
-    label: str
-    class_name: str | None = None
-    mask: np.ndarray | None = field(default=None, compare=False)
-    area: int | None = None
 
 
 @dataclass
@@ -189,9 +171,9 @@ class ToolOperations:
             except VPDError:
                 raise
             except Exception as exc:
-                raise ToolError(
+                raise BackendError(
                     f"The {capability} backend {backend.name!r} failed: {type(exc).__name__}: {exc}",
-                    tool=capability,
+                    capability=capability,
                     backend=backend.name,
                 ) from exc
 
@@ -223,7 +205,7 @@ class ToolOperations:
         summarize: Callable[[T], Any] = lambda value: value,
         details: Callable[[T], dict[str, Any]] | None = None,
     ) -> T:
-        """Run an operation, emitting one :class:`ToolEvent` whether it succeeds or fails."""
+        """Run an operation, emitting one :class:`~vpd.traces.ToolCall` whether it succeeds or fails."""
         call = _Call()
         start = time.perf_counter()
         try:
@@ -251,15 +233,16 @@ class ToolOperations:
     ) -> None:
         primary = next((s for s in call.steps if s["capability"] == capability), None)
         emit(
-            ToolEvent(
+            ToolCall(
+                index=-1,  # placed by whoever records it
                 operation=operation,
                 capability=capability,
                 backend=primary["backend"] if primary else "",
                 model=primary["model"] if primary else None,
-                image=image.sha256[:16] if image is not None else None,
-                box=box,
                 inputs=inputs,
                 output=output,
+                box=list(box) if box is not None else None,
+                line=None,
                 seconds=round(time.perf_counter() - start, 6),
                 cache_hit=call.cache_hit,
                 error=error,
@@ -298,13 +281,15 @@ class ToolOperations:
         def compute(backend: Any) -> list[Detection]:
             batch = backend.detect([self._crop(image, box)], [names])
             if not isinstance(batch, list) or len(batch) != 1:
-                raise ToolError(f"The detect backend {backend.name!r} returned a malformed batch.", tool="detect")
+                raise BackendError(
+                    f"The detect backend {backend.name!r} returned a malformed batch.", capability="detect"
+                )
             for d in batch[0]:
                 values = [*d.box, d.score]
                 if len(d.box) != 4 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
-                    raise ToolError(
+                    raise BackendError(
                         f"The detect backend {backend.name!r} returned an invalid detection {d!r}.",
-                        tool="detect",
+                        capability="detect",
                         backend=backend.name,
                     )
             return [_shift(d, box) for d in batch[0]]
@@ -458,10 +443,10 @@ class ToolOperations:
 
         full = np.asarray(self._capability(call, "depth", image, None, {}, lambda b: b.estimate_depth([image.pil])[0]))
         if full.shape != (image.height, image.width):
-            raise ToolError(
+            raise BackendError(
                 f"The depth backend {self.backend('depth').name!r} returned a {full.shape} map for a "
                 f"{image.width}x{image.height} image; it must be (height, width).",
-                tool="depth",
+                capability="depth",
             )
         return full
 

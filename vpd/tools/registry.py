@@ -2,10 +2,10 @@
 
 Built-in backends are registered by import path and imported only when selected, so
 ``import vpd`` stays light. Third-party packages add backends either with the
-:func:`register_backend` decorator or through the ``vpd.tools`` entry-point group::
+:func:`register_backend` decorator or through the ``vpd.backends`` entry-point group::
 
     # pyproject.toml of a plug-in package
-    [project.entry-points."vpd.tools"]
+    [project.entry-points."vpd.backends"]
     "detect.yolo_world" = "my_pkg.detector:YoloWorldDetector"
 
 The entry-point name is ``"<capability>.<backend name>"``.
@@ -20,13 +20,13 @@ import warnings
 from collections.abc import Callable
 from typing import TypeVar
 
-from vpd.errors import ConfigError, ToolRegistrationError
+from vpd.errors import ConfigError, RegistrationError
 from vpd.tools.backend import Backend
 from vpd.tools.types import CAPABILITIES
 
 __all__ = ["BackendRegistry", "ENTRY_POINT_GROUP", "backend_registry", "register_backend"]
 
-ENTRY_POINT_GROUP = "vpd.tools"
+ENTRY_POINT_GROUP = "vpd.backends"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 B = TypeVar("B", bound=type[Backend])
@@ -66,24 +66,20 @@ class BackendRegistry:
         """Register a backend class (or ``"module:Class"`` path) under a capability.
 
         Raises:
-            ToolRegistrationError: Unknown capability, a name that is not snake_case, or a
+            RegistrationError: Unknown capability, a name that is not snake_case, or a
                 name already taken (pass ``replace=True`` to override on purpose).
         """
         if capability not in self._entries:
-            raise ToolRegistrationError(
-                f"Unknown capability {capability!r}; capabilities are: {', '.join(CAPABILITIES)}."
-            )
+            raise RegistrationError(f"Unknown capability {capability!r}; capabilities are: {', '.join(CAPABILITIES)}.")
         if not _NAME.match(name):
-            raise ToolRegistrationError(
-                f"Backend name {name!r} must be snake_case (a-z, 0-9, _), starting with a letter."
-            )
+            raise RegistrationError(f"Backend name {name!r} must be snake_case (a-z, 0-9, _), starting with a letter.")
         if isinstance(target, type) and not issubclass(target, Backend):
-            raise ToolRegistrationError(f"{target.__qualname__} must subclass vpd.tools.Backend to be registered.")
+            raise RegistrationError(f"{target.__qualname__} must subclass vpd.tools.Backend to be registered.")
         with self._lock:
             existing = self._entries[capability].get(name)
             if existing is not None and existing is not target and not replace:
                 where = existing if isinstance(existing, str) else f"{existing.__module__}:{existing.__qualname__}"
-                raise ToolRegistrationError(
+                raise RegistrationError(
                     f"A {capability} backend named {name!r} is already registered ({where}); "
                     "choose another name or pass replace=True."
                 )
@@ -147,7 +143,7 @@ class BackendRegistry:
                 continue
             try:
                 self.register(capability, name, ep.value)
-            except ToolRegistrationError as exc:
+            except RegistrationError as exc:
                 warnings.warn(f"Ignoring entry point {ep.name!r}: {exc}", stacklevel=2)
 
 
@@ -181,23 +177,21 @@ def register_backend(capability: str, name: str | None = None, *, replace: bool 
 
     def decorate(cls: B) -> B:
         if not (isinstance(cls, type) and issubclass(cls, Backend)):
-            raise ToolRegistrationError(f"{getattr(cls, '__qualname__', cls)!r} must subclass vpd.tools.Backend.")
+            raise RegistrationError(f"{getattr(cls, '__qualname__', cls)!r} must subclass vpd.tools.Backend.")
         backend_name = name or cls.name
         if not backend_name:
-            raise ToolRegistrationError(f"{cls.__qualname__} has no name; pass register_backend(capability, 'name').")
+            raise RegistrationError(f"{cls.__qualname__} has no name; pass register_backend(capability, 'name').")
         if cls.capability and cls.capability != capability:
-            raise ToolRegistrationError(
+            raise RegistrationError(
                 f"{cls.__qualname__}.capability is {cls.capability!r} but it is registered under {capability!r}."
             )
         from vpd.tools.protocols import PROTOCOLS
 
         if capability not in PROTOCOLS:
-            raise ToolRegistrationError(
-                f"Unknown capability {capability!r}; capabilities are: {', '.join(CAPABILITIES)}."
-            )
+            raise RegistrationError(f"Unknown capability {capability!r}; capabilities are: {', '.join(CAPABILITIES)}.")
         method = next(iter(m for m in _PROTOCOL_METHODS if m in PROTOCOLS[capability].__dict__), None)
         if method and not callable(getattr(cls, method, None)):
-            raise ToolRegistrationError(f"{cls.__qualname__} serves {capability!r} but has no {method}() method.")
+            raise RegistrationError(f"{cls.__qualname__} serves {capability!r} but has no {method}() method.")
         cls.capability = capability
         cls.name = backend_name
         backend_registry.register(capability, backend_name, cls, replace=replace)

@@ -23,9 +23,9 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from vpd.errors import ConfigError, ToolUnavailable
+from vpd.errors import BackendUnavailable, ConfigError
 from vpd.tools.backend import Backend, BackendInfo, ModelStore
 from vpd.tools.cache import ResultCache
 from vpd.tools.config import (
@@ -38,6 +38,7 @@ from vpd.tools.config import (
     config_from_env,
     config_from_toml,
 )
+from vpd.tools.contract import PatchOperations
 from vpd.tools.operations import ToolOperations
 from vpd.tools.registry import BackendRegistry, backend_registry
 from vpd.tools.types import CAPABILITIES
@@ -46,6 +47,7 @@ from vpd.tools.user_tools import ToolRegistry, tool_registry
 __all__ = [
     "CapabilityStatus",
     "Toolkit",
+    "current_operations",
     "current_toolkit",
     "set_default_toolkit",
     "use_toolkit",
@@ -240,17 +242,17 @@ class Toolkit(ToolOperations):
 
         Raises:
             ConfigError: Unknown capability.
-            ToolUnavailable: The capability is turned off or not configured (the message
+            BackendUnavailable: The capability is turned off or not configured (the message
                 says how to turn it on).
         """
         check_capability(capability)
         backend = self._backends.get(capability)
         if backend is None:
             names = ", ".join(self.registry.names(capability))
-            raise ToolUnavailable(
+            raise BackendUnavailable(
                 f"No {capability} backend is configured ({self._reasons.get(capability, 'off')}). "
                 f"Choose one with Toolkit({capability}=...) or VPD_{capability.upper()}=<name>; available: {names}.",
-                tool=capability,
+                capability=capability,
             )
         return backend
 
@@ -312,7 +314,10 @@ class Toolkit(ToolOperations):
 # -- the default and current toolkit ----------------------------------------------------
 _default: Toolkit | None = None
 _default_lock = threading.Lock()
-_current: contextvars.ContextVar[Toolkit | None] = contextvars.ContextVar("vpd_current_toolkit", default=None)
+# What serves patches in this context: a Toolkit in the host, the sandbox worker's client
+# inside a program (both satisfy the PatchOperations contract).
+_current: contextvars.ContextVar[PatchOperations | None] = contextvars.ContextVar("vpd_current_toolkit", default=None)
+Ops = TypeVar("Ops", bound=PatchOperations)
 
 
 def _default_toolkit() -> Toolkit:
@@ -332,12 +337,25 @@ def set_default_toolkit(toolkit: Toolkit | None) -> None:
 
 def current_toolkit() -> Toolkit:
     """The toolkit in effect: the one set by :func:`use_toolkit`, else the default."""
+    current = _current.get()
+    return current if isinstance(current, Toolkit) else _default_toolkit()
+
+
+def current_operations() -> PatchOperations:
+    """What serves ``ImagePatch`` operations here.
+
+    The toolkit in effect, or, inside a sandboxed program, the client that forwards them to the host.
+    """
     return _current.get() or _default_toolkit()
 
 
 @contextlib.contextmanager
-def use_toolkit(toolkit: Toolkit) -> Iterator[Toolkit]:
-    """Make ``toolkit`` the current one inside a ``with`` block (per thread / task)."""
+def use_toolkit(toolkit: Ops) -> Iterator[Ops]:
+    """Make ``toolkit`` the current one inside a ``with`` block (per thread / task).
+
+    Any object satisfying :class:`~vpd.tools.contract.PatchOperations` serves patches
+    (:func:`current_operations`); only a :class:`Toolkit` is also :func:`current_toolkit`.
+    """
     token = _current.set(toolkit)
     try:
         yield toolkit

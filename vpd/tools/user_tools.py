@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, overload
 
-from vpd.errors import InvalidArgumentError, ToolRegistrationError
+from vpd.errors import InvalidArgumentError, RegistrationError
 
 __all__ = ["ToolKind", "ToolRegistry", "ToolSpec", "tool", "tool_registry"]
 
@@ -117,24 +117,24 @@ def make_spec(func: Callable[..., Any], *, name: str | None = None, kind: ToolKi
     """Validate ``func`` and describe it as a :class:`ToolSpec`.
 
     Raises:
-        ToolRegistrationError: Not a function, bad name, missing docstring or type hints,
+        RegistrationError: Not a function, bad name, missing docstring or type hints,
             ``*args``/``**kwargs``, or a method tool without a patch parameter.
     """
     if not callable(func) or not (inspect.isfunction(func) or inspect.ismethod(func)):
-        raise ToolRegistrationError(f"@vpd.tool needs a plain function, got {type(func).__name__}.")
+        raise RegistrationError(f"@vpd.tool needs a plain function, got {type(func).__name__}.")
     tool_name = name or func.__name__
     if not _SNAKE.match(tool_name) or keyword.iskeyword(tool_name):
-        raise ToolRegistrationError(
+        raise RegistrationError(
             f"Tool name {tool_name!r} must be snake_case (lower-case words joined by single underscores, "
             "starting with a letter, not a Python keyword)."
         )
     if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
-        raise ToolRegistrationError(
+        raise RegistrationError(
             f"Tool {tool_name!r} must be a plain function that returns its result (not async, not a generator)."
         )
     doc = inspect.getdoc(func) or ""
     if not doc.strip():
-        raise ToolRegistrationError(
+        raise RegistrationError(
             f"Tool {tool_name!r} needs a docstring: the program-writing LLM only knows a tool from its "
             "signature and docstring (say what it returns, with a short example)."
         )
@@ -143,14 +143,14 @@ def make_spec(func: Callable[..., Any], *, name: str | None = None, kind: ToolKi
     params = list(signature.parameters.values())
     for param in params:
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            raise ToolRegistrationError(f"Tool {tool_name!r}: *args/**kwargs are not allowed; list the parameters.")
+            raise RegistrationError(f"Tool {tool_name!r}: *args/**kwargs are not allowed; list the parameters.")
         if param.name not in hints:
-            raise ToolRegistrationError(f"Tool {tool_name!r}: parameter {param.name!r} needs a type hint.")
+            raise RegistrationError(f"Tool {tool_name!r}: parameter {param.name!r} needs a type hint.")
     if "return" not in hints:
-        raise ToolRegistrationError(f"Tool {tool_name!r} needs a return type hint.")
+        raise RegistrationError(f"Tool {tool_name!r} needs a return type hint.")
     if kind == "method":
         if not params:
-            raise ToolRegistrationError(
+            raise RegistrationError(
                 f"Method tool {tool_name!r} must take the patch as its first parameter, e.g. "
                 f"def {tool_name}(patch: ImagePatch) -> ..."
             )
@@ -179,12 +179,12 @@ class ToolRegistry:
         """Register ``spec``.
 
         Raises:
-            ToolRegistrationError: The name is reserved by the built-in API or already registered
+            RegistrationError: The name is reserved by the built-in API or already registered
                 (pass ``replace=True`` to replace a user tool on purpose).
         """
         with self._lock:
             if spec.name in self._reserved:
-                raise ToolRegistrationError(
+                raise RegistrationError(
                     f"Tool name {spec.name!r} clashes with {self._reserved[spec.name]}; choose another name."
                 )
             existing = self._tools.get(spec.name)
@@ -195,7 +195,7 @@ class ToolRegistry:
                 and not _same_definition(existing.func, spec.func)
             ):
                 where = f"{existing.func.__module__}.{existing.func.__qualname__}"
-                raise ToolRegistrationError(
+                raise RegistrationError(
                     f"A tool named {spec.name!r} is already registered ({where}); rename one, "
                     "or pass replace=True to replace it."
                 )

@@ -435,8 +435,8 @@ class HubDetector(HubBackend):
 
         Raises:
             InvalidArgumentError: Mismatched lengths, or an empty/blank query.
-            ToolUnavailable: The model cannot be loaded.
-            ToolError: The model failed while running.
+            BackendUnavailable: The model cannot be loaded.
+            BackendError: The model failed while running.
         """
         per_image = check_queries(images, queries, normalise=self.query_phrase)
         results: list[list[Detection]] = [[] for _ in images]

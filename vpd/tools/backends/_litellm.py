@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, ClassVar, TypeVar
 
-from vpd.errors import ToolError, ToolUnavailable
+from vpd.errors import BackendError, BackendUnavailable
 from vpd.tools.backend import Availability, Backend, BackendInfo
 
 __all__ = ["LiteLLMBackend", "import_litellm", "short_answer"]
@@ -131,11 +131,11 @@ class LiteLLMBackend(Backend):
         return f"{self.capability}/{self.name}/{self.model_id}/{opts}"
 
     def require_model(self) -> str:
-        """The configured litellm model string; raises ToolUnavailable when there is none."""
+        """The configured litellm model string; raises BackendUnavailable when there is none."""
         if not self.model_id:
-            raise ToolUnavailable(
+            raise BackendUnavailable(
                 f"No model configured for the {self.capability} backend 'litellm': {self.how_to_configure()}",
-                tool=self.capability,
+                capability=self.capability,
                 backend=self.name,
             )
         return self.model_id
@@ -158,8 +158,8 @@ class LiteLLMBackend(Backend):
         """Send one conversation and return the reply text.
 
         Raises:
-            ToolUnavailable: No model is configured, or litellm is not installed.
-            ToolError: The provider failed; the message says what to check.
+            BackendUnavailable: No model is configured, or litellm is not installed.
+            BackendError: The provider failed; the message says what to check.
         """
         response = self.request(messages, max_tokens=max_tokens, temperature=temperature)
         return self.reply_text(response)
@@ -180,8 +180,8 @@ class LiteLLMBackend(Backend):
         server's ``Retry-After``); authentication, bad-request and not-found errors are not.
 
         Raises:
-            ToolUnavailable: No model is configured, or litellm is not installed.
-            ToolError: The provider failed; the message says what to check.
+            BackendUnavailable: No model is configured, or litellm is not installed.
+            BackendError: The provider failed; the message says what to check.
         """
         model = self.require_model()
         litellm = self.load()
@@ -222,15 +222,15 @@ class LiteLLMBackend(Backend):
         """The assistant's text in a litellm response (``""`` for an empty message).
 
         Raises:
-            ToolError: The response has no message (a server that does not speak the protocol).
+            BackendError: The response has no message (a server that does not speak the protocol).
         """
         try:
             content = response.choices[0].message.content
         except (AttributeError, IndexError, KeyError, TypeError) as exc:
-            raise ToolError(
+            raise BackendError(
                 f"{self.model_id} returned a response without a message: {response!r:.300}. Check that api_base "
                 "points at an OpenAI-compatible chat-completions server.",
-                tool=self.capability,
+                capability=self.capability,
                 backend=self.name,
             ) from exc
         return content if isinstance(content, str) else ""
@@ -243,8 +243,8 @@ class LiteLLMBackend(Backend):
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"vpd-{self.capability}-litellm") as pool:
             return list(pool.map(fn, items))
 
-    def _explain(self, exc: Exception, litellm: Any) -> ToolError:
-        """Turn a litellm exception into a ToolError whose message says what to check."""
+    def _explain(self, exc: Exception, litellm: Any) -> BackendError:
+        """Turn a litellm exception into a BackendError whose message says what to check."""
         model = self.model_id
         where = self.options["api_base"] or "the provider's default endpoint"
         detail = _first_line(getattr(exc, "message", None) or str(exc)) or type(exc).__name__
@@ -284,11 +284,11 @@ class LiteLLMBackend(Backend):
             message = f"{model} was not found at {where}{code}: {detail}. Check the model name."
         elif isinstance(exc, litellm.BadRequestError):
             message = f"{model} rejected the request{code}: {detail}"
-        elif isinstance(exc, ToolError):
+        elif isinstance(exc, BackendError):
             return exc
         else:
             message = f"{model} failed{code}: {type(exc).__name__}: {detail}"
-        return ToolError(message, tool=self.capability, backend=self.name)
+        return BackendError(message, capability=self.capability, backend=self.name)
 
 
 # Providers spoken to through the OpenAI client, which refuses to send a request without a

@@ -56,8 +56,8 @@ class BlipVQA(HubBackend):
 
         Raises:
             InvalidArgumentError: Mismatched lengths, or an empty/blank question.
-            ToolUnavailable: The model cannot be loaded.
-            ToolError: The model failed while running.
+            BackendUnavailable: The model cannot be loaded.
+            BackendError: The model failed while running.
         """
         check_questions(images, questions)
         if not images:

@@ -60,8 +60,8 @@ class _ContrastiveMatcher(HubBackend):
 
         Raises:
             InvalidArgumentError: Mismatched lengths, or an empty/blank text.
-            ToolUnavailable: The model cannot be loaded.
-            ToolError: The model failed while running.
+            BackendUnavailable: The model cannot be loaded.
+            BackendError: The model failed while running.
         """
         per_image = check_text_lists(images, texts, call="score", argument="texts", item="text")
         results: list[list[float]] = [[] for _ in images]

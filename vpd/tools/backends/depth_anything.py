@@ -68,8 +68,8 @@ class DepthAnythingEstimator(HubBackend):
             0 at the nearest pixel; compare values within one image only.
 
         Raises:
-            ToolUnavailable: The model cannot be loaded.
-            ToolError: The model failed while running.
+            BackendUnavailable: The model cannot be loaded.
+            BackendError: The model failed while running.
         """
         if not images:
             return []

@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from vpd.errors import ToolUnavailable
+from vpd.errors import BackendUnavailable
 from vpd.tools.backend import Availability, Backend
 from vpd.tools.backends._common import check_questions
 from vpd.tools.backends._litellm import short_answer
@@ -103,16 +103,16 @@ class DescribedVQA(Backend):
 
         Raises:
             InvalidArgumentError: Lengths differ, or a question is empty.
-            ToolUnavailable: No LLM is available (this fallback cannot answer without one).
-            ToolError: The LLM or a sub-tool failed for another reason.
+            BackendUnavailable: No LLM is available (this fallback cannot answer without one).
+            BackendError: The LLM or a sub-tool failed for another reason.
         """
         check_questions(images, questions)
         if not images:
             return []
         try:
             llm = self.dependency("llm")
-        except ToolUnavailable as exc:
-            raise ToolUnavailable(_NO_LLM, tool=self.capability, backend=self.name) from exc
+        except BackendUnavailable as exc:
+            raise BackendUnavailable(_NO_LLM, capability=self.capability, backend=self.name) from exc
         descriptions = self.describe(images)
         conversations = [
             [
@@ -123,15 +123,15 @@ class DescribedVQA(Backend):
         ]
         try:
             replies = llm.chat(conversations, max_tokens=int(self.options["max_tokens"]), temperature=0.0)
-        except ToolUnavailable as exc:
-            raise ToolUnavailable(f"{_NO_LLM} ({exc})", tool=self.capability, backend=self.name) from exc
+        except BackendUnavailable as exc:
+            raise BackendUnavailable(f"{_NO_LLM} ({exc})", capability=self.capability, backend=self.name) from exc
         return [short_answer(reply, lowercase=bool(self.options["lowercase"])) for reply in replies]
 
     def describe(self, images: Sequence[Image]) -> list[str]:
         """Describe each image in a few lines of text (what the LLM answers from).
 
         Runs the bound detector and OCR once over the whole batch. A tool that is not
-        available (not bound, or raising ToolUnavailable) is left out, and the description
+        available (not bound, or raising BackendUnavailable) is left out, and the description
         says so, so the LLM does not mistake "not looked for" for "absent".
 
         Args:
@@ -166,13 +166,13 @@ class DescribedVQA(Backend):
                 # A closed-vocabulary detector can list everything it knows in one pass.
                 return list(detect_all(images))
             return list(detector.detect(images, [list(COCO_CLASSES)] * len(images)))
-        except ToolUnavailable:
+        except BackendUnavailable:
             return None
 
     def _texts(self, images: Sequence[Image]) -> list[list[TextLine]] | None:
         try:
             return list(self.dependency("ocr").read_text(images))
-        except ToolUnavailable:
+        except BackendUnavailable:
             return None
 
     def _describe_objects(self, image: Image, detections: list[Detection] | None) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from vpd.errors import InvalidArgumentError, ToolError
+from vpd.errors import BackendError, InvalidArgumentError
 from vpd.tools.backends._common import CpuBackend, require_positive_int, require_range, to_bgr
 from vpd.tools.types import PixelBox
 
@@ -95,7 +95,7 @@ class GrabCutSegmenter(CpuBackend):
 
         Raises:
             InvalidArgumentError: Lengths differ or a box is not four numbers.
-            ToolUnavailable: OpenCV is not installed.
+            BackendUnavailable: OpenCV is not installed.
         """
         if len(images) != len(boxes):
             raise InvalidArgumentError(f"Got {len(images)} images but {len(boxes)} box lists; pass one per image.")
@@ -160,7 +160,7 @@ class GrabCutSegmenter(CpuBackend):
                 region, init, None, bgd_model, fgd_model, int(self.options["iterations"]), cv2.GC_INIT_WITH_MASK
             )
         except cv2.error as exc:
-            raise ToolError(f"GrabCut failed: {exc}", tool=self.capability, backend=self.name) from exc
+            raise BackendError(f"GrabCut failed: {exc}", capability=self.capability, backend=self.name) from exc
         foreground = ((init == cv2.GC_FGD) | (init == cv2.GC_PR_FGD)).astype(np.uint8)
         if scale < 1.0:
             foreground = cv2.resize(foreground, (cx1 - cx0, cy1 - cy0), interpolation=cv2.INTER_NEAREST)

@@ -59,8 +59,8 @@ class LiteLLMChat(LiteLLMBackend):
 
         Raises:
             InvalidArgumentError: A conversation is empty or a message is malformed.
-            ToolUnavailable: No model configured, or litellm not installed.
-            ToolError: The provider failed (the message says what to check).
+            BackendUnavailable: No model configured, or litellm not installed.
+            BackendError: The provider failed (the message says what to check).
         """
         if not conversations:
             return []
@@ -96,8 +96,8 @@ class LiteLLMChat(LiteLLMBackend):
 
         Raises:
             InvalidArgumentError: Malformed messages or sampling settings.
-            ToolUnavailable: No model configured, or litellm not installed.
-            ToolError: The provider failed (the message says what to check).
+            BackendUnavailable: No model configured, or litellm not installed.
+            BackendError: The provider failed (the message says what to check).
         """
         prepared = check_conversation(0, messages)
         stops = check_sampling(temperature=temperature, max_tokens=max_tokens, seed=seed, stop=stop)

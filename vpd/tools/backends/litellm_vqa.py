@@ -97,8 +97,8 @@ class LiteLLMVQA(LiteLLMBackend):
 
         Raises:
             InvalidArgumentError: Lengths differ, or a question is empty.
-            ToolUnavailable: No model configured, or litellm not installed.
-            ToolError: The provider failed (for example the model cannot take images).
+            BackendUnavailable: No model configured, or litellm not installed.
+            BackendError: The provider failed (for example the model cannot take images).
         """
         check_questions(images, questions)
         if not images:

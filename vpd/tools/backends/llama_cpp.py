@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from vpd.errors import ConfigError, ToolError, ToolUnavailable
+from vpd.errors import BackendError, BackendUnavailable, ConfigError
 from vpd.tools.backend import Availability, Backend, missing_modules
 from vpd.tools.backends._chat import check_conversation, check_sampling
 from vpd.tools.gguf import (
     DEFAULT_MODEL,
     KNOWN_MODELS,
-    Progress,
+    ByteProgress,
     gguf_available,
     is_gguf_path,
     known_model,
@@ -227,7 +227,7 @@ class LlamaCppChat(Backend):
         return f"llm/llama_cpp/{file_id}/{opts}"
 
     # -- loading -----------------------------------------------------------------------
-    def ensure_model_file(self, progress: Progress | None = None) -> Path:
+    def ensure_model_file(self, progress: ByteProgress | None = None) -> Path:
         """The model's GGUF file, assembled (or downloaded) and verified first if needed.
 
         Call it before the first request to show progress while a 1 GB model is assembled
@@ -237,7 +237,7 @@ class LlamaCppChat(Backend):
             progress: Called with ``(bytes_done, bytes_total)`` during assembly or hashing.
 
         Raises:
-            ToolUnavailable: The file cannot be found, assembled or downloaded (the message
+            BackendUnavailable: The file cannot be found, assembled or downloaded (the message
                 says what to install).
             ConfigError: A path that does not exist.
         """
@@ -256,9 +256,9 @@ class LlamaCppChat(Backend):
             from llama_cpp import Llama
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError as exc:
-            raise ToolUnavailable(
+            raise BackendUnavailable(
                 f"The llm backend 'llama_cpp' needs llama-cpp-python ({exc}): {_install_hint(self.model_id)}",
-                tool=self.capability,
+                capability=self.capability,
                 backend=self.name,
             ) from exc
         path = self.ensure_model_file()
@@ -275,10 +275,10 @@ class LlamaCppChat(Backend):
                 verbose=bool(self.options["verbose"]),
             )
         except (ValueError, RuntimeError, OSError) as exc:
-            raise ToolError(
+            raise BackendError(
                 f"llama.cpp could not load {str(path)!r} ({exc}). Check that it is a complete GGUF file of a "
                 "model architecture llama-cpp-python supports, and that n_ctx fits in memory.",
-                tool=self.capability,
+                capability=self.capability,
                 backend=self.name,
             ) from exc
         formatter = None
@@ -317,8 +317,8 @@ class LlamaCppChat(Backend):
 
         Raises:
             InvalidArgumentError: Malformed messages or sampling settings.
-            ToolUnavailable: llama-cpp-python or the model file is missing.
-            ToolError: The prompt does not fit the context window, or llama.cpp failed.
+            BackendUnavailable: llama-cpp-python or the model file is missing.
+            BackendError: The prompt does not fit the context window, or llama.cpp failed.
         """
         prepared = check_conversation(0, messages)
         stops = check_sampling(temperature=temperature, max_tokens=max_tokens, seed=seed, stop=stop)
@@ -376,11 +376,11 @@ class LlamaCppChat(Backend):
                     **sampling,
                 )
                 text = response["choices"][0]["text"] or ""
-        except ToolError:
+        except BackendError:
             raise
         except (ValueError, RuntimeError) as exc:
-            raise ToolError(
-                f"llama.cpp failed on {self.model_id}: {exc}", tool=self.capability, backend=self.name
+            raise BackendError(
+                f"llama.cpp failed on {self.model_id}: {exc}", capability=self.capability, backend=self.name
             ) from exc
         seconds = time.perf_counter() - start
         usage = response.get("usage") or {}
@@ -426,11 +426,11 @@ class LlamaCppChat(Backend):
     def _check_fits(self, prompt_tokens: int, llama: Any) -> None:
         n_ctx = int(llama.n_ctx())
         if prompt_tokens >= n_ctx:
-            raise ToolError(
+            raise BackendError(
                 f"The prompt has {prompt_tokens} tokens, more than the context window of {n_ctx} of the llm backend "
                 "'llama_cpp'; raise the n_ctx option (e.g. Toolkit(llm=BackendSpec('llama_cpp', "
                 "options={'n_ctx': 8192}))) or shorten the prompt (fewer in-context examples).",
-                tool=self.capability,
+                capability=self.capability,
                 backend=self.name,
             )
 
@@ -453,8 +453,8 @@ class LlamaCppChat(Backend):
 
         Raises:
             InvalidArgumentError: A conversation is empty or a message is malformed.
-            ToolUnavailable: llama-cpp-python or the model file is missing.
-            ToolError: llama.cpp failed.
+            BackendUnavailable: llama-cpp-python or the model file is missing.
+            BackendError: llama.cpp failed.
         """
         if not conversations:
             return []

@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from vpd.errors import InvalidArgumentError, ToolError, ToolUnavailable
+from vpd.errors import BackendError, BackendUnavailable, InvalidArgumentError
 from vpd.tools.backend import Availability
 from vpd.tools.backends._common import (
     OnnxBackend,
@@ -197,8 +197,8 @@ class NanoDetDetector(OnnxBackend):
                 if self.model_id in (None, PACKAGED_MODEL)
                 else "pass model= the path of a NanoDet ONNX file, or leave it unset for the packaged model"
             )
-            raise ToolUnavailable(
-                f"NanoDet ONNX file not found: {path} ({hint}).", tool=self.capability, backend=self.name
+            raise BackendUnavailable(
+                f"NanoDet ONNX file not found: {path} ({hint}).", capability=self.capability, backend=self.name
             )
         options = ort.SessionOptions()
         threads = self.options["num_threads"] or min(4, os.cpu_count() or 1)
@@ -206,8 +206,8 @@ class NanoDetDetector(OnnxBackend):
         try:
             session = ort.InferenceSession(str(path), sess_options=options, providers=self.onnx_providers())
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise ToolUnavailable(
-                f"Cannot load the NanoDet ONNX model {path}: {exc}", tool=self.capability, backend=self.name
+            raise BackendUnavailable(
+                f"Cannot load the NanoDet ONNX model {path}: {exc}", capability=self.capability, backend=self.name
             ) from exc
         return self._inspect(session, path)
 
@@ -216,9 +216,9 @@ class NanoDetDetector(OnnxBackend):
         (inp,) = session.get_inputs()
         size = inp.shape[-1]
         if not isinstance(size, int) or inp.shape[-2] != size:
-            raise ToolUnavailable(
+            raise BackendUnavailable(
                 f"{path} does not look like NanoDet: input shape {inp.shape}, expected [1, 3, S, S].",
-                tool=self.capability,
+                capability=self.capability,
                 backend=self.name,
             )
         by_count: dict[int, dict[str, str]] = {}
@@ -230,10 +230,10 @@ class NanoDetDetector(OnnxBackend):
         for count, names in sorted(by_count.items(), reverse=True):
             grid = int(round(count**0.5))
             if grid * grid != count or size % grid or set(names) != {"scores", "dists"}:
-                raise ToolUnavailable(
+                raise BackendUnavailable(
                     f"{path} does not look like NanoDet: unexpected outputs "
                     f"{[(o.name, o.shape) for o in session.get_outputs()]}.",
-                    tool=self.capability,
+                    capability=self.capability,
                     backend=self.name,
                 )
             levels.append((size // grid, grid, names["scores"], names["dists"]))
@@ -301,8 +301,8 @@ class NanoDetDetector(OnnxBackend):
 
         Raises:
             InvalidArgumentError: Mismatched lengths, an empty query or a non-image input.
-            ToolUnavailable: Missing dependencies or model file.
-            ToolError: onnxruntime failed while running.
+            BackendUnavailable: Missing dependencies or model file.
+            BackendError: onnxruntime failed while running.
         """
         if len(images) != len(queries):
             raise InvalidArgumentError(f"detect got {len(images)} images but {len(queries)} query lists.")
@@ -353,7 +353,9 @@ class NanoDetDetector(OnnxBackend):
         try:
             outputs = model.session.run(None, {model.input_name: tensor})
         except Exception as exc:  # onnxruntime's own exception types
-            raise ToolError(f"NanoDet inference failed: {exc}", tool=self.capability, backend=self.name) from exc
+            raise BackendError(
+                f"NanoDet inference failed: {exc}", capability=self.capability, backend=self.name
+            ) from exc
         by_name = dict(zip([o.name for o in model.session.get_outputs()], outputs))
         levels = [(stride, by_name[s][0], by_name[d][0]) for stride, _, s, d in model.levels]
         boxes, scores, classes = decode_nanodet(levels, model.input_size, float(self.options["score_threshold"]))

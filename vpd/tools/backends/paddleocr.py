@@ -23,7 +23,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from vpd.errors import ToolError, ToolUnavailable
+from vpd.errors import BackendError, BackendUnavailable
 from vpd.tools.backend import Availability, Backend
 from vpd.tools.types import TextLine
 
@@ -94,7 +94,9 @@ def _as_mapping(result: Any) -> Mapping[str, Any]:
     as_json = getattr(result, "json", None)
     if isinstance(as_json, Mapping):
         return _as_mapping(as_json)
-    raise ToolError(f"Unexpected PaddleOCR result type {type(result).__name__}", tool="ocr", backend="paddleocr")
+    raise BackendError(
+        f"Unexpected PaddleOCR result type {type(result).__name__}", capability="ocr", backend="paddleocr"
+    )
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -183,8 +185,10 @@ class PaddleOCRReader(Backend):
         try:
             from paddleocr import PaddleOCR
         except ImportError as exc:
-            raise ToolUnavailable(
-                f"paddleocr could not be imported ({exc}): pip install 'vpd[paddle]'", tool="ocr", backend=self.name
+            raise BackendUnavailable(
+                f"paddleocr could not be imported ({exc}): pip install 'vpd[paddle]'",
+                capability="ocr",
+                backend=self.name,
             ) from exc
         o = self.options
         kwargs: dict[str, Any] = {
@@ -209,11 +213,11 @@ class PaddleOCRReader(Backend):
         try:
             return PaddleOCR(**kwargs)
         except Exception as exc:  # failed downloads surface as many different types
-            raise ToolUnavailable(
+            raise BackendUnavailable(
                 f"PaddleOCR could not load its models ({type(exc).__name__}: {exc}). It downloads them on first use "
                 f"into {paddlex_model_dir()}; run it once where the model servers are reachable, or use the offline "
                 "rapidocr backend (VPD_OCR=rapidocr).",
-                tool=self.capability,
+                capability=self.capability,
                 backend=self.name,
             ) from exc
 
@@ -227,8 +231,8 @@ class PaddleOCRReader(Backend):
             For each image its lines (above ``min_score``) with axis-aligned boxes.
 
         Raises:
-            ToolUnavailable: paddleocr/paddlepaddle missing, or models neither cached nor downloadable.
-            ToolError: PaddleOCR failed on the images.
+            BackendUnavailable: paddleocr/paddlepaddle missing, or models neither cached nor downloadable.
+            BackendError: PaddleOCR failed on the images.
         """
         if not images:
             return []
@@ -244,11 +248,11 @@ class PaddleOCRReader(Backend):
             try:
                 outputs = list(engine.predict(arrays))
             except Exception as exc:
-                raise ToolError(f"PaddleOCR failed: {exc}", tool=self.capability, backend=self.name) from exc
+                raise BackendError(f"PaddleOCR failed: {exc}", capability=self.capability, backend=self.name) from exc
             if len(outputs) != len(chunk):
-                raise ToolError(
+                raise BackendError(
                     f"PaddleOCR returned {len(outputs)} results for {len(chunk)} images",
-                    tool=self.capability,
+                    capability=self.capability,
                     backend=self.name,
                 )
             for img, output in zip(chunk, outputs):

@@ -25,7 +25,7 @@ from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from vpd.errors import ToolError
+from vpd.errors import BackendError
 from vpd.tools.backend import Availability
 from vpd.tools.backends._common import OnnxBackend, require_fraction, require_range, to_bgr
 from vpd.tools.types import TextLine
@@ -118,7 +118,9 @@ class RapidOCRReader(OnnxBackend):
         try:
             engine = RapidOCR(params=params)
         except Exception as exc:
-            raise ToolError(f"rapidocr failed to start: {exc}", tool=self.capability, backend=self.name) from exc
+            raise BackendError(
+                f"rapidocr failed to start: {exc}", capability=self.capability, backend=self.name
+            ) from exc
         # One call at a time per engine: onnxruntime already uses every core for one image,
         # and rapidocr's pipeline object keeps per-call state we do not want to share.
         return engine, threading.Lock()
@@ -134,8 +136,8 @@ class RapidOCRReader(OnnxBackend):
             with axis-aligned boxes in the image's pixels. Images without text give ``[]``.
 
         Raises:
-            ToolUnavailable: rapidocr or onnxruntime is not installed.
-            ToolError: The OCR pipeline failed on an image.
+            BackendUnavailable: rapidocr or onnxruntime is not installed.
+            BackendError: The OCR pipeline failed on an image.
         """
         if not images:
             return []
@@ -147,9 +149,9 @@ class RapidOCRReader(OnnxBackend):
                 with lock:
                     output = engine(array)
             except Exception as exc:
-                raise ToolError(
+                raise BackendError(
                     f"rapidocr failed on a {image.width}x{image.height} image: {exc}",
-                    tool=self.capability,
+                    capability=self.capability,
                     backend=self.name,
                 ) from exc
             results.append(self._lines(output, image.width, image.height))

@@ -69,8 +69,8 @@ class SamSegmenter(HubBackend):
 
         Raises:
             InvalidArgumentError: Mismatched lengths or a malformed box.
-            ToolUnavailable: The model cannot be loaded.
-            ToolError: The model failed while running.
+            BackendUnavailable: The model cannot be loaded.
+            BackendError: The model failed while running.
         """
         per_image = _check_boxes(images, boxes)
         results = [

@@ -13,6 +13,9 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
+from vpd.cli.options import add_toolkit_option, toolkit_from_arg
+from vpd.errors import InvalidArgumentError
+
 if TYPE_CHECKING:
     from vpd.solve import Solution
 
@@ -38,9 +41,7 @@ def add_parser(sub: Any) -> None:
     )
     solve.add_argument("--api-base", metavar="URL", help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1")
     solve.add_argument("--api-key", metavar="KEY", help="key for it (default: the provider's environment variable)")
-    solve.add_argument(
-        "--toolkit", metavar="offline|hub|auto|FILE", help="tools: a preset or a TOML file (default: VPD_* env)"
-    )
+    add_toolkit_option(solve)
     solve.add_argument("--temperature", type=float, default=0.7, help="sampling temperature of samples 1..k-1")
     solve.add_argument("--seed", type=int, default=0, help="base sampling seed")
     solve.add_argument("--timeout", type=float, default=None, help="seconds per program run")
@@ -53,8 +54,6 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
     """Run ``vpd solve``; returns the exit code (0 answered, 3 no answer)."""
-    from vpd.cli import _toolkit_from_arg
-    from vpd.errors import InvalidArgumentError
     from vpd.programs.sandbox import SandboxLimits
     from vpd.solve import solve
     from vpd.tools.toolkit import current_toolkit
@@ -69,7 +68,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         raise InvalidArgumentError("--timeout must be a positive number of seconds.")
     limits = SandboxLimits(timeout=args.timeout) if args.timeout else None
     # Without --toolkit: the current toolkit (VPD_* environment, or one set with vpd.use_toolkit).
-    toolkit = _toolkit_from_arg(args.toolkit) if args.toolkit else current_toolkit()
+    toolkit = toolkit_from_arg(args.toolkit) if args.toolkit else current_toolkit()
     solution = solve(
         args.image,
         args.question,
@@ -99,8 +98,6 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _write_html(solution: Solution, path: str) -> None:
-    from vpd.errors import InvalidArgumentError
-
     page = (
         '<!doctype html><html><head><meta charset="utf-8"><title>vpd solve</title></head><body>'
         + solution._repr_html_()

@@ -1,43 +1,33 @@
-"""The ``vpd`` command line.
-
-``vpd tools`` shows which backend serves each capability, with which model, and why.
-``vpd solve IMAGE QUESTION`` answers a question (see :mod:`vpd.cli_solve`).
-``vpd show TRACES.jsonl -o report.html`` writes a report to browse traces (see :mod:`vpd.render.report`).
-"""
+"""``vpd tools``: which backend serves each capability, with which model, and why."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Sequence
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
+from vpd.cli.options import add_toolkit_option, toolkit_from_arg
 from vpd.errors import VPDError
 
-if TYPE_CHECKING:
-    from vpd.tools.toolkit import Toolkit
-
-__all__ = ["main"]
+__all__ = ["add_parser", "run"]
 
 
-def _toolkit_from_arg(value: str | None) -> Toolkit:
-    from vpd.tools.config import PRESETS, ToolkitConfig
-    from vpd.tools.toolkit import Toolkit
-
-    if value is None:
-        return Toolkit.from_env()
-    if value in PRESETS or value == "auto":
-        return Toolkit(ToolkitConfig(preset=value))
-    return Toolkit.from_toml(value)
+def add_parser(sub: Any) -> None:
+    """Add the ``tools`` command to the ``vpd`` parser's subparsers."""
+    tools = sub.add_parser("tools", help="show which backend serves each capability, and why")
+    add_toolkit_option(tools)
+    tools.add_argument("--all", action="store_true", help="also list every registered backend and its availability")
+    tools.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    tools.set_defaults(func=run)
 
 
-def _cmd_tools(args: argparse.Namespace, out: TextIO) -> int:
+def run(args: argparse.Namespace, out: TextIO) -> int:
+    """Run ``vpd tools``; returns the exit code."""
     from vpd.tools.registry import backend_registry
     from vpd.tools.types import CAPABILITIES
 
-    toolkit = _toolkit_from_arg(args.toolkit)
+    toolkit = toolkit_from_arg(args.toolkit)
     rows = toolkit.describe()
     if args.json:
         payload: dict[str, Any] = {
@@ -101,44 +91,3 @@ def _print_table(rows: list[tuple[str, ...]], out: TextIO, notes: list[str]) -> 
         out.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
         if note:
             out.write(f"{'':<{widths[0]}}  why: {note}\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``vpd`` command."""
-    parser = argparse.ArgumentParser(prog="vpd", description="Visual Program Distillation.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    tools = sub.add_parser("tools", help="show which backend serves each capability, and why")
-    tools.add_argument(
-        "--toolkit",
-        metavar="offline|hub|auto|FILE",
-        help="a preset or a toolkit TOML file (default: from VPD_* environment variables)",
-    )
-    tools.add_argument("--all", action="store_true", help="also list every registered backend and its availability")
-    tools.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    tools.set_defaults(func=_cmd_tools)
-    from vpd import cli_solve
-
-    cli_solve.add_parser(sub)
-    from vpd.render.report import add_show_command
-
-    add_show_command(sub)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """Run the ``vpd`` command; returns the exit code (0 ok, 1 error, 2 usage, 3 no answer, 130 interrupted)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    stream = out or sys.stdout
-    try:
-        return int(args.func(args, stream))
-    except VPDError as exc:
-        print(f"vpd: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("vpd: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """The template process that hands one disposable worker to each program.
 
-The host starts it once (``python -m vpd.programs.zygote FD ROOT SPARES``): a small
-interpreter that imports the program runtime, then isolates itself (its own empty network
+The host starts it once (``python -m vpd.programs.sandbox.zygote FD ROOT SPARES``): a small
+interpreter that imports the worker code, then isolates itself (its own empty network
 namespace, an empty root directory and an unprivileged user where the kernel and privileges
 allow), and waits for jobs on a Unix SEQPACKET socket. It keeps a few workers forked ahead
 of time, each already past its job-independent set-up (signals, descriptors, environment).
@@ -103,7 +103,7 @@ def _spare(link: socket.socket) -> None:
         os.closerange(3, keep)
         os.closerange(keep + 1, 65536)
         os.environ.clear()
-        from vpd.programs.runtime import run_worker
+        from vpd.programs.sandbox.worker import run_worker
 
         try:
             data, fds, _, _ = socket.recv_fds(link, _MAX_JOB_BYTES, 1)
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     # Import and warm up everything a worker needs before isolating: after chroot nothing
     # more can be imported.
     import vpd.helpers
-    import vpd.programs.runtime  # noqa: F401
+    import vpd.programs.sandbox.worker  # noqa: F401
 
     compile_program.__wrapped__("def execute_command(image):\n    return 1\n")
 

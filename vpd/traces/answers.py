@@ -1,4 +1,4 @@
-"""Answer normalisation and self-consistency voting.
+"""Answer normalisation, self-consistency voting and judging answers against labels.
 
 Programs answer in many forms: ``True``, ``"yes"``, ``2``, ``2.0``, ``"two"``, ``"Two."``.
 :func:`normalize_answer` maps them to one canonical string so that votes over the k programs
@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["normalize_answer", "vote"]
+__all__ = ["judge", "normalize_answer", "vote"]
 
 _NUMBER_WORDS = {
     "zero": "0",
@@ -138,3 +138,24 @@ def vote(answers: Sequence[str | None]) -> tuple[str | None, dict[str, int]]:
     best = max(counts.values())
     winner = next(a for a in answers if a is not None and counts[a] == best)
     return winner, counts
+
+
+def judge(answer: Any, label: Any) -> bool | None:
+    """Whether an answer matches a label after normalisation (None when there is no label).
+
+    Both sides go through :func:`normalize_answer` (``True`` matches ``"yes"``, ``2.0``
+    matches ``"two"``...); a failed run (answer None) is not correct. This is vpd's own
+    agreement test, used to mark traces correct or not; a dataset's official metric
+    (VQAv2 soft accuracy, exact match...) is a separate, stricter question.
+
+    Args:
+        answer: The program's answer (JSON types), or None when it failed.
+        label: The expected answer, or None when unknown.
+
+    Returns:
+        True or False, or None without a label.
+    """
+    if label is None:
+        return None
+    expected = normalize_answer(label)
+    return expected is not None and normalize_answer(answer) == expected

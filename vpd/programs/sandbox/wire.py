@@ -11,10 +11,17 @@ import socket
 import time
 from typing import Any
 
-__all__ = ["MAX_MESSAGE_BYTES", "WireError", "receive", "send"]
+__all__ = ["HOST_SUPPLIED", "MAX_MESSAGE_BYTES", "PATCH", "REGION", "WireError", "receive", "send"]
 
 #: Largest message either side accepts (well under the kernel's socket buffer).
 MAX_MESSAGE_BYTES = 96 * 1024
+#: Key of an ImagePatch on the wire: ``{"$patch": [x0, y0, x1, y1]}`` (top-left origin).
+PATCH = "$patch"
+#: Key of a :class:`~vpd.tools.contract.Region` on the wire (its fields, the mask left out).
+REGION = "$region"
+#: Parameter types of the operations contract that the host supplies itself (the worker holds
+#: neither pixels nor masks), as the annotations read in ``vpd.tools.contract``.
+HOST_SUPPLIED = frozenset({"ImageData", "np.ndarray | None"})
 
 
 class WireError(Exception):

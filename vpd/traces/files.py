@@ -1,8 +1,11 @@
-"""Reading a JSONL file of traces for ``vpd show``.
+"""JSONL files of traces: the format, and reading them (``vpd show``, the distillation pipeline).
+
+:class:`~vpd.traces.writer.TraceWriter` appends to such files; :func:`read_traces` and
+:func:`iter_traces` read them back.
 
 **Format.** UTF-8, one JSON object per line; blank lines are ignored. A line is either
 
-* a trace, exactly as :meth:`Trace.to_json() <vpd.programs.trace.Trace.to_json>` writes it
+* a trace, exactly as :meth:`Trace.to_json() <vpd.traces.trace.Trace.to_json>` writes it
   (``{"version": "vpd.trace/1", "program": ..., "events": [...], ...}``), or
 * a record wrapping one::
 
@@ -18,34 +21,45 @@
 
 ``question``, ``label``, ``image`` and ``rationale`` may also sit in the trace's ``meta``;
 the record's own keys win. When there is a label and no ``correct``, the answer is
-correct when :func:`vpd.answers.normalize_answer` of both sides match.
+correct when :func:`~vpd.traces.answers.judge` says so (the normalised answers match).
 
 **Images.** A relative ``image`` path is resolved against ``images_dir`` when given, else
 against the folder of the JSONL file; absolute paths are used as they are. Without a path,
 ``images_dir/<sha256>.{png,jpg,jpeg,webp}`` is tried (the trace records the image's sha256).
 A trace whose image is not found is still shown, with its boxes on a blank canvas.
 
-**Bad lines** (not JSON, not an object, not a valid trace, a field of the wrong type) are
-errors that name the file and line; with ``skip_bad=True`` they are skipped and listed in
-:attr:`TraceRecords.bad`, never dropped silently.
+**Bad lines** (not JSON, not an object, not a valid trace, a field of the wrong type, a
+line cut short by a crash) are errors that name the file and line; with ``skip_bad=True``
+they are skipped and listed in :attr:`TraceRecords.bad`, never dropped silently.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vpd.errors import VPDError
+from vpd.traces.answers import judge
+from vpd.traces.trace import Assignment, PrintOutput, ToolCall, Trace
 
-if TYPE_CHECKING:
-    from vpd.programs.trace import Trace
+__all__ = [
+    "RECORD_KEYS",
+    "BadLine",
+    "TraceFileError",
+    "TraceRecord",
+    "TraceRecords",
+    "ParsedRecord",
+    "parse_line",
+    "parse_record",
+    "iter_traces",
+    "read_traces",
+]
 
-__all__ = ["BadLine", "TraceFileError", "TraceRecord", "TraceRecords", "read_traces"]
-
-_RECORD_KEYS = ("trace", "id", "question", "label", "correct", "image", "rationale")
+#: The keys a record wrapping a trace may have besides its extra fields.
+RECORD_KEYS = ("trace", "id", "question", "label", "correct", "image", "rationale")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
@@ -117,7 +131,12 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON (write numbers, or null)")
 
 
-def _parse(raw: bytes) -> dict[str, Any]:
+def parse_line(raw: bytes) -> dict[str, Any]:
+    """One line of a JSONL file as a JSON object (no NaN or Infinity).
+
+    Raises:
+        ValueError: Not UTF-8, not JSON, or not an object.
+    """
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -155,10 +174,37 @@ def _find_image(
     return None, None
 
 
-def _record(data: dict[str, Any], source: str, base: Path, images_dir: Path | None) -> TraceRecord:
-    from vpd.programs.trace import Trace
-    from vpd.render.view import judge
+@dataclass(frozen=True)
+class ParsedRecord:
+    """One valid line before its image is looked up (see :func:`parse_record`).
 
+    Attributes:
+        trace: The trace.
+        fields: The wrapping record's keys (empty for a bare trace).
+        question: The question (the record's, else the trace's ``meta``), if any.
+        label: The expected answer, if any.
+        correct: The record's own verdict, if it has one.
+        image: The image path as written, if any.
+        rationale: A rationale written from the trace, if any.
+    """
+
+    trace: Trace
+    fields: dict[str, Any]
+    question: str | None
+    label: Any
+    correct: bool | None
+    image: str | None
+    rationale: str | None
+
+
+def parse_record(data: dict[str, Any]) -> ParsedRecord:
+    """Validate one parsed line (a trace, or a record wrapping one); what the reader accepts.
+
+    The writer runs the same check before it writes, so every line it writes reads back.
+
+    Raises:
+        ValueError: What is wrong with it (the reader reports it with file and line).
+    """
     wrapped = "trace" in data and "version" not in data
     raw_trace = data["trace"] if wrapped else data
     if not isinstance(raw_trace, dict):
@@ -178,24 +224,30 @@ def _record(data: dict[str, Any], source: str, base: Path, images_dir: Path | No
     correct = fields.get("correct")
     if correct is not None and not isinstance(correct, bool):
         raise ValueError(f"'correct' must be true, false or null, got {json.dumps(correct)[:40]}")
-    if correct is None:
-        correct = judge(trace.answer if trace.ok else None, label)
-    ident = fields.get("id", source)
-    if not isinstance(ident, (str, int)) or isinstance(ident, bool):
+    ident = fields.get("id")
+    if ident is not None and (not isinstance(ident, (str, int)) or isinstance(ident, bool)):
         raise ValueError("'id' must be a string or an integer")
-    image_path, problem = _find_image(image_text, trace.image.get("sha256"), base, images_dir)
-    extra = {k: v for k, v in fields.items() if k not in _RECORD_KEYS}
+    return ParsedRecord(trace, fields, question, label, correct, image_text, rationale)
+
+
+def _record(data: dict[str, Any], source: str, base: Path, images_dir: Path | None) -> TraceRecord:
+    checked = parse_record(data)
+    trace, fields = checked.trace, checked.fields
+    correct = checked.correct
+    if correct is None:
+        correct = judge(trace.answer if trace.ok else None, checked.label)
+    image_path, problem = _find_image(checked.image, trace.image.get("sha256"), base, images_dir)
     return TraceRecord(
         trace=trace,
-        id=str(ident),
+        id=str(fields.get("id", source)),
         source=source,
-        question=question,
-        label=label,
+        question=checked.question,
+        label=checked.label,
         correct=correct,
         image_path=image_path,
         image_problem=problem,
-        rationale=rationale,
-        extra=extra,
+        rationale=checked.rationale,
+        extra={k: v for k, v in fields.items() if k not in RECORD_KEYS},
     )
 
 
@@ -209,8 +261,6 @@ def _line(value: Any) -> bool:
 
 def _check(trace: Trace) -> None:
     """Raise ValueError when a field has a type no vpd writer produces (renderers rely on them)."""
-    from vpd.programs.trace import Assignment, PrintOutput, ToolCall
-
     if not isinstance(trace.program, str):
         raise ValueError("not a valid trace: 'program' must be a string")
     if not _number(trace.wall_seconds) or not _number(trace.tool_seconds):
@@ -239,13 +289,50 @@ def _check(trace: Trace) -> None:
             raise ValueError(f"{where}: a print needs a string text")
 
 
+def iter_traces(
+    paths: str | Path | Sequence[str | Path], *, images_dir: str | Path | None = None
+) -> Iterator[TraceRecord | BadLine]:
+    """Stream JSONL files of traces, one line at a time (format in the module docstring).
+
+    For files too large to hold in memory: each good line yields a :class:`TraceRecord`,
+    each bad one a :class:`BadLine` (the caller decides what to do with it; nothing is
+    skipped silently).
+
+    Args:
+        paths: One file or several, read in order.
+        images_dir: Where relative image paths (and ``<sha256>.<ext>`` files) are.
+
+    Yields:
+        Records and bad lines, in file order.
+
+    Raises:
+        TraceFileError: A file cannot be opened or read, or ``images_dir`` does not exist.
+    """
+    files = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    images = Path(images_dir) if images_dir is not None else None
+    if images is not None and not images.is_dir():
+        raise TraceFileError(f"The images folder {str(images)!r} does not exist.")
+    for file in files:
+        path = Path(file)
+        for number, raw in _lines(path):
+            if not raw.strip():
+                continue
+            try:
+                yield _record(parse_line(raw), f"{path.name}:{number}", path.parent, images)
+            except ValueError as exc:
+                reason = str(exc)
+                if not raw.endswith(b"\n"):
+                    reason += " (the file's last line is cut short: was it written by a process that crashed?)"
+                yield BadLine(str(path), number, reason)
+
+
 def read_traces(
     paths: str | Path | Sequence[str | Path],
     *,
     images_dir: str | Path | None = None,
     skip_bad: bool = False,
 ) -> TraceRecords:
-    """Read JSONL files of traces (format in the module docstring).
+    """Read JSONL files of traces (format in the module docstring); see :func:`iter_traces` to stream.
 
     Args:
         paths: One file or several, read in order.
@@ -259,22 +346,13 @@ def read_traces(
         TraceFileError: A file cannot be read, or has bad lines and ``skip_bad`` is False
             (the message lists the first ones, with file and line number).
     """
-    files = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    images = Path(images_dir) if images_dir is not None else None
-    if images is not None and not images.is_dir():
-        raise TraceFileError(f"The images folder {str(images)!r} does not exist.")
     records: list[TraceRecord] = []
     bad: list[BadLine] = []
-    for file in files:
-        path = Path(file)
-        for number, raw in _lines(path):
-            if not raw.strip():
-                continue
-            source = f"{path.name}:{number}"
-            try:
-                records.append(_record(_parse(raw), source, path.parent, images))
-            except ValueError as exc:
-                bad.append(BadLine(str(path), number, str(exc)))
+    for item in iter_traces(paths, images_dir=images_dir):
+        if isinstance(item, BadLine):
+            bad.append(item)
+        else:
+            records.append(item)
     if bad and not skip_bad:
         shown = "\n".join(f"  {b}" for b in bad[:5])
         more = f"\n  ... and {len(bad) - 5} more" if len(bad) > 5 else ""

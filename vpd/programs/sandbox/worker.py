@@ -1,8 +1,9 @@
 """What runs inside a program's worker process: the guards, the scope, the tool client.
 
 The worker is a forked, resource-limited, disposable process (see
-:mod:`vpd.programs.zygote`). It holds no pixels and no models: ``ImagePatch`` is the real
-class, but its toolkit is a :class:`ToolClient` that asks the host over a socket, and the
+:mod:`vpd.programs.sandbox.zygote`). It holds no pixels and no models: ``ImagePatch`` is the
+real class, but what serves it is a :class:`ToolClient` that forwards every operation of the
+:class:`~vpd.tools.contract.PatchOperations` contract to the host over a socket, and the
 image is a :class:`RemoteImage` that knows only its size and hash. Everything the program
 assigns and prints is reported to the host as short text; its answer is converted to plain
 JSON here, by exact type, so the host never calls a method of an object the program made.
@@ -10,6 +11,7 @@ JSON here, by exact type, so the host never calls a method of an object the prog
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import socket
@@ -20,28 +22,15 @@ from dataclasses import dataclass
 from types import CodeType, FrameType
 from typing import Any
 
-from vpd.errors import InvalidArgumentError, ToolError
+from vpd.errors import BackendError, InvalidArgumentError, ToolError
 from vpd.image import ImageData
-from vpd.patch import PATCH_API, ImagePatch
-from vpd.programs import wire
-from vpd.programs.policy import ASSIGN_HOOK, PROGRAM_FILENAME
-from vpd.tools.operations import Region
+from vpd.patch import ImagePatch
+from vpd.programs.policy import ASSIGN_HOOK, PATCH_ATTRIBUTES, PROGRAM_FILENAME, SAFE_BUILTIN_NAMES
+from vpd.programs.sandbox import wire
+from vpd.tools.contract import OPERATIONS, Region, operation_signature
 from vpd.tools.user_tools import ToolRegistry, ToolSpec
 
-__all__ = ["SAFE_BUILTIN_NAMES", "RemoteImage", "SandboxViolation", "ToolClient", "run_worker"]
-
-#: Builtins a program may use (everything else is simply absent).
-SAFE_BUILTIN_NAMES: tuple[str, ...] = (
-    "abs", "all", "any", "bool", "chr", "dict", "divmod", "enumerate", "filter", "float", "frozenset",
-    "int", "isinstance", "len", "list", "map", "max", "min", "ord", "pow", "range", "repr", "reversed",
-    "round", "set", "slice", "sorted", "str", "sum", "tuple", "zip", "print",
-    "ArithmeticError", "AssertionError", "AttributeError", "Exception", "IndexError", "KeyError",
-    "LookupError", "NameError", "NotImplementedError", "OverflowError", "RuntimeError", "StopIteration",
-    "TypeError", "ValueError", "ZeroDivisionError",
-)  # fmt: skip
-
-#: ImagePatch attributes a program may read or call (plus user method tools).
-PATCH_ATTRIBUTES = frozenset((*PATCH_API, "score", "label", "xyxy"))
+__all__ = ["RemoteImage", "SandboxViolation", "ToolClient", "run_worker"]
 
 _PLAIN_TYPES = (str, bytes, list, dict, set, frozenset, tuple, int, float, bool, complex, range, slice)
 _MAX_EVENTS = 2000
@@ -253,49 +242,19 @@ class ToolClient:
                 raise InvalidArgumentError(message)
             if kind == "violation":
                 raise SandboxViolation(message)
-            raise ToolError(message, tool=str(args.get("name", op)) if op == "call_tool" else op)
+            if op == "call_tool":
+                raise ToolError(message, tool=str(args.get("name", op)))
+            raise BackendError(message, capability=op)
         return reply.get("result")
 
-    # The methods ImagePatch and the helpers call (same signatures as ToolOperations).
-    def find(self, image: Any, box: Sequence[int], object_name: str) -> list[Region]:
-        """Ask the host to find objects."""
-        found = self._call("find", box=list(box), object_name=object_name)
-        return [
-            Region(tuple(r["box"]), float(r["score"]), str(r["label"]), r.get("class_name"), None, r.get("area"))
-            for r in found
-        ]
-
-    def exists(self, image: Any, box: Sequence[int], object_name: str) -> bool:
-        """Ask the host whether an object exists."""
-        return bool(self._call("exists", box=list(box), object_name=object_name))
-
-    def verify_property(self, image: Any, box: Sequence[int], object_name: str, prop: str) -> bool:
-        """Ask the host to verify a property."""
-        return bool(self._call("verify_property", box=list(box), object_name=object_name, property=prop))
-
-    def best_text_match(self, image: Any, box: Sequence[int], options: Any) -> str:
-        """Ask the host for the best option."""
-        return str(self._call("best_text_match", box=list(box), options=_plain(options)))
-
-    def simple_query(self, image: Any, box: Sequence[int], question: str) -> str:
-        """Ask the host a visual question."""
-        return str(self._call("simple_query", box=list(box), question=question))
-
-    def depth(self, image: Any, box: Sequence[int], mask: Any = None) -> float:
-        """Ask the host for the median depth."""
-        return float(self._call("depth", box=list(box)))
-
-    def ocr(self, image: Any, box: Sequence[int]) -> str:
-        """Ask the host to read text."""
-        return str(self._call("ocr", box=list(box)))
-
-    def llm_query(self, question: str, long_answer: bool = False) -> str:
-        """Ask the host's LLM."""
-        return str(self._call("llm_query", question=question, long_answer=long_answer))
-
-    def best_image_match(self, image: Any, boxes: Sequence[Sequence[int]], content: Any) -> int:
-        """Ask the host which region matches best."""
-        return int(self._call("best_image_match", boxes=[list(b) for b in boxes], content=_plain(content)))
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        # Every operation of the contract, forwarded as declared there (no list of them here);
+        # bound once per client, then found as an ordinary attribute.
+        if name not in _FORWARDERS:
+            raise AttributeError(name)
+        operation = functools.partial(_FORWARDERS[name], self)
+        self.__dict__[name] = operation
+        return operation
 
     def call_tool(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Ask the host to run a user tool."""
@@ -307,6 +266,30 @@ class ToolClient:
     _root: ImagePatch | None = None
 
 
+def _forwarder(name: str) -> Callable[..., Any]:
+    """A function that sends operation ``name`` to the host.
+
+    Its arguments are bound to the contract's signature and encoded, except those the host
+    supplies itself (the image, masks).
+    """
+    signature = operation_signature(name)
+    sent = [p.name for p in signature.parameters.values() if p.annotation not in wire.HOST_SUPPLIED]
+
+    def forward(client: ToolClient, *args: Any, **kwargs: Any) -> Any:
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{name}(): {exc}") from None
+        bound.apply_defaults()
+        arguments = {key: _encode(bound.arguments[key]) for key in sent}
+        return _decode(client._call(name, **arguments), client._root)
+
+    return forward
+
+
+_FORWARDERS: dict[str, Callable[..., Any]] = {name: _forwarder(name) for name in OPERATIONS}
+
+
 def _absent(*args: Any, **kwargs: Any) -> Any:
     raise SandboxViolation("user tools run in the host")
 
@@ -314,18 +297,11 @@ def _absent(*args: Any, **kwargs: Any) -> Any:
 _EMPTY_SIGNATURE = inspect.Signature()
 
 
-def _plain(value: Any) -> Any:
-    """Lists and tuples of plain values as lists (what the host accepts)."""
-    if type(value) in (list, tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _encode(value: Any) -> Any:
     """Encode a tool argument: patches as their box, containers recursively, plain values as is."""
     kind = type(value)
     if kind is ImagePatch:
-        return {"$patch": list(value.xyxy)}
+        return {wire.PATCH: list(value.xyxy)}
     if kind in (list, tuple):
         return [_encode(v) for v in value]
     if kind is dict:
@@ -336,9 +312,13 @@ def _encode(value: Any) -> Any:
 
 
 def _decode(value: Any, root: ImagePatch | None) -> Any:
+    """A result from the host: ``$patch`` boxes become patches, ``$region`` objects regions."""
     if isinstance(value, dict):
-        if set(value) == {"$patch"} and root is not None:
-            return ImagePatch._from_region(root, tuple(value["$patch"]))
+        if set(value) == {wire.PATCH} and root is not None:
+            return ImagePatch._from_region(root, tuple(value[wire.PATCH]))
+        if set(value) == {wire.REGION}:
+            fields = value[wire.REGION]
+            return Region(**{**fields, "box": tuple(fields["box"])})
         return {k: _decode(v, root) for k, v in value.items()}
     if isinstance(value, list):
         return [_decode(v, root) for v in value]
@@ -562,7 +542,7 @@ def run_worker(sock: socket.socket, job: dict[str, Any], code: CodeType) -> None
         answer: Any = None
         error: dict[str, Any] | None = None
         started = time.perf_counter()
-        with use_toolkit(client):  # type: ignore[arg-type]
+        with use_toolkit(client):
             client._root = ImagePatch(image)
             try:
                 exec(code, scope)
@@ -587,7 +567,7 @@ def run_worker(sock: socket.socket, job: dict[str, Any], code: CodeType) -> None
                     "message": "RecursionError: maximum recursion depth exceeded",
                     "line": _error_line(exc),
                 }
-            except ToolError as exc:
+            except (BackendError, ToolError) as exc:
                 error = {"kind": "tool", "message": _message(exc), "line": _error_line(exc)}
             except Exception as exc:
                 error = {"kind": "runtime", "message": _message(exc), "line": _error_line(exc)}

@@ -8,7 +8,9 @@ Boxes in a trace are pixel boxes ``[x0, y0, x1, y1]`` with the origin at the **t
 corner of the image (x1, y1 exclusive), the convention every drawing library uses;
 ``ImagePatch`` coordinates (bottom-left origin) are ``left=x0, lower=H-y1, right=x1, upper=H-y0``.
 
-This module depends on the standard library only.
+This module depends on the standard library only; ``Trace.__repr__`` and
+``Trace._repr_html_`` import their renderer when called (the one upward import the layer
+contract allows, see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "ERROR_KINDS",
     "TRACE_VERSION",
     "Assignment",
     "ErrorKind",
@@ -79,10 +82,14 @@ class ProgramError:
 
 @dataclass(frozen=True)
 class ToolCall:
-    """One tool call, recorded by the host as it served it.
+    """One tool call, as the toolkit served it and the host recorded it.
+
+    The toolkit emits one for every operation it serves (see
+    :func:`vpd.tools.events.record_tool_calls`); whoever records it places it in a run
+    with :func:`dataclasses.replace`, setting ``index`` and ``line``.
 
     Attributes:
-        index: Position among all events of the run.
+        index: Position among all events of the run (-1 until a recorder places it).
         operation: ``find``, ``exists``, ``simple_query``, ... or a user tool's name.
         capability: The capability that answered (``detect``, ``ocr``, ..., ``tool``).
         backend: The backend that answered.
@@ -90,7 +97,7 @@ class ToolCall:
         inputs: The call's arguments (JSON).
         output: A JSON summary of the result (boxes, text, numbers, booleans).
         box: The region the tool looked at, ``[x0, y0, x1, y1]`` top-left origin, if any.
-        line: The program line that made the call.
+        line: The program line that made the call (None outside a program, or unknown).
         seconds: Time spent serving the call.
         cache_hit: Whether the result came from the result cache.
         error: The error message if the call failed.

@@ -1,0 +1,53 @@
+"""The ``vpd`` command line: one module per command.
+
+``vpd tools`` shows which backend serves each capability, with which model, and why
+(:mod:`vpd.cli.tools`). ``vpd solve IMAGE QUESTION`` answers a question
+(:mod:`vpd.cli.solve`). ``vpd show TRACES.jsonl -o report.html`` writes a report to browse
+traces (:mod:`vpd.cli.show`). Options several commands share are in :mod:`vpd.cli.options`.
+A new command is a module with ``add_parser(subparsers)`` (which sets ``func`` to its
+``run(args, out) -> int``), listed in :data:`COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+from typing import TextIO
+
+from vpd.cli import show, solve, tools
+from vpd.errors import VPDError
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+#: The command modules, in the order ``vpd --help`` lists them.
+COMMANDS: tuple[ModuleType, ...] = (tools, solve, show)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``vpd`` command."""
+    parser = argparse.ArgumentParser(prog="vpd", description="Visual Program Distillation.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the ``vpd`` command; returns the exit code (0 ok, 1 error, 2 usage, 3 no answer, 130 interrupted)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    stream = out or sys.stdout
+    try:
+        return int(args.func(args, stream))
+    except VPDError as exc:
+        print(f"vpd: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("vpd: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

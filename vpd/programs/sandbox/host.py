@@ -1,0 +1,470 @@
+"""Running untrusted programs: the sandbox's process lifecycle.
+
+:class:`Sandbox` starts the zygote (:mod:`vpd.programs.sandbox.zygote`) once, then runs
+each program in a fresh worker forked from it (:mod:`vpd.programs.sandbox.worker`). The
+host keeps the models and the pixels: one thread per running program talks to its worker
+(:class:`~vpd.programs.sandbox.run.ProgramRun`), serving its tool calls through the
+:class:`~vpd.tools.Toolkit` and recording each as it serves it. One watchdog thread
+enforces every run's wall-clock deadline with ``SIGKILL`` (which no code in the worker can
+catch). Every way a run can end becomes an :class:`~vpd.traces.Execution`, never an
+exception.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import errno
+import functools
+import heapq
+import itertools
+import json
+import marshal
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from vpd.errors import InvalidArgumentError, SandboxError
+from vpd.image import ImageData, ImageSource, load_image
+from vpd.programs.checker import check_program, format_errors
+from vpd.programs.policy import compile_program
+from vpd.programs.sandbox.recording import TraceRecorder, bounded
+from vpd.programs.sandbox.run import CPUS, ProgramRun
+from vpd.traces.execution import Execution
+from vpd.traces.trace import ProgramError
+
+if TYPE_CHECKING:
+    from vpd.tools.toolkit import Toolkit
+
+__all__ = ["Sandbox", "SandboxLimits", "default_sandbox", "run_program", "run_programs"]
+
+# The worker polls briefly for each tool result before sleeping (see ProgramRun), only
+# while no more programs run than there are CPUs.
+_WORKER_SPIN_SECONDS = 200e-6
+
+
+@functools.lru_cache(maxsize=256)
+def _marshalled(code: str) -> bytes:
+    """The program's compiled code as bytes for the worker (same interpreter, so marshal is exact)."""
+    return marshal.dumps(compile_program(code).code)
+
+
+#: Larger jobs send the source and the worker compiles it (a control datagram must fit the socket buffer).
+_MAX_INLINE_CODE = 160 * 1024
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Resource limits of one program run.
+
+    Attributes:
+        timeout: Wall-clock seconds for the whole run, tool calls included.
+        cpu_seconds: CPU seconds the worker itself may use (tools run in the host).
+        memory_mb: Address space the worker may add on top of the template process.
+        max_tool_calls: Tool calls one program may make.
+    """
+
+    timeout: float = 60.0
+    cpu_seconds: float = 10.0
+    memory_mb: int = 512
+    max_tool_calls: int = 1000
+
+    def __post_init__(self) -> None:
+        for name in ("timeout", "cpu_seconds"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise InvalidArgumentError(f"{name} must be a positive number of seconds, got {value!r}.")
+        for name in ("memory_mb", "max_tool_calls"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def _finished(run: ProgramRun | None) -> bool:
+    return run is None or run.finished
+
+
+class Sandbox:
+    """Runs untrusted programs in disposable worker processes.
+
+    Args:
+        limits: Default limits of each run.
+        spares: Workers kept forked ahead of time, ready for the next programs (0 forks
+            each worker on demand: slower start-up, a little less memory).
+
+    The template process starts on first use and is shared by every run of this sandbox;
+    :meth:`close` (also called at interpreter exit) stops it.
+    """
+
+    def __init__(self, limits: SandboxLimits | None = None, *, spares: int = 2) -> None:
+        if isinstance(spares, bool) or not isinstance(spares, int) or not 0 <= spares <= 64:
+            raise InvalidArgumentError(f"spares must be an integer from 0 to 64, got {spares!r}.")
+        self.limits = limits or SandboxLimits()
+        self.spares = spares
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._control: socket.socket | None = None
+        self._root: str | None = None
+        self._exits: dict[int, int] = {}
+        self._exit_cond = threading.Condition()
+        self._deadlines: list[tuple[float, int, weakref.ref[ProgramRun]]] = []
+        self._watch_counter = itertools.count()
+        self._active_lock = threading.Lock()
+        self.active_runs = 0
+        self._deadline_cond = threading.Condition()
+        self._watchdog: threading.Thread | None = None
+        self.isolation: dict[str, Any] = {}
+
+    # -- the template process -----------------------------------------------------------------
+    def _ensure_started(self) -> socket.socket:
+        with self._lock:
+            if self._control is not None and self._process is not None and self._process.poll() is None:
+                return self._control
+            self._stop_locked()
+            host, zygote = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            self._root = tempfile.mkdtemp(prefix="vpd-sandbox-")
+            os.chmod(self._root, 0o555)
+            env = {
+                "PATH": "/usr/bin:/bin",
+                "PYTHONPATH": os.pathsep.join(os.path.abspath(p) for p in sys.path if p),
+                "PYTHONDONTWRITEBYTECODE": "1",
+                "LANG": "C.UTF-8",
+            }
+            self._process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-s",
+                    "-m",
+                    "vpd.programs.sandbox.zygote",
+                    str(zygote.fileno()),
+                    self._root,
+                    str(self.spares),
+                ],
+                pass_fds=(zygote.fileno(),),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                cwd=self._root,
+            )
+            zygote.close()
+            host.settimeout(60)
+            try:
+                ready = json.loads(host.recv(1 << 16) or b"{}")
+            except (OSError, ValueError) as exc:
+                ready = {"error": str(exc)}
+            if ready.get("type") != "ready":
+                err = b""
+                with contextlib.suppress(Exception):
+                    self._process.kill()
+                    err = self._process.stderr.read() if self._process.stderr else b""
+                self._stop_locked()
+                raise SandboxError(
+                    "The sandbox's template process failed to start: "
+                    + bounded(err.decode(errors="replace")[-1500:] or ready, 1600)
+                )
+            if self._process.stderr:
+                self._process.stderr.close()
+            host.settimeout(None)
+            self.isolation = dict(ready.get("isolation", {}))
+            self._control = host
+            threading.Thread(target=self._read_control, args=(host,), name="vpd-sandbox-control", daemon=True).start()
+            return host
+
+    def _submit(self, payload: bytes, worker: socket.socket) -> None:
+        """Hand a job to the template process, restarting it once if it died."""
+        for attempt in (1, 2):
+            control = self._ensure_started()
+            try:
+                with self._send_lock:
+                    socket.send_fds(control, [payload], [worker.fileno()])
+                return
+            except OSError as exc:
+                if attempt == 2 or exc.errno == errno.EMSGSIZE:
+                    raise SandboxError(f"The sandbox could not start the program: {exc}.") from exc
+                with self._lock:
+                    self._stop_locked()
+
+    def _read_control(self, control: socket.socket) -> None:
+        while True:
+            try:
+                data = control.recv(1 << 16)
+            except OSError:
+                return
+            if not data:
+                return
+            with contextlib.suppress(ValueError):
+                message = json.loads(data)
+                if message.get("type") == "exit":
+                    with self._exit_cond:
+                        self._exits[int(message["pid"])] = int(message["code"])
+                        if len(self._exits) > 10_000:  # statuses nobody asked for
+                            for pid in list(self._exits)[:5000]:
+                                self._exits.pop(pid, None)
+                        self._exit_cond.notify_all()
+
+    def watch(self, run: ProgramRun, deadline: float) -> None:
+        """Have the watchdog stop ``run`` at ``deadline`` (monotonic seconds) unless it finished."""
+        with self._deadline_cond:
+            # A weak reference: a finished run's trace and masks are not kept until its deadline.
+            heapq.heappush(self._deadlines, (deadline, next(self._watch_counter), weakref.ref(run)))
+            if self._watchdog is None or not self._watchdog.is_alive():
+                self._watchdog = threading.Thread(target=self._watch_loop, name="vpd-sandbox-watchdog", daemon=True)
+                self._watchdog.start()
+            elif self._deadlines[0][2]() is run:
+                self._deadline_cond.notify()
+
+    def _watch_loop(self) -> None:
+        # One thread for every run's deadline: a run ends at its deadline whatever its
+        # serving thread is doing (waiting for the worker, or inside a slow tool).
+        with self._deadline_cond:
+            while True:
+                while self._deadlines and _finished(self._deadlines[0][2]()):
+                    heapq.heappop(self._deadlines)
+                if not self._deadlines:
+                    if not self._deadline_cond.wait(30.0) and not self._deadlines:
+                        self._watchdog = None
+                        return
+                    continue
+                deadline, _, ref = self._deadlines[0]
+                remaining = deadline - time.monotonic()
+                if remaining > 0:
+                    self._deadline_cond.wait(remaining)
+                    continue
+                heapq.heappop(self._deadlines)
+                run = ref()
+                if run is not None:
+                    run.expire()
+
+    def exit_status(self, pid: int, wait: float) -> int | None:
+        """A worker's exit status as the zygote reported it, waiting up to ``wait`` seconds (None if unknown)."""
+        deadline = time.monotonic() + wait
+        with self._exit_cond:
+            while pid not in self._exits:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._exit_cond.wait(remaining)
+            return self._exits.pop(pid)
+
+    def _stop_locked(self) -> None:
+        if self._control is not None:
+            with contextlib.suppress(OSError):
+                self._control.close()
+            self._control = None
+        if self._process is not None:
+            with contextlib.suppress(Exception):
+                self._process.wait(timeout=2)
+            if self._process.poll() is None:
+                self._process.kill()
+                with contextlib.suppress(Exception):
+                    self._process.wait(timeout=2)
+            self._process = None
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+            self._root = None
+
+    def close(self) -> None:
+        """Stop the template process (and any worker still running)."""
+        with self._lock:
+            self._stop_locked()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- running --------------------------------------------------------------------------------
+    def run(
+        self,
+        code: str,
+        image: ImageSource,
+        *,
+        toolkit: Toolkit | None = None,
+        limits: SandboxLimits | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> Execution:
+        """Run one program (see :func:`run_program`)."""
+        from vpd.tools.toolkit import current_toolkit
+
+        started = time.perf_counter()
+        limits = limits or self.limits
+        toolkit = toolkit or current_toolkit()
+        data = load_image(image)
+        info = {"sha256": data.sha256, "width": data.width, "height": data.height}
+        if not isinstance(code, str):
+            raise InvalidArgumentError(f"A program must be a string, not {type(code).__name__}.")
+        try:
+            errors = check_program(code, toolkit.tools)
+        except RecursionError:
+            errors = [ProgramError("static-check", "The program is nested too deeply to check.")]
+        if errors:
+            error = ProgramError(errors[0].kind, format_errors(errors), errors[0].line)
+            return TraceRecorder().execution(code, info, None, error, time.perf_counter() - started, 0.0, meta)
+        host, worker = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        job = {
+            "type": "run",
+            "code": code,
+            "image": info,
+            "tools": [{"name": s.name, "kind": s.kind} for s in toolkit.tools.specs()],
+            "limits": {"cpu_seconds": limits.cpu_seconds, "memory_bytes": limits.memory_mb * 1024 * 1024},
+            "spin": _WORKER_SPIN_SECONDS if self.active_runs < CPUS else 0.0,
+        }
+        run = ProgramRun(self, host, data, toolkit, limits)
+        payload = json.dumps(job, ensure_ascii=False).encode("utf-8", "replace")
+        compiled = _marshalled(code)
+        if len(payload) + len(compiled) < _MAX_INLINE_CODE:
+            payload += b"\0" + compiled  # the worker runs the host's code object, not a recompilation
+        try:
+            try:
+                self._submit(payload, worker)
+            finally:
+                worker.close()
+            try:
+                with self._active_lock:
+                    self.active_runs += 1
+                try:
+                    answer, outcome = run.serve(time.monotonic() + limits.timeout)
+                finally:
+                    with self._active_lock:
+                        self.active_runs -= 1
+            except Exception as exc:  # a bug of ours or of a tool: never lose the batch over one run
+                run.kill()
+                answer, outcome = (
+                    None,
+                    ProgramError("worker-crash", bounded(f"The host failed serving the run: {exc!r}")),
+                )
+        finally:
+            host.close()
+        wall = time.perf_counter() - started
+        return run.recorder.execution(code, info, answer, outcome, wall, run.server.seconds, meta)
+
+    def run_many(
+        self,
+        codes: Sequence[str],
+        images: ImageSource | Sequence[ImageSource],
+        *,
+        toolkit: Toolkit | None = None,
+        limits: SandboxLimits | None = None,
+        max_workers: int | None = None,
+        metas: Sequence[dict[str, Any] | None] | None = None,
+    ) -> list[Execution]:
+        """Run many programs concurrently (see :func:`run_programs`)."""
+        from vpd.tools.toolkit import current_toolkit
+
+        toolkit = toolkit or current_toolkit()
+        if metas is not None and len(metas) != len(codes):
+            raise InvalidArgumentError(f"Got {len(codes)} programs but {len(metas)} metas; pass one per program.")
+        per_program: list[ImageData]
+        if isinstance(images, (list, tuple)) and not _is_array_like(images):
+            if len(images) != len(codes):
+                raise InvalidArgumentError(
+                    f"Got {len(codes)} programs but {len(images)} images; pass one image or one per program."
+                )
+            per_program = [load_image(i) for i in images]
+        else:
+            shared = load_image(images)  # type: ignore[arg-type]
+            per_program = [shared] * len(codes)
+        workers = max_workers or max(2, (os.cpu_count() or 2) * 2)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vpd-program") as pool:
+            futures = [
+                pool.submit(self.run, code, image, toolkit=toolkit, limits=limits, meta=meta)
+                for code, image, meta in zip(codes, per_program, metas or [None] * len(codes))
+            ]
+            return [f.result() for f in futures]
+
+
+def _is_array_like(value: Any) -> bool:
+    return hasattr(value, "shape") or hasattr(value, "__array__")
+
+
+_default: Sandbox | None = None
+_default_lock = threading.Lock()
+
+
+def default_sandbox() -> Sandbox:
+    """The process-wide sandbox (started on first use, stopped at exit)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Sandbox()
+            atexit.register(_default.close)
+        return _default
+
+
+def run_program(
+    code: str,
+    image: ImageSource,
+    *,
+    toolkit: Toolkit | None = None,
+    timeout: float | None = None,
+    limits: SandboxLimits | None = None,
+    sandbox: Sandbox | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Execution:
+    """Run an untrusted ViperGPT-style program in the sandbox.
+
+    The program defines ``execute_command(image)`` and returns the answer; ``ImagePatch``,
+    the helpers and the registered tools are in scope. It runs in a disposable worker
+    process; its tool calls are served (and traced) here by ``toolkit``.
+
+    Args:
+        code: The program's source.
+        image: The image (anything :func:`vpd.load_image` accepts).
+        toolkit: The tools (default: the current toolkit).
+        timeout: Wall-clock seconds for the run (overrides ``limits.timeout``).
+        limits: Resource limits (default: the sandbox's).
+        sandbox: The sandbox to use (default: a process-wide one).
+        meta: JSON stored in the trace (question, label...).
+
+    Returns:
+        The :class:`Execution`. A failing program is data: ``execution.error`` says why.
+
+    Raises:
+        ImageError: The image cannot be loaded.
+        InvalidArgumentError: ``code`` is not a string, or bad limits.
+        SandboxError: The sandbox itself cannot start.
+    """
+    box = sandbox or default_sandbox()
+    chosen = limits or box.limits
+    if timeout is not None:
+        chosen = SandboxLimits(timeout, chosen.cpu_seconds, chosen.memory_mb, chosen.max_tool_calls)
+    return box.run(code, image, toolkit=toolkit, limits=chosen, meta=meta)
+
+
+def run_programs(
+    codes: Sequence[str],
+    images: ImageSource | Sequence[ImageSource],
+    *,
+    toolkit: Toolkit | None = None,
+    timeout: float | None = None,
+    limits: SandboxLimits | None = None,
+    sandbox: Sandbox | None = None,
+    max_workers: int | None = None,
+    metas: Sequence[dict[str, Any] | None] | None = None,
+) -> list[Execution]:
+    """Run many programs concurrently; one image for all, or one per program.
+
+    ``metas`` (one JSON dict per program, or None) go into each trace's ``meta``.
+
+    Returns:
+        One :class:`Execution` per program, in order.
+    """
+    box = sandbox or default_sandbox()
+    chosen = limits or box.limits
+    if timeout is not None:
+        chosen = SandboxLimits(timeout, chosen.cpu_seconds, chosen.memory_mb, chosen.max_tool_calls)
+    return box.run_many(codes, images, toolkit=toolkit, limits=chosen, max_workers=max_workers, metas=metas)
