@@ -1,4 +1,4 @@
-# Entry points: `make demo`, `make test`, `make lint`, `make bench`.
+# Entry points: `make demo`, `make test`, `make lint` (ruff, mypy, the layer contracts), `make bench`.
 # Everything installs into ./.venv from the package registries; nothing else is needed.
 
 PYTHON ?= python3
@@ -46,6 +46,7 @@ lint: install
 	$(BIN)/ruff check vpd tests examples benchmarks
 	$(BIN)/ruff format --check vpd tests examples benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 format: install
 	$(BIN)/ruff format vpd tests examples benchmarks

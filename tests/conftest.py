@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import make_user_tools
+
+import vpd
+from vpd.tools.user_tools import ToolRegistry
 
 # litellm reads this when first imported (test modules import it at collection): without it,
 # it tries to download its model cost map, which fails offline after retries.
@@ -48,3 +53,19 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"sample data not found at {SHARED_DATA} (it lives beside the checkout, see README)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[vpd.Sandbox]:
+    """One sandbox for the session (its template process starts once), with generous test limits."""
+    box = vpd.Sandbox(vpd.SandboxLimits(timeout=20, cpu_seconds=10, memory_mb=256))
+    try:
+        yield box
+    finally:
+        box.close()
+
+
+@pytest.fixture(scope="session")
+def user_tools() -> ToolRegistry:
+    """See :func:`support.make_user_tools` (tests read it; one that registers more tools copies it first)."""
+    return make_user_tools()

@@ -21,9 +21,9 @@ from vpd.tools.registry import BackendRegistry, backend_registry
 
 def test_import_vpd_is_light():
     code = (
-        "import sys, vpd, vpd.testing, vpd.programs, vpd.tools.toolkit, vpd.cli; "
+        "import sys, vpd, vpd.testing, vpd.programs, vpd.tools.toolkit, vpd.cli, vpd.render, vpd.traces; "
         "print(sorted(m for m in ('torch','transformers','litellm','onnxruntime','cv2','sentence_transformers',"
-        "'rapidocr','numpy','PIL') if m in sys.modules))"
+        "'rapidocr','numpy','PIL','llama_cpp','peft','trl','accelerate','datasets','ray') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert json.loads(out.replace("'", '"')) == []

@@ -528,43 +528,17 @@ def test_load_is_all_or_nothing(tmp_path):
 
 
 # -- the prompt ----------------------------------------------------------------------------------------------
-def _registry() -> ToolRegistry:
-    registry = tool_registry.copy()
-
-    @vpd.tool(registry=registry)
-    def count_wheels(patch: vpd.ImagePatch) -> int:
-        """Count the wheels of a vehicle.
-
-        Args:
-            patch: The vehicle.
-
-        Returns:
-            The number of wheels.
-        """
-        return 4
-
-    @vpd.tool.method(registry=registry)
-    def is_blurry(patch: vpd.ImagePatch) -> bool:
-        """Whether the patch is out of focus.
-
-        Returns:
-            True if blurry.
-        """
-        return False
-
-    return registry
-
-
-def test_prompt_has_rules_api_user_tools_examples_and_question():
-    registry = _registry()
+def test_prompt_has_rules_api_user_tools_examples_and_question(user_tools: ToolRegistry):
+    registry = user_tools
     examples = BUILTIN.select(COUNTING, 4)
     messages = render_prompt(COUNTING, examples=examples, tools=registry)
     system = messages[0]
     assert system["role"] == "system" and system["content"].startswith(SYSTEM_PROMPT)
     api = render_api(registry, compact=True)
     assert api in system["content"]
-    assert "def count_wheels(patch: " in system["content"] and "Count the wheels of a vehicle." in system["content"]
-    assert "def is_blurry(self) -> bool:" in system["content"]
+    assert "def count_wheels(vehicle: str, axles: int = 2) -> int:" in system["content"]
+    assert "Count the wheels of a vehicle." in system["content"]
+    assert "def aspect(self) -> float:" in system["content"]
     assert "BOTTOM-LEFT" in system["content"] and "def find(self, object_name: str)" in system["content"]
     compile(api, "<api>", "exec")
     # one user/assistant pair per example, the most relevant one last, then the question

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from render_support import synthetic_trace, write_images, write_jsonl
+from support import synthetic_trace, write_images, write_jsonl
 
 from vpd import cli
 from vpd.render import write_report

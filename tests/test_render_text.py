@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import textwrap
-from collections.abc import Iterator
-
 import pytest
+from support import make_user_tools, program
 
 import vpd
 from vpd.render import format_execution, format_trace
 from vpd.testing import Scene, SceneObject
-from vpd.tools.user_tools import ToolRegistry, tool_registry
 from vpd.traces import Assignment, PrintOutput, ProgramError, ToolCall, Trace, trace_to_text
 from vpd.traces.text import answer_text, format_box, one_line
 
@@ -47,37 +44,6 @@ Result: open
 Program output: yes"""
 
 
-def _registry() -> ToolRegistry:
-    registry = tool_registry.copy()
-
-    @vpd.tool(registry=registry)
-    def count_wheels(vehicle: str, axles: int = 2) -> int:
-        """Count the wheels of a vehicle.
-
-        Args:
-            vehicle: The vehicle's name.
-            axles: How many axles it has.
-
-        Returns:
-            The number of wheels.
-        """
-        return axles * 2
-
-    @vpd.tool(registry=registry)
-    def widest(patches: list) -> vpd.ImagePatch:  # type: ignore[type-arg]
-        """The widest of some patches.
-
-        Args:
-            patches: Patches.
-
-        Returns:
-            The widest one.
-        """
-        return max(patches, key=lambda p: p.width)
-
-    return registry
-
-
 @pytest.fixture(scope="module")
 def scene() -> Scene:
     return Scene(
@@ -92,22 +58,8 @@ def scene() -> Scene:
     )
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[vpd.Sandbox]:
-    box = vpd.Sandbox(vpd.SandboxLimits(timeout=20))
-    try:
-        yield box
-    finally:
-        box.close()
-
-
-def program(body: str) -> str:
-    """A program whose execute_command has ``body`` (given indented)."""
-    return "def execute_command(image):\n" + textwrap.indent(textwrap.dedent(body).strip("\n"), "    ") + "\n"
-
-
 def run(code: str, scene: Scene, sandbox: vpd.Sandbox) -> vpd.Execution:
-    return vpd.run_program(code, scene.image, toolkit=scene.toolkit(tools=_registry()), sandbox=sandbox)
+    return vpd.run_program(code, scene.image, toolkit=scene.toolkit(tools=make_user_tools()), sandbox=sandbox)
 
 
 def test_execution_trace_text_of_a_real_run(scene: Scene, sandbox: vpd.Sandbox) -> None:

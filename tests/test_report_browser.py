@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from render_support import synthetic_trace, write_images
+from support import synthetic_trace, write_images
 from test_render_report import noise_images
 
 from vpd.render import write_report

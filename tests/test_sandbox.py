@@ -8,17 +8,16 @@ complete trace, and that each way a run can end is reported as it should be.
 from __future__ import annotations
 
 import json
-import textwrap
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from support import program
 
 import vpd
 from vpd.programs import check_program
 from vpd.testing import Scene, SceneObject
-from vpd.tools.user_tools import ToolRegistry, tool_registry
+from vpd.tools.user_tools import ToolRegistry
 from vpd.traces import TRACE_VERSION, Assignment, PrintOutput, ToolCall
 
 W, H = 640, 480
@@ -36,21 +35,6 @@ VIPER = """def execute_command(image):
 """
 
 
-def program(body: str) -> str:
-    """A program whose execute_command has ``body`` (given unindented)."""
-    lines = textwrap.dedent(body).strip("\n").splitlines()
-    return "def execute_command(image):\n" + "".join(f"    {line}\n" for line in lines)
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[vpd.Sandbox]:
-    box = vpd.Sandbox(vpd.SandboxLimits(timeout=20, cpu_seconds=10, memory_mb=256))
-    try:
-        yield box
-    finally:
-        box.close()
-
-
 @pytest.fixture(scope="module")
 def scene() -> Scene:
     return Scene(
@@ -65,74 +49,9 @@ def scene() -> Scene:
     )
 
 
-def _registry() -> ToolRegistry:
-    registry = tool_registry.copy()
-
-    @vpd.tool(registry=registry)
-    def count_wheels(vehicle: str, axles: int = 2) -> int:
-        """Count the wheels of a vehicle.
-
-        Args:
-            vehicle: The vehicle's name.
-            axles: How many axles it has.
-
-        Returns:
-            The number of wheels.
-        """
-        return axles * 2
-
-    @vpd.tool.method(registry=registry)
-    def aspect(patch: vpd.ImagePatch) -> float:
-        """Width over height of the patch.
-
-        Returns:
-            The aspect ratio.
-        """
-        return patch.width / patch.height
-
-    @vpd.tool(registry=registry)
-    def widest(patches: list) -> vpd.ImagePatch:  # type: ignore[type-arg]
-        """The widest of some patches.
-
-        Args:
-            patches: Patches.
-
-        Returns:
-            The widest one.
-        """
-        return max(patches, key=lambda p: p.width)
-
-    @vpd.tool(registry=registry)
-    def broken(text: str) -> str:
-        """Always fails.
-
-        Args:
-            text: Anything.
-
-        Returns:
-            Nothing: it raises.
-        """
-        raise RuntimeError(f"broken tool got {text}")
-
-    @vpd.tool(registry=registry)
-    def pause(seconds: float) -> float:
-        """Sleep (in the host) and return the seconds.
-
-        Args:
-            seconds: How long.
-
-        Returns:
-            The same seconds.
-        """
-        time.sleep(seconds)
-        return seconds
-
-    return registry
-
-
 @pytest.fixture(scope="module")
-def toolkit(scene: Scene) -> vpd.Toolkit:
-    return scene.toolkit(tools=_registry())
+def toolkit(scene: Scene, user_tools: ToolRegistry) -> vpd.Toolkit:
+    return scene.toolkit(tools=user_tools)
 
 
 def run(code: str, scene: Scene, toolkit: vpd.Toolkit, sandbox: vpd.Sandbox, **kwargs: Any) -> vpd.Execution:

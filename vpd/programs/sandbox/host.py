@@ -20,7 +20,6 @@ import heapq
 import itertools
 import json
 import marshal
-import math
 import os
 import shutil
 import socket
@@ -32,13 +31,13 @@ import time
 import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vpd.errors import InvalidArgumentError, SandboxError
 from vpd.image import ImageData, ImageSource, load_image
 from vpd.programs.checker import check_program, format_errors
 from vpd.programs.policy import compile_program
+from vpd.programs.sandbox.limits import SandboxLimits
 from vpd.programs.sandbox.recording import TraceRecorder, bounded
 from vpd.programs.sandbox.run import CPUS, ProgramRun
 from vpd.traces.execution import Execution
@@ -62,33 +61,6 @@ def _marshalled(code: str) -> bytes:
 
 #: Larger jobs send the source and the worker compiles it (a control datagram must fit the socket buffer).
 _MAX_INLINE_CODE = 160 * 1024
-
-
-@dataclass(frozen=True)
-class SandboxLimits:
-    """Resource limits of one program run.
-
-    Attributes:
-        timeout: Wall-clock seconds for the whole run, tool calls included.
-        cpu_seconds: CPU seconds the worker itself may use (tools run in the host).
-        memory_mb: Address space the worker may add on top of the template process.
-        max_tool_calls: Tool calls one program may make.
-    """
-
-    timeout: float = 60.0
-    cpu_seconds: float = 10.0
-    memory_mb: int = 512
-    max_tool_calls: int = 1000
-
-    def __post_init__(self) -> None:
-        for name in ("timeout", "cpu_seconds"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise InvalidArgumentError(f"{name} must be a positive number of seconds, got {value!r}.")
-        for name in ("memory_mb", "max_tool_calls"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}.")
 
 
 def _finished(run: ProgramRun | None) -> bool:

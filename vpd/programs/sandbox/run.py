@@ -27,7 +27,7 @@ from vpd.traces.trace import ERROR_KINDS, ProgramError
 
 if TYPE_CHECKING:
     from vpd.image import ImageData
-    from vpd.programs.sandbox.host import SandboxLimits
+    from vpd.programs.sandbox.limits import SandboxLimits
     from vpd.tools.toolkit import Toolkit
 
 __all__ = ["CPUS", "ProgramRun", "RunHost"]

@@ -1,6 +1,9 @@
-"""Synthetic traces for the rendering and report tests (no sandbox, no model: fast).
+"""Helpers shared by the tests (fixtures are in conftest.py).
 
-Each trace looks like a ViperGPT-style run: a program of a dozen lines, finds that return
+* :func:`program`: a program from the body of its ``execute_command``.
+* :func:`make_user_tools`: a tool registry with the user tools the tests call.
+* :func:`synthetic_trace` and friends: traces for the rendering and report tests (no
+  sandbox, no model: fast). Each trace looks like a ViperGPT-style run: a program of a dozen lines, finds that return
 boxes, an OCR read, a property check, a VQA question, assignments and a print; one in five
 fails (runtime errors and timeouts), and half carry a label.
 """
@@ -9,9 +12,85 @@ from __future__ import annotations
 
 import json
 import random
+import textwrap
+import time
 from pathlib import Path
 
+import vpd
+from vpd.tools.user_tools import ToolRegistry, tool_registry
 from vpd.traces import Assignment, PrintOutput, ProgramError, ToolCall, Trace
+
+
+def program(body: str) -> str:
+    """A program whose ``execute_command(image)`` has ``body`` (indented or not)."""
+    return "def execute_command(image):\n" + textwrap.indent(textwrap.dedent(body).strip("\n"), "    ") + "\n"
+
+
+def make_user_tools() -> ToolRegistry:
+    """A copy of the default tool registry plus the user tools the tests call."""
+    registry = tool_registry.copy()
+
+    @vpd.tool(registry=registry)
+    def count_wheels(vehicle: str, axles: int = 2) -> int:
+        """Count the wheels of a vehicle.
+
+        Args:
+            vehicle: The vehicle's name.
+            axles: How many axles it has.
+
+        Returns:
+            The number of wheels.
+        """
+        return axles * 2
+
+    @vpd.tool.method(registry=registry)
+    def aspect(patch: vpd.ImagePatch) -> float:
+        """Width over height of the patch.
+
+        Returns:
+            The aspect ratio.
+        """
+        return patch.width / patch.height
+
+    @vpd.tool(registry=registry)
+    def widest(patches: list) -> vpd.ImagePatch:  # type: ignore[type-arg]
+        """The widest of some patches.
+
+        Args:
+            patches: Patches.
+
+        Returns:
+            The widest one.
+        """
+        return max(patches, key=lambda p: p.width)
+
+    @vpd.tool(registry=registry)
+    def broken(text: str) -> str:
+        """Always fails.
+
+        Args:
+            text: Anything.
+
+        Returns:
+            Nothing: it raises.
+        """
+        raise RuntimeError(f"broken tool got {text}")
+
+    @vpd.tool(registry=registry)
+    def pause(seconds: float) -> float:
+        """Sleep (in the host) and return the seconds.
+
+        Args:
+            seconds: How long.
+
+        Returns:
+            The same seconds.
+        """
+        time.sleep(seconds)
+        return seconds
+
+    return registry
+
 
 W, H = 320, 240
 OBJECTS = ("cup", "car", "dog", "sign", "person", "bicycle", "tree", "bus")
