@@ -62,8 +62,19 @@ def test_vote_majority() -> None:
 
 
 def test_vote_tie_goes_to_earliest_sample() -> None:
-    assert vote(["3", "2", "2", "3"])[0] == "3"
+    # Not palindromes: "first" and "last" of a tie must give different answers here.
+    assert vote(["3", "2", "3", "2"])[0] == "3"
+    assert vote(["2", "3", "2", "3", None])[0] == "2"
     assert vote([None, "2", "3"])[0] == "2"
+    assert vote(["a", "b", "c", "b", "a", "c"])[0] == "a"
+
+
+def test_trailing_exclamation_and_question_marks_are_stripped() -> None:
+    # Not yes/no words, which a separate rule also covers.
+    assert normalize_answer("Red!") == "red"
+    assert normalize_answer("blue?") == "blue"
+    assert normalize_answer("two!!") == "2"
+    assert normalize_answer("a cat?!") == "a cat"
 
 
 def test_vote_nobody() -> None:

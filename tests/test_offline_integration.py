@@ -31,6 +31,19 @@ def test_coffee_cup_found_and_no_dog(toolkit):
     assert image.exists("mug") is True  # mapped onto COCO "cup"
 
 
+def test_a_mirrored_photo_gets_its_own_boxes(toolkit):
+    # The result cache must key on the image's content: the mirror of the coffee photo has
+    # the same size and the same query, and its cup sits on the other side.
+    photo = skimage_data.coffee()
+    width = photo.shape[1]
+    (cup,) = ImagePatch(photo, toolkit=toolkit).find("cup")[:1]
+    (mirrored,) = ImagePatch(photo[:, ::-1].copy(), toolkit=toolkit).find("cup")[:1]
+    # The detector is not exactly mirror-symmetric, but the right edges tell: about 140..427
+    # in the photo, about 134..457 in its mirror (the mirrored 427 is 173, the mirrored 140 is 460).
+    assert mirrored.xyxy != cup.xyxy
+    assert abs(mirrored.right - (width - cup.left)) < abs(mirrored.right - cup.right)
+
+
 def test_astronaut_person_in_bottom_left_coordinates(toolkit):
     image = ImagePatch(skimage_data.astronaut(), toolkit=toolkit)  # 512x512
     people = image.find("person")

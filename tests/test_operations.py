@@ -91,6 +91,20 @@ def test_best_image_match(scene, patch):
     assert vpd.best_image_match(cups2, ["red cup"]).left == 100
 
 
+def test_the_result_cache_tells_images_apart():
+    # Same size, same toolkit (cache on), one of the two cups painted over in the second image:
+    # a cache keyed without the image's content would answer the second from the first.
+    both = Scene(W, H, [SceneObject("cup", (100, 300, 180, 400)), SceneObject("cup", (400, 100, 480, 200))])
+    painted_over = Scene(W, H, [SceneObject("cup", (100, 300, 180, 400))])
+    toolkit = both.toolkit()
+    assert toolkit.cache is not None
+    assert len(ImagePatch(both.image, toolkit=toolkit).find("cup")) == 2
+    assert len(ImagePatch(painted_over.image, toolkit=toolkit).find("cup")) == 1
+    assert ImagePatch(painted_over.image, toolkit=toolkit).exists("cup")
+    assert len(ImagePatch(both.image, toolkit=toolkit).find("cup")) == 2  # and back: a hit, still right
+    assert toolkit.cache.stats.hits >= 1
+
+
 def test_simple_query_scripted_and_rules(patch):
     assert patch.simple_query("What is on the table?") == "two cups"
     red = min(patch.find("cup"), key=lambda c: c.left)

@@ -269,8 +269,10 @@ def test_timeout_kills_an_infinite_loop_and_the_sandbox_keeps_serving(scene, too
     limits = vpd.SandboxLimits(timeout=1.0, cpu_seconds=30)
     start = time.perf_counter()
     ex = run(program("n = 0\nwhile True:\n    n += 1"), scene, toolkit, sandbox, limits=limits)
-    assert time.perf_counter() - start < 1.0 + 3
+    elapsed = time.perf_counter() - start
     assert ex.error is not None and ex.error.kind == "timeout" and "1 s" in ex.error.message
+    # Stopped at the deadline, not long after it (a deadline twice as long must fail here).
+    assert 1.0 <= ex.wall_seconds <= elapsed < 1.6
     assert ex.answer is None
     assert_trace_ok(ex)
     after = run(VIPER, scene, toolkit, sandbox)
@@ -286,7 +288,7 @@ def test_cpu_limit_ends_a_busy_program(scene, toolkit, sandbox):
 
 def test_timeout_argument_overrides_the_limits(scene, toolkit, sandbox):
     ex = run(program("while True:\n    pass"), scene, toolkit, sandbox, timeout=0.5)
-    assert ex.error is not None and ex.error.kind == "timeout" and ex.wall_seconds < 3
+    assert ex.error is not None and ex.error.kind == "timeout" and 0.5 <= ex.wall_seconds < 0.95
 
 
 def test_memory_bomb_is_kind_memory(scene, toolkit, sandbox):
@@ -530,7 +532,7 @@ def test_the_default_sandbox_and_toolkit_context(scene, toolkit):
     assert ex.answer == 2
 
 
-# -- bugs found while writing these tests (not fixed yet) -------------------------------------------
+# -- regressions: bugs found while writing these tests (all fixed) ----------------------------------------------
 def test_missing_attribute_of_a_plain_value_is_an_attribute_error(scene, toolkit, sandbox):
     ex = run(program("items = [1, 2]\nreturn items.upper"), scene, toolkit, sandbox)
     assert ex.error is not None and ex.error.kind == "runtime" and "AttributeError" in ex.error.message

@@ -124,7 +124,7 @@ class ToolServer:
         if self.calls > self.max_tool_calls:
             self.violation = f"The program made more than {self.max_tool_calls} tool calls."
             reply = {"error": {"kind": "violation", "message": self.violation}}
-        elif not isinstance(args, dict) or not (op == "call_tool" or op in _SIGNATURES):
+        elif not isinstance(args, dict) or not (op == "call_tool" or op in _PARAMETERS):
             self.violation = "The worker asked for an unknown operation."
             reply = {"error": {"kind": "violation", "message": self.violation}}
         else:
@@ -144,18 +144,18 @@ class ToolServer:
 
     # -- the operations of the contract ----------------------------------------------------
     def _operation(self, op: str, args: dict[str, Any]) -> Any:
-        signature = _SIGNATURES[op]
-        unexpected = sorted(set(args) - set(signature.parameters))
-        if unexpected:
-            raise InvalidArgumentError(f"{op}() got unexpected arguments: {', '.join(map(str, unexpected))}.")
+        parameters = _PARAMETERS[op]
+        if len(args) > len(parameters) or not all(key in _NAMES[op] for key in args):
+            unexpected = sorted(str(key) for key in args if key not in _NAMES[op])
+            raise InvalidArgumentError(f"{op}() got unexpected arguments: {', '.join(unexpected)}.")
         values: dict[str, Any] = {}
-        for name, parameter in signature.parameters.items():
+        for name, read, host_supplied, default in parameters:
             if name in args:
-                values[name] = _READERS[parameter.annotation](self, name, args[name], values)
-            elif parameter.annotation in wire.HOST_SUPPLIED:
-                values[name] = _READERS[parameter.annotation](self, name, None, values)
-            elif parameter.default is not inspect.Parameter.empty:
-                values[name] = parameter.default
+                values[name] = read(self, name, args[name], values)
+            elif host_supplied:
+                values[name] = read(self, name, None, values)
+            elif default is not inspect.Parameter.empty:
+                values[name] = default
             else:
                 raise InvalidArgumentError(f"{op}() is missing its argument {name!r}.")
         result = getattr(self.toolkit, op)(**values)
@@ -231,10 +231,10 @@ def _flag(server: ToolServer, name: str, value: Any, read: dict[str, Any]) -> bo
 
 
 def _boxes(server: ToolServer, name: str, value: Any, read: dict[str, Any]) -> list[Box]:
+    # No count limit here: the message size bounds the list, and the toolkit's own limit
+    # (with its own message) applies to the operation.
     if not isinstance(value, list):
         raise InvalidArgumentError(f"{name} must be a list of regions.")
-    if len(value) > _MAX_TOOL_LIST:
-        raise InvalidArgumentError(f"{name} holds at most {_MAX_TOOL_LIST} regions.")
     return [server.box(b) for b in value]
 
 
@@ -254,19 +254,22 @@ _READERS: dict[str, Reader] = {
     "bool": _flag,
 }
 
-_SIGNATURES: dict[str, inspect.Signature] = {name: operation_signature(name) for name in OPERATIONS}
+
+def _parameters(op: str) -> tuple[tuple[str, Reader, bool, Any], ...]:
+    """How to read each parameter of ``op``: its name, reader, whether the host supplies it, default."""
+    read = []
+    for parameter in operation_signature(op).parameters.values():
+        if parameter.annotation not in _READERS:
+            # Fails at import (and so in every test run) when the contract gains a parameter type
+            # this module cannot carry, instead of when a program first calls the operation.
+            raise TypeError(
+                f"PatchOperations.{op} has a parameter {parameter.name}: {parameter.annotation}; "
+                f"the sandbox can carry only {', '.join(_READERS)}. Add a reader in {__name__}."
+            )
+        host_supplied = parameter.annotation in wire.HOST_SUPPLIED
+        read.append((parameter.name, _READERS[parameter.annotation], host_supplied, parameter.default))
+    return tuple(read)
 
 
-def _check_contract() -> None:
-    # Fails at import (and so in every test run) when the contract gains a parameter type
-    # this module cannot carry, instead of when a program first calls the operation.
-    for op, signature in _SIGNATURES.items():
-        for parameter in signature.parameters.values():
-            if parameter.annotation not in _READERS:
-                raise TypeError(
-                    f"PatchOperations.{op} has a parameter {parameter.name}: {parameter.annotation}; "
-                    f"the sandbox can carry only {', '.join(_READERS)}. Add a reader in {__name__}."
-                )
-
-
-_check_contract()
+_PARAMETERS = {op: _parameters(op) for op in OPERATIONS}
+_NAMES = {op: frozenset(name for name, *_ in parameters) for op, parameters in _PARAMETERS.items()}

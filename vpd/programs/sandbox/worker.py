@@ -273,15 +273,18 @@ def _forwarder(name: str) -> Callable[..., Any]:
     supplies itself (the image, masks).
     """
     signature = operation_signature(name)
-    sent = [p.name for p in signature.parameters.values() if p.annotation not in wire.HOST_SUPPLIED]
+    parameters = list(signature.parameters.values())
+    sent = [(i, p.name) for i, p in enumerate(parameters) if p.annotation not in wire.HOST_SUPPLIED]
 
     def forward(client: ToolClient, *args: Any, **kwargs: Any) -> Any:
-        try:
-            bound = signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"{name}(): {exc}") from None
-        bound.apply_defaults()
-        arguments = {key: _encode(bound.arguments[key]) for key in sent}
+        if kwargs or len(args) != len(parameters):  # ImagePatch passes every argument by position
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise TypeError(f"{name}(): {exc}") from None
+            bound.apply_defaults()
+            args = tuple(bound.arguments[p.name] for p in parameters)
+        arguments = {key: _encode(args[i]) for i, key in sent}
         return _decode(client._call(name, **arguments), client._root)
 
     return forward
