@@ -17,10 +17,10 @@ from typing import Any
 from vpd.traces.execution import Execution
 from vpd.traces.trace import Assignment, PrintOutput, ProgramError, ToolCall, Trace, TraceEvent
 
-__all__ = ["MAX_EVENTS", "TraceRecorder", "bounded", "jsonable"]
+__all__ = ["MAX_TRACE_EVENTS", "TraceRecorder", "bounded", "jsonable"]
 
 #: Most events one trace keeps (the rest are counted in ``dropped_events``).
-MAX_EVENTS = 5000
+MAX_TRACE_EVENTS = 5000
 _MAX_MESSAGE_CHARS = 2000
 _MAX_STDOUT = 20_000
 
@@ -61,7 +61,7 @@ def _sanitised(value: Any, depth: int = 0) -> Any:
 
 
 class TraceRecorder:
-    """The events of one run, in order, capped at :data:`MAX_EVENTS` (the rest counted)."""
+    """The events of one run, in order, capped at :data:`MAX_TRACE_EVENTS` (the rest counted)."""
 
     def __init__(self) -> None:
         self.events: list[TraceEvent] = []
@@ -79,7 +79,7 @@ class TraceRecorder:
             line = item.get("line")
             if line is not None and (not isinstance(line, int) or isinstance(line, bool)):
                 return False
-            if len(self.events) >= MAX_EVENTS:
+            if len(self.events) >= MAX_TRACE_EVENTS:
                 self.dropped += 1
                 continue
             if item.get("kind") == "assign":
@@ -112,7 +112,7 @@ class TraceRecorder:
             failed: The error the program got, if the request failed.
             seconds: Time spent serving it.
         """
-        if len(self.events) >= MAX_EVENTS:
+        if len(self.events) >= MAX_TRACE_EVENTS:
             self.dropped += max(1, len(served))
             return
         if not served:  # rejected before any tool ran: still part of what the program did
