@@ -7,6 +7,9 @@ import inspect
 import pytest
 
 import vpd
+from vpd.image import load_image
+from vpd.programs.sandbox import wire
+from vpd.programs.sandbox.serving import ToolServer
 from vpd.programs.sandbox.worker import ToolClient
 from vpd.testing import Scene, SceneObject
 from vpd.tools.contract import OPERATIONS, operation_signature
@@ -109,10 +112,35 @@ def test_the_worker_client_forwards_only_declared_operations() -> None:
     assert all(callable(getattr(client, name)) for name in OPERATIONS)
 
 
-def test_a_program_cannot_call_an_undeclared_operation(scene: Scene, sandbox: vpd.Sandbox) -> None:
-    run = sandbox.run(
-        "def execute_command(image):\n    return ImagePatch(image).toolkit.detect(image, [0, 0, 1, 1], ['x'])\n",
-        scene.image,
-        toolkit=scene.toolkit(),
-    )
-    assert not run.ok
+def test_the_host_serves_only_declared_operations_with_declared_arguments(scene: Scene) -> None:
+    # What a hostile worker could send: the host reads every request against the contract.
+    server = ToolServer(scene.toolkit(), load_image(scene.image), max_tool_calls=20)
+
+    def error(op: object, args: object) -> tuple[str, str]:
+        served = server.serve(op, args)
+        assert "result" not in served.reply, served.reply
+        return served.reply["error"]["kind"], served.reply["error"]["message"]
+
+    assert server.serve("exists", {"box": [0, 0, W, H], "object_name": "cup"}).reply == {"result": True}
+    assert error("detect", {"images": []}) == ("violation", "The worker asked for an unknown operation.")
+    assert error("find", ["cup"])[0] == "violation"
+    assert error("find", {"box": [0, 0, 10], "object_name": "cup"}) == ("invalid", "A region is four integers.")
+    assert error("find", {"object_name": "cup"}) == ("invalid", "find() is missing its argument 'box'.")
+    assert error("find", {"box": [0, 0, 9, 9], "object_name": "cup", "extra": 1})[1].startswith("find() got unexpected")
+    assert error("llm_query", {"question": "q?", "long_answer": 1}) == ("invalid", "long_answer must be True or False.")
+    assert error("best_text_match", {"box": [0, 0, 9, 9], "options": "red"})[0] == "invalid"
+    # The image and masks come from the host, whatever the worker sends in their place.
+    served = server.serve("depth", {"box": [0, 0, W, H], "image": "x", "mask": [[True]]})
+    assert served.reply == {"result": 10.0}
+    # Results cross as plain JSON: regions without their masks.
+    (region,) = server.serve("find", {"box": [190, 30, 270, 110], "object_name": "cup"}).reply["result"]
+    assert set(region) == {wire.REGION} and "mask" not in region[wire.REGION]
+    assert region[wire.REGION]["box"] == [200, 40, 260, 100] and region[wire.REGION]["area"] == 60 * 60
+
+
+def test_the_host_enforces_the_call_budget(scene: Scene) -> None:
+    server = ToolServer(scene.toolkit(), load_image(scene.image), max_tool_calls=2)
+    for _ in range(2):
+        assert "result" in server.serve("ocr", {"box": [0, 0, W, H]}).reply
+    assert server.serve("ocr", {"box": [0, 0, W, H]}).reply["error"]["kind"] == "violation"
+    assert server.violation == "The program made more than 2 tool calls."
