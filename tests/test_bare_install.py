@@ -5,8 +5,8 @@ extras; in it, ``import vpd`` stays light, ``vpd tools`` shows the offline detec
 ready, and ``vpd solve`` answers the demo question with the packaged NanoDet, the program
 written by a scripted OpenAI-compatible server that runs here, in the test process.
 
-The first run downloads about 300 MB from PyPI (then pip's cache; the install itself takes
-about a minute either way on 2 cores). The test is skipped only when PyPI is unreachable.
+The first run downloads about 220 MB from PyPI (then pip's cache); the install takes under
+a minute on 2 cores either way. The test is skipped only when PyPI is unreachable.
 """
 
 from __future__ import annotations
