@@ -18,6 +18,7 @@ import socket
 import subprocess
 import venv
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -57,9 +58,17 @@ def _run(args: list[str], env: dict[str, str], timeout: float, cwd: Path) -> sub
     return subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
+class BareInstall(NamedTuple):
+    """The venv's scripts folder, the environment to run them in, and the source pip built from."""
+
+    bin_dir: Path
+    env: dict[str, str]
+    source: Path
+
+
 @pytest.fixture(scope="module")
-def bare(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """A venv with this checkout installed without extras: its ``bin`` and the env to run it in."""
+def bare(tmp_path_factory: pytest.TempPathFactory) -> BareInstall:
+    """A venv with this checkout installed without extras."""
     if not _pypi_reachable():
         pytest.skip("PyPI is unreachable: a bare install needs to download vpd's dependencies")
     root = tmp_path_factory.mktemp("bare-install")
@@ -80,11 +89,11 @@ def bare(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
     assert install.returncode == 0, f"pip install of the bare package failed:\n{install.stdout}\n{install.stderr}"
     # No packaging warning about the license field (setuptools >= 77 wants an SPDX string).
     assert "license" not in install.stderr.lower(), install.stderr
-    return bin_dir, env
+    return BareInstall(bin_dir, env, source)
 
 
-def test_import_is_light_and_torch_is_not_installed(bare: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
-    bin_dir, env = bare
+def test_import_is_light_and_torch_is_not_installed(bare: BareInstall, tmp_path: Path) -> None:
+    bin_dir, env, _ = bare
     code = (
         "import importlib.util, sys, vpd\n"
         "print(vpd.__file__)\n"
@@ -102,8 +111,8 @@ def test_import_is_light_and_torch_is_not_installed(bare: tuple[Path, dict[str, 
     assert {"opencv-python-headless", "onnxruntime", "litellm"} <= installed
 
 
-def test_tools_shows_nanodet_and_rapidocr_ready(bare: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
-    bin_dir, env = bare
+def test_tools_shows_nanodet_and_rapidocr_ready(bare: BareInstall, tmp_path: Path) -> None:
+    bin_dir, env, _ = bare
     result = _run([str(bin_dir / "vpd"), "tools", "--json"], env, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rows = {row["capability"]: row for row in json.loads(result.stdout)["capabilities"]}
@@ -116,8 +125,8 @@ def test_tools_shows_nanodet_and_rapidocr_ready(bare: tuple[Path, dict[str, str]
     assert "VPD_LLM=openai/gpt-4o-mini" in rows["llm"]["reason"] and "vpd[local]" in rows["llm"]["reason"]
 
 
-def test_solve_answers_with_a_hosted_llm(bare: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
-    bin_dir, env = bare
+def test_solve_answers_with_a_hosted_llm(bare: BareInstall, tmp_path: Path) -> None:
+    bin_dir, env, _ = bare
     with FakeOpenAIServer(replies=lambda body: f"```python\n{PROGRAM}\n```") as server:
         result = _run(
             [
@@ -146,3 +155,17 @@ def test_solve_answers_with_a_hosted_llm(bare: tuple[Path, dict[str, str]], tmp_
     assert any(r.path.endswith("/chat/completions") for r in requests)  # the program came from our server
     (event,) = solution["candidates"][0]["trace"]["events"]
     assert (event["operation"], event["backend"]) == ("find", "nanodet")
+
+
+def test_the_llm_extra_still_installs_without_a_warning(bare: BareInstall, tmp_path: Path) -> None:
+    # litellm is a default dependency now; `pip install 'vpd[llm]'` must keep working quietly.
+    python = str(bare.bin_dir / "python")
+    for extra, warned in (("llm", False), ("no-such-extra", True)):  # the second shows the check can fail
+        result = _run(
+            [python, "-m", "pip", "install", "--dry-run", "--quiet", f"{bare.source}[{extra}]"],
+            bare.env,
+            timeout=600,
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert ("does not provide the extra" in result.stderr) is warned, result.stderr
