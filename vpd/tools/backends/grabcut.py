@@ -58,7 +58,7 @@ class GrabCutSegmenter(CpuBackend):
     name: ClassVar[str] = "grabcut"
     default_model: ClassVar[str | None] = None
     requires: ClassVar[tuple[str, ...]] = ("cv2",)
-    extra: ClassVar[str | None] = "offline"
+    extra: ClassVar[str | None] = None  # opencv-python-headless is a default dependency of vpd
     description: ClassVar[str] = "OpenCV GrabCut seeded with the box (classical, no learned weights)"
     option_defaults: ClassVar[dict[str, Any]] = {
         "iterations": 5,

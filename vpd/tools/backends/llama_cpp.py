@@ -33,6 +33,7 @@ from vpd.tools.gguf import (
     known_model,
     resolve_gguf,
 )
+from vpd.tools.llm_setup import hosted_llm_hint, llm_setup_hint
 from vpd.tools.types import ChatMessage, Completion
 
 __all__ = ["LlamaCppChat", "default_local_model"]
@@ -61,12 +62,9 @@ def _cpu_count() -> int:
 
 
 def _install_hint(model: str | None) -> str:
+    """Both ways forward (a bare ``pip install vpd`` has no llama-cpp-python): a hosted model, or the extra."""
     spec = known_model(model) if model is None or not is_gguf_path(model) else None
-    extra = spec.extra if spec else "local"
-    return (
-        f"pip install 'vpd[{extra}]' (llama-cpp-python compiles from source where no wheel exists, "
-        "about 12 minutes), or set VPD_LLM to a litellm model string such as openai/gpt-4o-mini"
-    )
+    return llm_setup_hint(extra=spec.extra if spec else "local")
 
 
 @dataclass
@@ -173,10 +171,10 @@ class LlamaCppChat(Backend):
         """llama-cpp-python installed and the model's file on disk or assemblable from installed parts."""
         missing = missing_modules(cls.requires)
         if missing:
-            return Availability(False, f"llama-cpp-python is not installed ({_install_hint(model)})")
+            return Availability(False, f"llama-cpp-python is not installed; {_install_hint(model)}")
         found = gguf_available(model or default_local_model())
         if not found:
-            return Availability(False, f"{found.reason}; or set VPD_LLM to a litellm model string")
+            return Availability(False, f"{found.reason}; or {hosted_llm_hint()}")
         return found
 
     @property

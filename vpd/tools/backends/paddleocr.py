@@ -2,7 +2,7 @@
 
 PaddleOCR downloads its models on first use into PaddleX's cache
 (``$PADDLE_PDX_CACHE_HOME/official_models/<model name>``, by default ``~/.paddlex``), so
-it needs the network once; after that it runs offline. Use ``vpd[offline]``'s rapidocr
+it needs the network once; after that it runs offline. Use rapidocr (installed with vpd)
 when the model servers are unreachable.
 
 The model id names the detection and recognition models:

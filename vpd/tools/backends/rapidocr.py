@@ -63,7 +63,7 @@ class RapidOCRReader(OnnxBackend):
     name: ClassVar[str] = "rapidocr"
     default_model: ClassVar[str | None] = "PP-OCRv6-small"
     requires: ClassVar[tuple[str, ...]] = ("rapidocr", "onnxruntime")
-    extra: ClassVar[str | None] = "offline"
+    extra: ClassVar[str | None] = None  # default dependencies of vpd: the hint names the packages
     description: ClassVar[str] = "rapidocr: PP-OCRv6 small ONNX models shipped in the wheel (offline; CPU by default)"
     option_defaults: ClassVar[dict[str, Any]] = {
         "min_score": 0.85,
