@@ -29,7 +29,7 @@ TABLE_CASES = [
 
 
 def _missing_minilm() -> BackendUnavailable:
-    return BackendUnavailable("sentence_transformers is not installed: pip install 'vpd[offline]'", tool="detect")
+    return BackendUnavailable("sentence_transformers is not installed: pip install 'vpd[offline]'", capability="detect")
 
 
 def test_tables_answer_without_an_embedder_and_the_rest_says_why() -> None:

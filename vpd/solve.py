@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from vpd.errors import InvalidArgumentError, VPDError
+from vpd.errors import BackendUnavailable, InvalidArgumentError, VPDError
 from vpd.image import ImageData, ImageSource, load_image
 from vpd.traces.answers import normalize_answer, vote
 from vpd.traces.execution import Execution
@@ -453,7 +453,6 @@ def resolve_llm(
             cannot run here (the message names both ways forward: a provider's key with
             ``VPD_LLM``, or ``pip install 'vpd[local]'``).
     """
-    from vpd.errors import BackendUnavailable
     from vpd.tools.backend import Backend
 
     if llm is None and api_base is None and api_key is None:
