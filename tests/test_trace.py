@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -75,3 +76,15 @@ def test_unknown_version_and_event_type():
 def test_nan_is_refused_by_to_json():
     with pytest.raises(ValueError):
         Trace(program="x", image={}, answer=float("nan")).to_json()
+
+
+def test_placing_a_tool_call_copies_it_with_its_index_and_changes() -> None:
+    call = _trace().tool_calls[0]
+    placed = call.placed(7, line=9, error="boom")
+    assert (placed.index, placed.line, placed.error) == (7, 9, "boom")
+    assert placed == dataclasses.replace(call, index=7, line=9, error="boom")
+    assert (call.index, call.line, call.error) == (1, 3, None)  # the original is untouched
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        placed.index = 0  # type: ignore[misc]
+    with pytest.raises(TypeError, match="no fields"):
+        call.placed(0, colour="red")

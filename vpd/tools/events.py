@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import dataclasses
 from collections.abc import Callable, Iterator
 
 from vpd.traces.trace import ToolCall
@@ -48,7 +47,7 @@ def record_tool_calls(listener: Callable[[ToolCall], None] | None = None) -> Ite
     calls: list[ToolCall] = []
 
     def collect(call: ToolCall) -> None:
-        placed = dataclasses.replace(call, index=len(calls))
+        placed = call.placed(len(calls))
         calls.append(placed)
         if listener is not None:
             listener(placed)

@@ -119,6 +119,24 @@ class ToolCall:
     details: dict[str, Any] = field(default_factory=dict)
     type: Literal["tool_call"] = "tool_call"
 
+    def placed(self, index: int, **changes: Any) -> ToolCall:
+        """A copy of this call at ``index`` of a run, with other fields changed (``line=...``).
+
+        Like :func:`dataclasses.replace`, without its cost: the recorders call this for
+        every tool call a program makes, so the fields are copied directly.
+
+        Raises:
+            TypeError: A change names no field of a tool call.
+        """
+        unknown = set(changes) - _TOOL_CALL_FIELDS
+        if unknown:
+            raise TypeError(f"ToolCall has no fields {sorted(unknown)}")
+        copy = object.__new__(ToolCall)
+        fields = copy.__dict__
+        fields.update(self.__dict__)
+        fields.update(changes, index=index)
+        return copy
+
 
 @dataclass(frozen=True)
 class Assignment:
@@ -149,6 +167,7 @@ class PrintOutput:
 
 
 TraceEvent = ToolCall | Assignment | PrintOutput
+_TOOL_CALL_FIELDS = frozenset(ToolCall.__dataclass_fields__)
 _EVENT_TYPES: dict[str, type] = {"tool_call": ToolCall, "assignment": Assignment, "print": PrintOutput}
 
 

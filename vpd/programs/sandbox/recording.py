@@ -9,7 +9,6 @@ cap is counted, never silently lost (``Trace.dropped_events``).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from typing import Any
@@ -138,9 +137,8 @@ class TraceRecorder:
             error = call.error or (failed if position == len(served) - 1 else None)
             inputs, output, details = jsonable([call.inputs, call.output, call.details])
             self.events.append(
-                dataclasses.replace(
-                    call,
-                    index=len(self.events),
+                call.placed(
+                    len(self.events),
                     line=line,
                     inputs=inputs,
                     output=output,

@@ -132,7 +132,8 @@ class ProgramRun:
         op, args, line = message.get("op"), message.get("args"), message.get("line")
         line = line if isinstance(line, int) and not isinstance(line, bool) else None
         served = self.server.serve(op, args)
-        reply = {**served.reply, "id": message.get("id")}
+        reply = served.reply
+        reply["id"] = message.get("id")
         delivered = True
         try:
             try:

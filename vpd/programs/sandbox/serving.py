@@ -19,8 +19,7 @@ import inspect
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vpd.errors import InvalidArgumentError, ToolError, VPDError
 from vpd.image import ImageData
@@ -41,9 +40,8 @@ MASK_BYTES = 64 * 1024 * 1024
 _MAX_TOOL_LIST = 256
 
 
-@dataclass(frozen=True)
-class Served:
-    """What serving one request produced.
+class Served(NamedTuple):
+    """What serving one request produced (a named tuple: one is made per tool call).
 
     Attributes:
         reply: The message for the worker: ``{"result": ...}`` or ``{"error": {"kind", "message"}}``.
@@ -140,28 +138,26 @@ class ToolServer:
                     reply = {"error": {"kind": "tool", "message": bounded(f"{type(exc).__name__}: {exc}")}}
         seconds = time.perf_counter() - start
         self.seconds += seconds
-        return Served(reply, list(calls), seconds)
+        return Served(reply, calls, seconds)
 
     # -- the operations of the contract ----------------------------------------------------
     def _operation(self, op: str, args: dict[str, Any]) -> Any:
-        parameters = _PARAMETERS[op]
-        if len(args) > len(parameters) or not all(key in _NAMES[op] for key in args):
+        if not args.keys() <= _NAMES[op]:
             unexpected = sorted(str(key) for key in args if key not in _NAMES[op])
             raise InvalidArgumentError(f"{op}() got unexpected arguments: {', '.join(unexpected)}.")
         values: dict[str, Any] = {}
-        for name, read, host_supplied, default in parameters:
-            if name in args:
-                values[name] = read(self, name, args[name], values)
-            elif host_supplied:
-                values[name] = read(self, name, None, values)
+        for name, read, host_supplied, default in _PARAMETERS[op]:
+            if host_supplied or name in args:
+                values[name] = read(self, name, args.get(name), values)
             elif default is not inspect.Parameter.empty:
                 values[name] = default
             else:
                 raise InvalidArgumentError(f"{op}() is missing its argument {name!r}.")
         result = getattr(self.toolkit, op)(**values)
-        for region in result if isinstance(result, list) else ():
-            if isinstance(region, Region) and region.mask is not None:
-                self.remember_mask(region.box, region.mask)
+        if type(result) is list:
+            for region in result:
+                if type(region) is Region and region.mask is not None:
+                    self.remember_mask(region.box, region.mask)
         return result
 
     def _call_tool(self, args: dict[str, Any]) -> Any:
@@ -175,13 +171,7 @@ class ToolServer:
     # -- reading arguments (the worker is untrusted) ----------------------------------------
     def box(self, value: Any) -> Box:
         """A region from the worker: four integers, clamped to the image."""
-        if (
-            not isinstance(value, list)
-            or len(value) != 4
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-        ):
-            raise InvalidArgumentError("A region is four integers.")
-        return self.toolkit.check_box(self.image, value)
+        return _box(self, "box", value, {})
 
     def decode(self, value: Any, depth: int = 0) -> Any:
         """A user tool's argument: ``$patch`` boxes become patches of this image (with their mask)."""
@@ -210,6 +200,12 @@ class ToolServer:
 
 # -- one reader per parameter type of the contract ------------------------------------------
 Reader = Callable[[ToolServer, str, Any, dict[str, Any]], Any]
+
+
+def _box(server: ToolServer, name: str, value: Any, read: dict[str, Any]) -> Box:
+    if type(value) is not list or len(value) != 4 or not all(type(v) is int for v in value):
+        raise InvalidArgumentError("A region is four integers.")
+    return server.toolkit.check_box(server.image, value)
 
 
 def _text(server: ToolServer, name: str, value: Any, read: dict[str, Any]) -> str:
@@ -247,7 +243,7 @@ def _mask(server: ToolServer, name: str, value: Any, read: dict[str, Any]) -> An
 _READERS: dict[str, Reader] = {
     "ImageData": lambda server, name, value, read: server.image,
     "np.ndarray | None": _mask,
-    "Box": lambda server, name, value, read: server.box(value),
+    "Box": _box,
     "Sequence[Box]": _boxes,
     "str": _text,
     "Sequence[str]": _texts,

@@ -300,22 +300,27 @@ def _absent(*args: Any, **kwargs: Any) -> Any:
 _EMPTY_SIGNATURE = inspect.Signature()
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _encode(value: Any) -> Any:
     """Encode a tool argument: patches as their box, containers recursively, plain values as is."""
     kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is list or kind is tuple:  # boxes and lists of options, mostly: plain items
+        return [v if type(v) in _PLAIN else _encode(v) for v in value]
     if kind is ImagePatch:
         return {wire.PATCH: list(value.xyxy)}
-    if kind in (list, tuple):
-        return [_encode(v) for v in value]
     if kind is dict:
         return {str(k): _encode(v) for k, v in value.items()}
-    if value is None or kind in (str, int, float, bool):
-        return value
     raise InvalidArgumentError(f"a {kind.__name__} cannot be passed to a tool")
 
 
 def _decode(value: Any, root: ImagePatch | None) -> Any:
     """A result from the host: ``$patch`` boxes become patches, ``$region`` objects regions."""
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, dict):
         if set(value) == {wire.PATCH} and root is not None:
             return ImagePatch._from_region(root, tuple(value[wire.PATCH]))
