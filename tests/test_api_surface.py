@@ -91,7 +91,7 @@ def test_register_backend_decorator_and_errors():
 
 
 def test_entry_point_plugins(tmp_path, monkeypatch):
-    # A minimal installed distribution declaring a vpd.tools entry point.
+    # A minimal installed distribution declaring a vpd.backends entry point.
     pkg = tmp_path / "vpd_plugin_demo"
     pkg.mkdir()
     (pkg / "__init__.py").write_text(

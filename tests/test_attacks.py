@@ -124,7 +124,7 @@ def _no_forged_events(ex: vpd.Execution) -> None:
 
 
 def _tool_error_seen(ex: vpd.Execution) -> None:
-    assert "boom" in ex.answer[0] and ex.answer[1] == "explode"
+    assert "boom" in ex.answer[0] and ex.answer[1:] == ["explode", None]
     call = ex.trace.tool_calls[0]
     assert call.operation == "explode" and call.error is not None and "boom" in call.error
 
@@ -183,7 +183,7 @@ ATTACKS: list[Attack] = [
     ),
     A(
         "tool-error-attrs",
-        "try:\n    explode()\nexcept Exception as e:\n    return [e.args[0], e.tool]",
+        "try:\n    explode()\nexcept Exception as e:\n    return [e.args[0], e.tool, e.backend]",
         "ok",
         check=_tool_error_seen,
     ),

@@ -119,17 +119,39 @@ def test_records_layer_imports_only_the_standard_library_and_errors(graph: grimp
                 assert imported.split(".")[0] in stdlib, f"{module} imports {imported}, not the standard library"
 
 
-@pytest.mark.parametrize("importer,imported", sorted(DISPLAY_IMPORTS))
-def test_display_imports_sit_only_inside_display_methods(importer: str, imported: str) -> None:
+def _render_imports(tree: ast.Module) -> list[tuple[ast.AST, str]]:
+    """Every import of a ``vpd.render`` module in ``tree``, with the node that encloses it."""
+    found: list[tuple[ast.AST, str]] = []
+    for parent in ast.walk(tree):
+        for child in ast.iter_child_nodes(parent):
+            names: list[str] = []
+            if isinstance(child, ast.Import):
+                names = [alias.name for alias in child.names]
+            elif isinstance(child, ast.ImportFrom) and child.module:
+                names = [child.module, *(f"{child.module}.{alias.name}" for alias in child.names)]
+            found += [(parent, name) for name in names if name == "vpd.render" or name.startswith("vpd.render.")]
+    return found
+
+
+@pytest.mark.parametrize("importer", sorted({importer for importer, _ in DISPLAY_IMPORTS}))
+def test_display_imports_sit_only_inside_display_methods(importer: str) -> None:
     path = PACKAGE.joinpath(*importer.split(".")[1:]).with_suffix(".py")
-    tree = ast.parse(path.read_text())
-    places = []
-    for node in ast.walk(tree):
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.ImportFrom) and child.module == imported:
-                places.append(node)
-    assert places, f"{importer} no longer imports {imported}: drop it from the allowed list"
-    for node in places:
+    imports = _render_imports(ast.parse(path.read_text()))
+    allowed = {imported for source, imported in DISPLAY_IMPORTS if source == importer}
+    assert {name for _, name in imports} & allowed == allowed, f"{importer}: drop unused allowances"
+    for node, name in imports:
+        where = f"{importer} imports {name} at line {getattr(node, 'lineno', '?')}"
         assert isinstance(node, ast.FunctionDef) and node.name in DISPLAY_METHODS, (
-            f"{importer} imports {imported} outside __repr__/_repr_html_ (line {getattr(node, 'lineno', '?')})"
+            f"{where}, outside __repr__/_repr_html_"
         )
+
+
+def test_the_display_check_sees_every_form_of_import() -> None:
+    tree = ast.parse(
+        "import vpd.render.text\n"
+        "def f():\n    from vpd.render import html\n"
+        "def __repr__(self):\n    from vpd.render.text import format_trace\n"
+    )
+    places = [(getattr(node, "name", "module"), name) for node, name in _render_imports(tree)]
+    assert ("module", "vpd.render.text") in places
+    assert ("f", "vpd.render.html") in places and ("__repr__", "vpd.render.text") in places

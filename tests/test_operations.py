@@ -184,6 +184,7 @@ def test_events_record_every_call(patch):
     assert ocr.box == [380, 0, 620, H]
     assert ocr.output == "STOP Main St"
     assert [e.index for e in events] == [0, 1, 2] and {e.line for e in events} == {None}
+    assert first.details["image"] == patch.image.sha256[:16]
 
 
 def test_events_record_failures(scene):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import textwrap
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 
@@ -205,15 +205,6 @@ CASES: dict[str, tuple[Scene, object]] = {
         "cat",
     ),
 }
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[vpd.Sandbox]:
-    box = vpd.Sandbox(vpd.SandboxLimits(timeout=20, cpu_seconds=10, memory_mb=256))
-    try:
-        yield box
-    finally:
-        box.close()
 
 
 def _example(name: str) -> Example:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -41,15 +40,6 @@ def scene() -> Scene:
             SceneObject("sign", (250, 20, 390, 80), text="OPEN"),
         ],
     )
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[vpd.Sandbox]:
-    box = vpd.Sandbox(vpd.SandboxLimits(timeout=20))
-    try:
-        yield box
-    finally:
-        box.close()
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,10 @@ import pytest
 from support import synthetic_trace, write_images, write_jsonl
 
 from vpd import cli
+from vpd.errors import TraceFileError
 from vpd.render import write_report
 from vpd.render.report import DEFAULT_MAX_IMAGE_BYTES, OMITTED_NOTE, build_report, embed_json
-from vpd.traces import ProgramError, ToolCall, Trace, TraceFileError, TraceRecord, read_traces
+from vpd.traces import ProgramError, ToolCall, Trace, TraceRecord, read_traces
 
 ESCAPE = "</script><script>window.__pwned = 1</script><!--"
 

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import resource
+import signal
 import threading
 from pathlib import Path
 
 import pytest
 
 import vpd
-from vpd.errors import InvalidArgumentError
+from vpd.errors import InvalidArgumentError, TraceFileError
 from vpd.traces import (
     BadLine,
     Execution,
     ProgramError,
     ToolCall,
     Trace,
-    TraceFileError,
     TraceRecord,
     TraceWriter,
     iter_traces,
@@ -195,3 +197,48 @@ def test_a_real_execution_round_trips(tmp_path: Path) -> None:
         out.write(execution, question="How many cups?", label="one")
     (record,) = vpd.read_traces(path).records
     assert record.trace == execution.trace and record.correct is True
+
+
+def _write_past_a_size_limit(path: str) -> None:
+    # In a child process: a file size limit cuts the second record short, then is lifted.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG and short writes instead of a signal
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    with TraceWriter(path) as out:
+        out.write(make_trace(1), id="first")
+        resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(path) + 300, hard))
+        try:
+            out.write(make_trace(2), id="second", rationale="z" * 5000)
+        except TraceFileError as exc:
+            print("refused:", exc)
+        else:
+            os._exit(3)  # the size limit did not apply: the test below fails
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        out.write(make_trace(3), id="third")
+    os._exit(0)
+
+
+def test_a_write_cut_short_costs_only_its_own_line(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    child = multiprocessing.get_context("fork").Process(target=_write_past_a_size_limit, args=(str(path),))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    loaded = read_traces(path, skip_bad=True)
+    assert [r.id for r in loaded.records] == ["first", "third"]
+    assert [b.line for b in loaded.bad] == [2]
+
+
+def test_nesting_too_deep_is_a_clear_error_on_both_sides(tmp_path: Path) -> None:
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    path = tmp_path / "t.jsonl"
+    with TraceWriter(path) as out:
+        with pytest.raises(InvalidArgumentError, match="nested too deeply"):
+            out.write(make_trace(1), label=deep)
+        out.write(make_trace(2), id="ok")
+    with path.open("a") as handle:
+        handle.write('{"trace": ' + make_trace(3).to_json() + ', "label": ' + "[" * 5000 + "]" * 5000 + "}\n")
+    loaded = read_traces(path, skip_bad=True)
+    assert [r.id for r in loaded.records] == ["ok"]
+    assert [(b.line, b.reason) for b in loaded.bad] == [(2, "nested too deeply to read")]

@@ -17,6 +17,7 @@ from vpd.errors import (
     RegistrationError,
     SandboxError,
     ToolError,
+    TraceFileError,
     VPDError,
 )
 from vpd.helpers import best_image_match, bool_to_yesno, coerce_to_numeric, distance, llm_query
@@ -113,6 +114,7 @@ __all__ = [
     "RegistrationError",
     "SandboxError",
     "ToolError",
+    "TraceFileError",
     "VPDError",
     "__version__",
 ]

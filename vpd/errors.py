@@ -11,7 +11,8 @@ catch one type. Messages say what went wrong *and* what to do about it.
     ├── BackendError           a backend (a model behind a capability) failed while running
     │   └── BackendUnavailable a capability cannot run here (missing extra, weights, or LLM)
     ├── ToolError              a user tool (``@vpd.tool``) raised, or returned what no program can take
-    └── SandboxError           the sandbox itself cannot run programs (not a program's failure)
+    ├── SandboxError           the sandbox itself cannot run programs (not a program's failure)
+    └── TraceFileError         a file of traces cannot be read or appended to (bad lines named by number)
 
 A program that fails is data, not an exception: its :class:`~vpd.traces.Execution` says why.
 
@@ -29,6 +30,7 @@ __all__ = [
     "RegistrationError",
     "SandboxError",
     "ToolError",
+    "TraceFileError",
     "VPDError",
 ]
 
@@ -86,4 +88,12 @@ class SandboxError(VPDError, RuntimeError):
     """The sandbox itself cannot run programs (its template process failed to start).
 
     A program that fails never raises this: its :class:`~vpd.traces.Execution` records why.
+    """
+
+
+class TraceFileError(VPDError, ValueError):
+    """A JSONL file of traces cannot be read or appended to.
+
+    Bad lines are named by file and line number; ``read_traces(..., skip_bad=True)`` skips
+    and lists them instead.
     """

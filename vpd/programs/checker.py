@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from vpd.helpers import HELPER_API
 from vpd.patch import PATCH_API, ImagePatch
-from vpd.programs.policy import PATCH_ATTRIBUTES, SAFE_BUILTIN_NAMES, compile_program
+from vpd.programs.policy import EXCEPTION_FIELDS, PATCH_ATTRIBUTES, SAFE_BUILTIN_NAMES, compile_program
 from vpd.tools.user_tools import ToolRegistry, tool_registry
 from vpd.traces.trace import ProgramError
 
@@ -24,7 +24,7 @@ __all__ = ["check_program"]
 _BUILTIN_TYPES = (str, list, dict, set, tuple, int, float, frozenset, bool, complex, bytes)
 _TYPE_MEMBERS = frozenset(n for t in _BUILTIN_TYPES for n in dir(t) if not n.startswith("_"))
 _IMAGE_ATTRIBUTES = frozenset(("width", "height", "size"))
-_EXCEPTION_ATTRIBUTES = frozenset(("args", "tool", "backend"))
+_EXCEPTION_ATTRIBUTES = frozenset(("args", *EXCEPTION_FIELDS))
 _PATCH_METHODS = frozenset(n for n in PATCH_API if callable(inspect.getattr_static(ImagePatch, n)))
 _MAX_ERRORS = 10
 

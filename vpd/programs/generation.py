@@ -23,10 +23,11 @@ from vpd.errors import InvalidArgumentError, VPDError
 from vpd.programs.checker import check_program, format_errors
 from vpd.programs.completions import CompletionCache
 from vpd.programs.extract import extract_program
+from vpd.programs.library import ExampleLibrary
+from vpd.programs.prompt import render_prompt, repair_messages
 from vpd.tools.types import ChatMessage, Completion
 
 if TYPE_CHECKING:
-    from vpd.programs.prompt import ExampleLibrary
     from vpd.tools.protocols import TextGenerator
     from vpd.tools.user_tools import ToolRegistry
 
@@ -182,8 +183,6 @@ class ProgramGenerator:
             tools = tool_registry
         self.tools = tools
         if library is None:
-            from vpd.programs.prompt import ExampleLibrary
-
             library = ExampleLibrary.builtin(tools=tools)
         self.library = library
         if cache is None or cache is True:
@@ -194,8 +193,6 @@ class ProgramGenerator:
 
     def prompt(self, question: str) -> list[ChatMessage]:
         """The conversation that asks for a program answering ``question``."""
-        from vpd.programs.prompt import render_prompt
-
         examples = self.library.select(question, self.config.examples) if self.config.examples else []
         return list(render_prompt(question, examples=examples, tools=self.tools))
 
@@ -243,8 +240,6 @@ class ProgramGenerator:
         def request(index: int, attempt_number: int) -> None:
             conversation = messages
             if attempt_number > 0:
-                from vpd.programs.prompt import repair_messages
-
                 last = attempts[index][-1]
                 shown = last.program if last.program is not None else last.completion.text
                 conversation = list(repair_messages(messages, shown, last.errors or ""))

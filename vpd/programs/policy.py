@@ -25,6 +25,7 @@ from vpd.patch import PATCH_API
 
 __all__ = [
     "ASSIGN_HOOK",
+    "EXCEPTION_FIELDS",
     "PATCH_ATTRIBUTES",
     "PROGRAM_FILENAME",
     "SAFE_BUILTIN_NAMES",
@@ -44,6 +45,10 @@ SAFE_BUILTIN_NAMES: tuple[str, ...] = (
 
 #: ImagePatch attributes a program may read or call (plus user method tools).
 PATCH_ATTRIBUTES = frozenset((*PATCH_API, "score", "label", "xyxy"))
+
+#: What a program may read of a failed tool call's exception besides ``args``: the user tool
+#: (``ToolError.tool``), or the capability and backend (``BackendError``); None when absent.
+EXCEPTION_FIELDS = frozenset(("tool", "capability", "backend"))
 
 #: Name of the tracing hook inserted after assignments (unreachable from program code,
 #: which may not use names starting with an underscore).

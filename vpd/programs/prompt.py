@@ -29,8 +29,6 @@ from vpd.traces.trace import ProgramError
 __all__ = [
     "MAX_ERROR_CHARS",
     "SYSTEM_PROMPT",
-    "Example",
-    "ExampleLibrary",
     "estimate_tokens",
     "render_prompt",
     "repair_messages",

@@ -7,15 +7,18 @@ can ask for. Two classes satisfy it, and the type checker holds both to it:
   (:mod:`vpd.tools.operations` says how each is served);
 * the sandbox's worker-side client forwards them to the host, which serves them with a
   toolkit. Neither side lists the operations again: both read the parameters of each
-  method declared here (:data:`OPERATIONS`), and the sandbox's tests run every one of them
-  through the sandbox.
+  method declared here (:data:`OPERATIONS`). The client's methods are generated, so the
+  type checker cannot see them; ``tests/test_contract.py`` holds their signatures to the
+  declarations and runs every operation both directly and through the sandbox.
 
-Adding a built-in ``ImagePatch`` method therefore touches three places: the method itself
-(``vpd/patch.py``, whose docstring the program-writing LLM reads), its declaration here, and
-its implementation in :mod:`vpd.tools.operations`. Parameters are typed with the types
-below (``Box``, ``Sequence[Box]``, ``str``, ``Sequence[str]``, ``bool``, the image and a
-mask), which the sandbox knows how to carry; a new kind of parameter needs a converter in
-the sandbox's serving module (its import fails until there is one).
+Adding a built-in ``ImagePatch`` operation therefore touches the method and its
+implementation: the method on ``ImagePatch`` (``vpd/patch.py``, whose docstring the
+program-writing LLM reads) with its name in ``PATCH_API`` (what programs may call and the
+prompt shows), its declaration here, and its implementation in :mod:`vpd.tools.operations`.
+Parameters are typed with the types below (``Box``, ``Sequence[Box]``, ``str``,
+``Sequence[str]``, ``bool``, the image and a mask), which the sandbox knows how to carry; a
+new kind of parameter needs a reader in the sandbox's serving module (its import fails
+until there is one).
 
 Regions are ``(x0, y0, x1, y1)`` integer pixel boxes of the full image with the origin at
 the top-left corner (x1, y1 exclusive); ``ImagePatch`` converts from its own convention.
@@ -80,8 +83,8 @@ class PatchOperations(Protocol):
         """Whether ``find`` returns at least one object."""
         ...
 
-    def verify_property(self, image: ImageData, box: Box, object_name: str, prop: str) -> bool:
-        """Whether the object in the region has the property ``prop``."""
+    def verify_property(self, image: ImageData, box: Box, object_name: str, property: str) -> bool:
+        """Whether the object in the region has the ``property`` (named as ``ImagePatch`` names it)."""
         ...
 
     def best_text_match(self, image: ImageData, box: Box, options: Sequence[str]) -> str:

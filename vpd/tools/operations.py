@@ -1,6 +1,6 @@
 """How the toolkit serves each ImagePatch operation.
 
-:class:`ToolOperations` is the part of :class:`~vpd.tools.Toolkit` that implements
+:class:`ToolOperations` is the part of :class:`~vpd.Toolkit` that implements
 :class:`~vpd.tools.contract.PatchOperations`: it turns a program's request (``find``,
 ``ocr``, ``simple_query``...) on an image region into capability calls, memoised in the
 result cache and reported as one :class:`~vpd.traces.ToolCall` each (see
@@ -137,7 +137,7 @@ def _yes(answer: str) -> bool:
 
 
 class ToolOperations:
-    """The operations of a toolkit (mixed into :class:`~vpd.tools.Toolkit`)."""
+    """The operations of a toolkit (mixed into :class:`~vpd.Toolkit`)."""
 
     cache: ResultCache | None
     tools: ToolRegistry
@@ -246,7 +246,12 @@ class ToolOperations:
                 seconds=round(time.perf_counter() - start, 6),
                 cache_hit=call.cache_hit,
                 error=error,
-                details={"steps": call.steps, **(details or {})},
+                # The image's hash (16 hex digits) tells apart calls recorded across images.
+                details={
+                    "steps": call.steps,
+                    **({"image": image.sha256[:16]} if image is not None else {}),
+                    **(details or {}),
+                },
             )
         )
 
@@ -363,11 +368,11 @@ class ToolOperations:
         )
         return str(answer).strip()
 
-    def verify_property(self, image: ImageData, box: Box, object_name: str, prop: str) -> bool:
-        """Whether the object in the region has ``prop`` (see the module docstring)."""
+    def verify_property(self, image: ImageData, box: Box, object_name: str, property: str) -> bool:
+        """Whether the object in the region has ``property`` (see the module docstring)."""
         box = self.check_box(image, box)
         name = check_text(object_name, "object_name")
-        prop = check_text(prop, "property")
+        prop = check_text(property, "property")
 
         def run(call: _Call) -> bool:
             if self.has("match"):

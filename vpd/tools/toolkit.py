@@ -23,7 +23,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from vpd.errors import BackendUnavailable, ConfigError
 from vpd.tools.backend import Backend, BackendInfo, ModelStore
@@ -341,7 +341,11 @@ def set_default_toolkit(toolkit: Toolkit | None) -> None:
 
 
 def current_toolkit() -> Toolkit:
-    """The toolkit in effect: the one set by :func:`use_toolkit`, else the default."""
+    """The toolkit in effect: the one set by :func:`use_toolkit`, else the default.
+
+    Host code asks for this. Inside a sandboxed program what is in effect is the worker's
+    client, not a toolkit: ImagePatch asks :func:`current_operations` instead.
+    """
     current = _current.get()
     return current if isinstance(current, Toolkit) else _default_toolkit()
 
@@ -366,3 +370,10 @@ def use_toolkit(toolkit: Ops) -> Iterator[Ops]:
         yield toolkit
     finally:
         _current.reset(token)
+
+
+if TYPE_CHECKING:
+    # The type checker holds the toolkit to the operations contract here. (The sandbox
+    # worker's client generates its methods from the contract; tests/test_contract.py holds
+    # their signatures to it.)
+    _SERVES_PATCHES: type[PatchOperations] = Toolkit

@@ -16,7 +16,6 @@ from vpd.traces.execution import Execution
 from vpd.traces.files import (
     BadLine,
     ParsedRecord,
-    TraceFileError,
     TraceRecord,
     TraceRecords,
     iter_traces,
@@ -52,7 +51,6 @@ __all__ = [
     "ToolCall",
     "Trace",
     "TraceEvent",
-    "TraceFileError",
     "TraceRecord",
     "TraceRecords",
     "TraceWriter",

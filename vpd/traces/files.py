@@ -41,14 +41,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vpd.errors import VPDError
+from vpd.errors import TraceFileError
 from vpd.traces.answers import judge
 from vpd.traces.trace import Assignment, PrintOutput, ToolCall, Trace
 
 __all__ = [
     "RECORD_KEYS",
     "BadLine",
-    "TraceFileError",
     "TraceRecord",
     "TraceRecords",
     "ParsedRecord",
@@ -61,10 +60,6 @@ __all__ = [
 #: The keys a record wrapping a trace may have besides its extra fields.
 RECORD_KEYS = ("trace", "id", "question", "label", "correct", "image", "rationale")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-
-
-class TraceFileError(VPDError, ValueError):
-    """A JSONL file of traces has bad lines (each named by file and line number)."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +140,8 @@ def parse_line(raw: bytes) -> dict[str, Any]:
         data = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not JSON: {exc.msg} (column {exc.colno})") from None
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object (a trace or a record), got {type(data).__name__}")
     return data
@@ -319,6 +316,8 @@ def iter_traces(
                 continue
             try:
                 yield _record(parse_line(raw), f"{path.name}:{number}", path.parent, images)
+            except RecursionError:  # an answer or label nested too deeply to judge
+                yield BadLine(str(path), number, "nested too deeply to read")
             except ValueError as exc:
                 reason = str(exc)
                 if not raw.endswith(b"\n"):

@@ -86,7 +86,7 @@ class ToolCall:
 
     The toolkit emits one for every operation it serves (see
     :func:`vpd.tools.events.record_tool_calls`); whoever records it places it in a run
-    with :func:`dataclasses.replace`, setting ``index`` and ``line``.
+    with :meth:`placed`, setting ``index`` and ``line``.
 
     Attributes:
         index: Position among all events of the run (-1 until a recorder places it).

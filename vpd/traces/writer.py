@@ -12,9 +12,11 @@ crash loses at most the line being written, and a rerun can append to the same f
   (:func:`~vpd.traces.files.parse_record`) first and refuses a record the reader would
   call bad, with the same reason (:class:`~vpd.errors.InvalidArgumentError`).
 * Append-only: nothing already in the file is changed. If the file ends in a line cut
-  short (an earlier writer crashed mid-line), a newline is added first, so that line stays
-  one bad line that the reader reports by number and the new records stay whole; the
-  writer warns about it and sets :attr:`TraceWriter.repaired_tail`.
+  short (an earlier writer crashed mid-line), the first new record starts with a newline,
+  so that line stays one bad line that the reader reports by number and the new records
+  stay whole; the writer warns about it and sets :attr:`TraceWriter.repaired_tail`. The
+  same goes for a write that fails half way (disk full, file size limit): it raises, and
+  the next record starts on a line of its own.
 * Each line goes to the operating system in one ``write`` of the whole line, with the
   file opened ``O_APPEND``: lines from several threads (a lock orders them) or several
   processes appending to one local file do not interleave. ``sync=True`` also forces each
@@ -31,9 +33,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from vpd.errors import InvalidArgumentError
+from vpd.errors import InvalidArgumentError, TraceFileError
 from vpd.traces.execution import Execution
-from vpd.traces.files import RECORD_KEYS, TraceFileError, parse_record
+from vpd.traces.files import RECORD_KEYS, parse_record
 from vpd.traces.trace import Trace
 
 __all__ = ["TraceWriter"]
@@ -55,6 +57,9 @@ class TraceWriter:
         self.sync = sync
         self.written = 0
         self.repaired_tail = False
+        # The file may end in part of a line (an earlier crash, a failed write): the next
+        # record then starts with a newline.
+        self._torn = False
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,8 +84,7 @@ class TraceWriter:
         except OSError as exc:
             raise TraceFileError(f"Cannot read the end of {str(self.path)!r}: {exc.strerror or exc}.") from None
         if last != b"\n":
-            self._write_bytes(b"\n")
-            self.repaired_tail = True
+            self._torn = self.repaired_tail = True
             warnings.warn(
                 f"{self.path} ended in an incomplete line (a writer crashed mid-line?); it is kept as it is, "
                 "and reading the file reports it as a bad line. New traces start on the next line.",
@@ -140,10 +144,14 @@ class TraceWriter:
         try:
             line = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
             encoded = line.encode("utf-8")
+        except RecursionError:
+            raise InvalidArgumentError("This trace record is nested too deeply to write as JSON.") from None
         except (TypeError, ValueError, UnicodeEncodeError) as exc:
             raise InvalidArgumentError(f"This trace record cannot be written as JSON: {exc}.") from None
         try:
             parse_record(json.loads(line))
+        except RecursionError:
+            raise InvalidArgumentError("This trace record is nested too deeply to read back.") from None
         except ValueError as exc:
             raise InvalidArgumentError(f"This trace record would not read back: {exc}.") from None
         with self._lock:
@@ -153,18 +161,29 @@ class TraceWriter:
     def _write_bytes(self, data: bytes) -> None:
         if self._fd is None:
             raise TraceFileError(f"The writer of {str(self.path)!r} is closed.")
-        view = memoryview(data)
+        if self._torn:
+            data = b"\n" + data
         try:
-            while view:  # a regular file takes the whole line at once; a short write (disk full) is retried
-                done = os.write(self._fd, view)
-                view = view[done:]
-            if self.sync:
-                os.fsync(self._fd)
+            done = os.write(self._fd, data)  # one write: appends from other processes cannot split it
         except OSError as exc:
+            # Nothing, or an unknown part, reached the file: end that part's line before the next record.
+            self._torn = True
             raise TraceFileError(f"Cannot append to {str(self.path)!r}: {exc.strerror or exc}.") from None
+        if done < len(data):
+            self._torn = True
+            raise TraceFileError(
+                f"Only {done} of {len(data)} bytes of a trace reached {str(self.path)!r} (disk full, or a file "
+                "size limit?); that line is cut short, and the reader will report it."
+            )
+        self._torn = False
+        if self.sync:
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                raise TraceFileError(f"Cannot sync {str(self.path)!r} to disk: {exc.strerror or exc}.") from None
 
     def close(self) -> None:
-        """Close the file (further writes raise :class:`~vpd.traces.files.TraceFileError`)."""
+        """Close the file (further writes raise :class:`~vpd.errors.TraceFileError`)."""
         with self._lock:
             if self._fd is not None:
                 try:

@@ -4,7 +4,7 @@
 each program in a fresh worker forked from it (:mod:`vpd.programs.sandbox.worker`). The
 host keeps the models and the pixels: one thread per running program talks to its worker
 (:class:`~vpd.programs.sandbox.run.ProgramRun`), serving its tool calls through the
-:class:`~vpd.tools.Toolkit` and recording each as it serves it. One watchdog thread
+:class:`~vpd.Toolkit` and recording each as it serves it. One watchdog thread
 enforces every run's wall-clock deadline with ``SIGKILL`` (which no code in the worker can
 catch). Every way a run can end becomes an :class:`~vpd.traces.Execution`, never an
 exception.

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from vpd.errors import InvalidArgumentError, ToolError, VPDError
+from vpd.errors import BackendError, InvalidArgumentError, ToolError, VPDError
 from vpd.image import ImageData
 from vpd.patch import ImagePatch
 from vpd.programs.sandbox import wire
@@ -54,43 +54,52 @@ class Served(NamedTuple):
     seconds: float
 
 
-def json_safe(value: Any, depth: int = 0) -> Any:
-    """A value the toolkit returned, as plain JSON for the worker (numpy scalars included).
+def json_safe(value: Any, error: type[VPDError] = ToolError, *, regions: bool = True, depth: int = 0) -> Any:
+    """A value a tool returned, as plain JSON for the worker (numpy scalars included).
 
-    Patches become ``{"$patch": box}`` and regions ``{"$region": fields}`` without their mask.
+    Patches become ``{"$patch": box}``; with ``regions``, :class:`~vpd.tools.contract.Region`
+    objects (what ``find`` returns) become ``{"$region": fields}``, without their mask.
+
+    Args:
+        value: The value.
+        error: What to raise when it cannot be sent: :class:`~vpd.errors.BackendError` for an
+            operation's result, :class:`~vpd.errors.ToolError` for a user tool's.
+        regions: Whether regions may be sent (only operations return them; a user tool's
+            result holds plain values and patches).
+        depth: Nesting so far.
 
     Raises:
-        ToolError: A value no program can receive (too deep, non-finite, an unknown type).
+        VPDError: ``error``: a value no program can receive (too deep, non-finite, an unknown type).
     """
     if depth > 8:
-        raise ToolError("a tool returned a value nested too deeply")
+        raise error("a tool returned a value nested too deeply")
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str):
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise ToolError("a tool returned text that is not valid Unicode (a lone surrogate)") from None
+            raise error("a tool returned text that is not valid Unicode (a lone surrogate)") from None
         return value
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ToolError(f"a tool returned {value!r}, which cannot be sent to a program")
+            raise error(f"a tool returned {value!r}, which cannot be sent to a program")
         return float(value)
     if isinstance(value, ImagePatch):
         return {wire.PATCH: list(value.xyxy)}
-    if isinstance(value, Region):
+    if regions and isinstance(value, Region):
         fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.name != "mask"}
-        return {wire.REGION: json_safe(fields, depth + 1)}
+        return {wire.REGION: json_safe(fields, error, regions=regions, depth=depth + 1)}
     if isinstance(value, (list, tuple)):
-        return [json_safe(v, depth + 1) for v in value]
+        return [json_safe(v, error, regions=regions, depth=depth + 1) for v in value]
     if isinstance(value, dict):
-        return {str(k): json_safe(v, depth + 1) for k, v in value.items()}
+        return {str(k): json_safe(v, error, regions=regions, depth=depth + 1) for k, v in value.items()}
     item = getattr(value, "item", None)
     if callable(item) and getattr(value, "shape", None) == ():
-        return json_safe(item(), depth + 1)
-    raise ToolError(f"a tool returned a {type(value).__name__}, which cannot be sent to a program")
+        return json_safe(item(), error, regions=regions, depth=depth + 1)
+    raise error(f"a tool returned a {type(value).__name__}, which cannot be sent to a program")
 
 
 class ToolServer:
@@ -122,16 +131,22 @@ class ToolServer:
         if self.calls > self.max_tool_calls:
             self.violation = f"The program made more than {self.max_tool_calls} tool calls."
             reply = {"error": {"kind": "violation", "message": self.violation}}
-        elif not isinstance(args, dict) or not (op == "call_tool" or op in _PARAMETERS):
+        elif not isinstance(op, str) or not isinstance(args, dict) or not (op == "call_tool" or op in _PARAMETERS):
             self.violation = "The worker asked for an unknown operation."
             reply = {"error": {"kind": "violation", "message": self.violation}}
         else:
             with record_tool_calls() as calls:
                 try:
-                    result = self._call_tool(args) if op == "call_tool" else self._operation(op, args)
-                    reply = {"result": json_safe(result)}
+                    if op == "call_tool":
+                        reply = {"result": json_safe(self._call_tool(args), ToolError, regions=False)}
+                    else:
+                        reply = {"result": json_safe(self._operation(op, args), BackendError)}
                 except InvalidArgumentError as exc:
                     reply = {"error": {"kind": "invalid", "message": bounded(exc)}}
+                except BackendError as exc:
+                    # What the program's BackendError carries: the capability and backend that failed.
+                    failed = {"capability": exc.capability, "backend": exc.backend}
+                    reply = {"error": {"kind": "tool", "message": bounded(exc), **failed}}
                 except VPDError as exc:
                     reply = {"error": {"kind": "tool", "message": bounded(exc)}}
                 except Exception as exc:  # a user tool's own bug: the program sees a ToolError
@@ -161,7 +176,9 @@ class ToolServer:
         return result
 
     def _call_tool(self, args: dict[str, Any]) -> Any:
-        name = _text(self, "name", args.get("name"), {})
+        name = args.get("name")
+        if not isinstance(name, str):
+            raise InvalidArgumentError("A user tool's name must be a string.")
         positional = args.get("args", [])
         keywords = args.get("kwargs", {})
         if not isinstance(positional, list) or not isinstance(keywords, dict):
@@ -208,21 +225,9 @@ def _box(server: ToolServer, name: str, value: Any, read: dict[str, Any]) -> Box
     return server.toolkit.check_box(server.image, value)
 
 
-def _text(server: ToolServer, name: str, value: Any, read: dict[str, Any]) -> str:
-    if not isinstance(value, str):
-        raise InvalidArgumentError(f"{name} must be a string.")
-    return value
-
-
-def _texts(server: ToolServer, name: str, value: Any, read: dict[str, Any]) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InvalidArgumentError(f"{name} must be a list of strings.")
-    return value
-
-
-def _flag(server: ToolServer, name: str, value: Any, read: dict[str, Any]) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidArgumentError(f"{name} must be True or False.")
+def _as_sent(server: ToolServer, name: str, value: Any, read: dict[str, Any]) -> Any:
+    # Texts, lists of texts and flags arrive as plain JSON and go to the toolkit as they are:
+    # it checks them as it checks a direct call, so a program gets the same message either way.
     return value
 
 
@@ -245,9 +250,9 @@ _READERS: dict[str, Reader] = {
     "np.ndarray | None": _mask,
     "Box": _box,
     "Sequence[Box]": _boxes,
-    "str": _text,
-    "Sequence[str]": _texts,
-    "bool": _flag,
+    "str": _as_sent,
+    "Sequence[str]": _as_sent,
+    "bool": _as_sent,
 }
 
 

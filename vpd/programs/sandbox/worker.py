@@ -25,7 +25,13 @@ from typing import Any
 from vpd.errors import BackendError, InvalidArgumentError, ToolError
 from vpd.image import ImageData
 from vpd.patch import ImagePatch
-from vpd.programs.policy import ASSIGN_HOOK, PATCH_ATTRIBUTES, PROGRAM_FILENAME, SAFE_BUILTIN_NAMES
+from vpd.programs.policy import (
+    ASSIGN_HOOK,
+    EXCEPTION_FIELDS,
+    PATCH_ATTRIBUTES,
+    PROGRAM_FILENAME,
+    SAFE_BUILTIN_NAMES,
+)
 from vpd.programs.sandbox import wire
 from vpd.tools.contract import OPERATIONS, Region, operation_signature
 from vpd.tools.user_tools import ToolRegistry, ToolSpec
@@ -244,7 +250,12 @@ class ToolClient:
                 raise SandboxViolation(message)
             if op == "call_tool":
                 raise ToolError(message, tool=str(args.get("name", op)))
-            raise BackendError(message, capability=op)
+            capability, backend = error.get("capability"), error.get("backend")
+            raise BackendError(
+                message,
+                capability=capability if isinstance(capability, str) else None,
+                backend=backend if isinstance(backend, str) else None,
+            )
         return reply.get("result")
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
@@ -285,8 +296,12 @@ def _forwarder(name: str) -> Callable[..., Any]:
             bound.apply_defaults()
             args = tuple(bound.arguments[p.name] for p in parameters)
         arguments = {key: _encode(args[i]) for i, key in sent}
-        return _decode(client._call(name, **arguments), client._root)
+        return _decode(client._call(name, **arguments), client._root, regions=True)
 
+    # Introspection (and the contract tests) see the declared signature, not *args/**kwargs.
+    client = inspect.Parameter("client", inspect.Parameter.POSITIONAL_ONLY)
+    forward.__dict__["__signature__"] = signature.replace(parameters=[client, *parameters])
+    forward.__name__ = name
     return forward
 
 
@@ -317,19 +332,23 @@ def _encode(value: Any) -> Any:
     raise InvalidArgumentError(f"a {kind.__name__} cannot be passed to a tool")
 
 
-def _decode(value: Any, root: ImagePatch | None) -> Any:
-    """A result from the host: ``$patch`` boxes become patches, ``$region`` objects regions."""
+def _decode(value: Any, root: ImagePatch | None, *, regions: bool = False) -> Any:
+    """A result from the host, with patches and (``regions``) regions rebuilt.
+
+    ``$patch`` boxes become patches; ``$region`` objects become regions only in an
+    operation's result (``regions=True``), never in a user tool's, which is plain data.
+    """
     if type(value) in _PLAIN:
         return value
     if isinstance(value, dict):
         if set(value) == {wire.PATCH} and root is not None:
             return ImagePatch._from_region(root, tuple(value[wire.PATCH]))
-        if set(value) == {wire.REGION}:
+        if regions and set(value) == {wire.REGION}:
             fields = value[wire.REGION]
             return Region(**{**fields, "box": tuple(fields["box"])})
-        return {k: _decode(v, root) for k, v in value.items()}
+        return {k: _decode(v, root, regions=regions) for k, v in value.items()}
     if isinstance(value, list):
-        return [_decode(v, root) for v in value]
+        return [_decode(v, root, regions=regions) for v in value]
     return value
 
 
@@ -426,6 +445,9 @@ def _make_getattr(client: ToolClient) -> Callable[..., Any]:
             if name in ("width", "height", "size"):
                 return getattr(obj, name)
             raise AttributeError(f"the image has no attribute {name!r}; wrap it: ImagePatch(image)")
+        if isinstance(obj, Exception) and name in EXCEPTION_FIELDS:
+            # What failed, when a tool call failed: None where the exception does not say.
+            return getattr(obj, name, None)
         if kind in _PLAIN_TYPES or any(obj is t for t in _PLAIN_TYPES) or isinstance(obj, Exception):
             return safer_getattr(obj, name)
         raise SandboxViolation(f"attribute access on {kind.__name__} objects is not allowed")
