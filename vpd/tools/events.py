@@ -29,7 +29,9 @@ def emit(call: ToolCall) -> None:
 
 
 @contextlib.contextmanager
-def record_tool_calls(listener: Callable[[ToolCall], None] | None = None) -> Iterator[list[ToolCall]]:
+def record_tool_calls(
+    listener: Callable[[ToolCall], None] | None = None, *, numbered: bool = True
+) -> Iterator[list[ToolCall]]:
     """Collect the tool calls served in this context, numbered in the order they happened.
 
     Example:
@@ -40,14 +42,16 @@ def record_tool_calls(listener: Callable[[ToolCall], None] | None = None) -> Ite
 
     Args:
         listener: Also call this for each call, as it happens.
+        numbered: Set ``index`` to each call's position in the list; False keeps the records
+            as emitted (``index`` -1), for a recorder that places them in a run itself.
 
     Yields:
-        The list the calls are appended to (``index`` is their position in it).
+        The list the calls are appended to.
     """
     calls: list[ToolCall] = []
 
     def collect(call: ToolCall) -> None:
-        placed = call.placed(len(calls))
+        placed = call.placed(len(calls)) if numbered else call
         calls.append(placed)
         if listener is not None:
             listener(placed)

@@ -232,6 +232,11 @@ class ToolOperations:
         details: dict[str, Any] | None = None,
     ) -> None:
         primary = next((s for s in call.steps if s["capability"] == capability), None)
+        facts: dict[str, Any] = {"steps": call.steps}
+        if image is not None:  # the image's hash (16 hex digits) tells apart calls recorded across images
+            facts["image"] = image.sha256[:16]
+        if details:
+            facts.update(details)
         emit(
             ToolCall(
                 index=-1,  # placed by whoever records it
@@ -246,12 +251,7 @@ class ToolOperations:
                 seconds=round(time.perf_counter() - start, 6),
                 cache_hit=call.cache_hit,
                 error=error,
-                # The image's hash (16 hex digits) tells apart calls recorded across images.
-                details={
-                    "steps": call.steps,
-                    **({"image": image.sha256[:16]} if image is not None else {}),
-                    **(details or {}),
-                },
+                details=facts,
             )
         )
 

@@ -128,9 +128,8 @@ class ToolCall:
         Raises:
             TypeError: A change names no field of a tool call.
         """
-        unknown = set(changes) - _TOOL_CALL_FIELDS
-        if unknown:
-            raise TypeError(f"ToolCall has no fields {sorted(unknown)}")
+        if not _TOOL_CALL_FIELDS.issuperset(changes):
+            raise TypeError(f"ToolCall has no fields {sorted(set(changes) - _TOOL_CALL_FIELDS)}")
         copy = object.__new__(ToolCall)
         fields = copy.__dict__
         fields.update(self.__dict__)

@@ -135,7 +135,7 @@ class ToolServer:
             self.violation = "The worker asked for an unknown operation."
             reply = {"error": {"kind": "violation", "message": self.violation}}
         else:
-            with record_tool_calls() as calls:
+            with record_tool_calls(numbered=False) as calls:  # the recorder places them in the run
                 try:
                     if op == "call_tool":
                         reply = {"result": json_safe(self._call_tool(args), ToolError, regions=False)}
