@@ -1,12 +1,13 @@
 """Serving one program's tool requests in the host, through a toolkit.
 
-The worker is untrusted, so each request is checked here before anything runs: the
-operation must be one of the :class:`~vpd.tools.contract.PatchOperations` contract (or a
-registered user tool), its arguments are read by the types that contract declares (boxes
-clamped to the image, texts, lists of texts, flags), and the image and the masks are
-supplied by the host, never by the program. Results go back as plain JSON: regions without
-their masks (the host keeps the masks, within a memory budget, for a later ``depth()`` of
-the same box), patches as boxes.
+The worker is untrusted, so each request is checked before anything runs: the operation
+must be one of the :class:`~vpd.tools.contract.PatchOperations` contract (or a registered
+user tool), it may carry only the arguments the contract declares, boxes must be four
+integers (then clamped to the image), and the image and the masks are supplied by the host,
+never by the program. Texts, lists of texts and flags go to the toolkit as sent: it checks
+them as it checks a direct call, so a program gets the same error either way. Results go
+back as plain JSON: regions without their masks (the host keeps the masks, within a memory
+budget, for a later ``depth()`` of the same box), patches as boxes.
 
 No list of operations lives here: :data:`_READERS` knows how to read each *type* of
 parameter, and every operation is served by calling the toolkit's method of that name.
