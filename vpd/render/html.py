@@ -23,7 +23,7 @@ from vpd.render.text import CandidateLike
 from vpd.render.view import BOX_CONVENTION, TraceView, build_view
 from vpd.traces.answers import judge, normalize_answer
 from vpd.traces.execution import Execution
-from vpd.traces.text import answer_text, clip
+from vpd.traces.text import answer_text, shown
 from vpd.traces.trace import Trace
 
 if TYPE_CHECKING:
@@ -40,9 +40,14 @@ _LEGEND = 100
 
 
 def esc(value: Any) -> str:
-    """HTML-escape any value (quotes included), as text; lone surrogates become ``?``."""
+    r"""HTML-escape any value (quotes included), as text, with invisible characters shown as escapes.
+
+    Lone surrogates become ``?``; controls other than newlines and tabs, bidi overrides,
+    zero-width characters and line separators are shown as ``\u202e``-style escapes
+    (see :func:`vpd.traces.text.reveal`), so untrusted text cannot reorder what is shown.
+    """
     text = value if isinstance(value, str) else answer_text(value)
-    return html.escape(clip(text, len(text)), quote=True)
+    return html.escape(shown(text, len(text)), quote=True)
 
 
 @functools.lru_cache(maxsize=1)

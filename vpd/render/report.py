@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from vpd.render.html import esc, stylesheet
 from vpd.render.view import BOX_CONVENTION, build_view
 from vpd.traces.files import BadLine, TraceRecord
-from vpd.traces.text import answer_text, clip, one_line
+from vpd.traces.text import answer_text, clip, one_line, shown
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -344,19 +344,19 @@ def _entry(record: TraceRecord, image_key: str | None, image_note: str | None) -
     view = build_view(record.trace)
     extra = None
     if record.extra:
-        extra = {one_line(str(k), 100): clip(answer_text(v), _MAX_EXTRA) for k, v in list(record.extra.items())[:50]}
+        extra = {one_line(str(k), 100): shown(answer_text(v), _MAX_EXTRA) for k, v in list(record.extra.items())[:50]}
     error = record.trace.error
     return {
         "id": one_line(record.id, 200),
         "src": one_line(record.source, 300),
-        "q": clip(record.question, 2000) if record.question is not None else None,
+        "q": shown(record.question, 2000) if record.question is not None else None,
         "a": view.answer,
-        "l": clip(answer_text(record.label), 2000) if record.label is not None else None,
+        "l": shown(answer_text(record.label), 2000) if record.label is not None else None,
         "c": record.correct,
         "k": one_line(error.kind, 40) if error is not None else "",
         "img": image_key,
         "imgNote": image_note,
-        "r": clip(record.rationale, 20_000) if record.rationale else None,
+        "r": shown(record.rationale, 20_000) if record.rationale else None,
         "x": extra,
         "v": view.to_dict(),
     }

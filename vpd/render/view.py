@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vpd.render.text import call_summary, result_summary
-from vpd.traces.text import answer_text, box_of, clip, one_line, trace_to_text
+from vpd.traces.text import answer_text, box_of, clip, one_line, reveal, shown, trace_to_text
 from vpd.traces.trace import Assignment, PrintOutput, ToolCall, Trace
 
 __all__ = ["BOX_CONVENTION", "PALETTE", "BoxView", "EventView", "RegionView", "TraceView", "build_view"]
@@ -206,7 +206,7 @@ def build_view(trace: Trace) -> TraceView:
     notes: list[str] = []
     if len(lines) > MAX_PROGRAM_LINES:
         notes.append(f"The program has {len(lines)} lines; the first {MAX_PROGRAM_LINES} are shown.")
-    program_lines = [clip(line.rstrip(), MAX_LINE_CHARS) for line in lines[:MAX_PROGRAM_LINES]]
+    program_lines = [reveal(clip(line.rstrip(), MAX_LINE_CHARS), keep="\t") for line in lines[:MAX_PROGRAM_LINES]]
     events: list[EventView] = []
     boxes: list[BoxView] = []
     regions: dict[tuple[int, ...], list[str]] = {}
@@ -219,7 +219,7 @@ def build_view(trace: Trace) -> TraceView:
                 event.line,
                 call_summary(event, MAX_TEXT),
                 result_summary(event, MAX_TEXT),
-                clip(event.error, MAX_PRINT) if event.error is not None else None,
+                shown(event.error, MAX_PRINT) if event.error is not None else None,
                 info=_info(event),
             )
             if event.box is not None and len(event.box) == 4 and list(event.box) != whole:
@@ -244,7 +244,7 @@ def build_view(trace: Trace) -> TraceView:
             text = f"{one_line(event.name, 100)} = {one_line(event.value, MAX_TEXT)}"
             events.append(EventView("assign", event.line, text))
         elif isinstance(event, PrintOutput):
-            events.append(EventView("print", event.line, clip(event.text, MAX_PRINT)))
+            events.append(EventView("print", event.line, shown(event.text, MAX_PRINT)))
     if len(trace.events) > MAX_EVENTS:
         notes.append(f"{len(trace.events) - MAX_EVENTS} more events are not shown (at most {MAX_EVENTS}).")
     if skipped_boxes:
@@ -257,7 +257,7 @@ def build_view(trace: Trace) -> TraceView:
     if trace.error is not None:
         error = {
             "kind": one_line(trace.error.kind, 40),
-            "message": clip(trace.error.message, MAX_PRINT),
+            "message": shown(trace.error.message, MAX_PRINT),
             "line": trace.error.line,
         }
     image = {
@@ -271,12 +271,12 @@ def build_view(trace: Trace) -> TraceView:
         boxes=boxes,
         regions=[RegionView(list(box), ", ".join(ops[:4])) for box, ops in list(regions.items())[:MAX_REGIONS]],
         ok=trace.error is None,
-        answer=clip(answer_text(trace.answer), MAX_PRINT) if trace.error is None else None,
+        answer=shown(answer_text(trace.answer), MAX_PRINT) if trace.error is None else None,
         error=error,
         image=image,
         wall_seconds=round(float(trace.wall_seconds), 4),
         tool_seconds=round(float(trace.tool_seconds), 4),
         tool_calls=sum(1 for e in trace.events if isinstance(e, ToolCall)),
         notes=notes,
-        text=clip(trace_to_text(trace), 20_000),
+        text=shown(trace_to_text(trace), 20_000),
     )

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import math
-import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -43,6 +43,8 @@ __all__ = [
     "format_box",
     "is_box",
     "one_line",
+    "reveal",
+    "shown",
     "trace_to_text",
 ]
 
@@ -50,8 +52,13 @@ __all__ = [
 #: same corners divided by the image's width and height.
 BoxFormat = Literal["pixels", "normalized"]
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+# Characters that change how text around them is shown without being seen themselves:
+# controls (Cc: cursor moves, colours), format characters (Cf: bidi overrides and isolates,
+# zero-width spaces and joiners, soft hyphens) and line/paragraph separators (Zl, Zp).
+# Untrusted text shows them as escapes, so a program cannot reorder or add lines of a view
+# or of the execution-trace text.
+_HIDDEN = frozenset(("Cc", "Cf", "Zl", "Zp"))
 
 
 def clip(text: str, limit: int) -> str:
@@ -77,10 +84,43 @@ def one_line(text: str, limit: int = 200) -> str:
     """``text`` on one line: newlines and other control characters escaped, then clipped.
 
     Control characters are escaped so that untrusted text cannot move a terminal's cursor
-    or change its colours.
+    or change its colours, and invisible format characters (bidi overrides, zero-width
+    characters) and line or paragraph separators so that it cannot reorder what is shown or
+    start a line of its own (see :func:`reveal`).
     """
-    text = clip(text, limit)
-    return _CONTROL.sub(lambda m: _ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
+    return reveal(clip(text, limit), keep="")
+
+
+def reveal(text: str, keep: str = "\n\t") -> str:
+    r"""``text`` with every invisible character shown as an escape, except those in ``keep``.
+
+    Escaped: control characters (``\x1b`` ...), Unicode format characters such as bidi
+    overrides and zero-width spaces (``\u202e``, ``\u200b``), and the line and paragraph
+    separators ``\u2028`` and ``\u2029``. Views of untrusted text (program lines, prints,
+    error messages) pass through this, so what is shown is what is there.
+
+    Args:
+        text: Any text.
+        keep: Characters left as they are (by default newlines and tabs, for multi-line views).
+
+    Returns:
+        The text, unchanged when it has nothing to reveal.
+    """
+    if text.isprintable() or all(ch in keep or ch.isprintable() for ch in text):
+        return text
+    return "".join(ch if ch in keep or unicodedata.category(ch) not in _HIDDEN else _escape(ch) for ch in text)
+
+
+def shown(text: str, limit: int) -> str:
+    """Untrusted multi-line text for a view: clipped to ``limit`` (:func:`clip`), then :func:`reveal`."""
+    return reveal(clip(text, limit))
+
+
+def _escape(ch: str) -> str:
+    if ch in _ESCAPES:
+        return _ESCAPES[ch]
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def answer_text(value: Any) -> str:
