@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import unicodedata
+from pathlib import Path
 
 import pytest
 from support import program
@@ -81,3 +82,73 @@ class TestTraceTextCannotBeForged:
         for shown in (view, html):
             assert "\u202e" not in shown and "\u2028" not in shown and "\u200b" not in shown
             assert "\\u202e" in shown
+
+
+class TestNoLeaksAndLimitsAgree:
+    """Class 5: the zygote starts isolated, answer limits agree, leftovers are cleaned."""
+
+    def test_the_zygote_starts_isolated_without_the_host_environment(self, scene: Scene) -> None:
+        box = vpd.Sandbox()
+        try:
+            assert box.run("def execute_command(image):\n    return 1\n", scene.image, toolkit=scene.toolkit()).ok
+            assert box._process is not None
+            pid = box._process.pid
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        finally:
+            box.close()
+        assert b"-I" in argv and b"-m" not in argv
+        assert not any(entry.startswith((b"PYTHONPATH=", b"PYTHONHOME=", b"HOME=")) for entry in environ)
+
+    def test_leftover_roots_of_dead_hosts_are_removed_at_the_next_start(self, tmp_path, scene: Scene) -> None:
+        import os
+        import subprocess
+        import time
+
+        from vpd.programs.sandbox.host import remove_leftover_roots
+
+        dead_pid = subprocess.Popen(["true"])  # a pid that is gone once waited for
+        dead_pid.wait()
+        dead = tmp_path / f"vpd-sandbox-{dead_pid.pid}-abc"
+        live = tmp_path / f"vpd-sandbox-{os.getppid()}-abc"
+        mine = tmp_path / f"vpd-sandbox-{os.getpid()}-abc"
+        stale = tmp_path / "vpd-sandbox-oldstyle"
+        fresh = tmp_path / "vpd-sandbox-newstyle"
+        other = tmp_path / "something-else"
+        for folder in (dead, live, mine, stale, fresh, other):
+            folder.mkdir()
+        os.chmod(dead, 0o555)
+        two_days_ago = time.time() - 2 * 86400
+        os.utime(stale, (two_days_ago, two_days_ago))
+        removed = remove_leftover_roots(str(tmp_path))
+        assert sorted(removed) == sorted([str(dead), str(stale)])
+        assert all(p.exists() for p in (live, mine, fresh, other))
+        # A sandbox's start cleans the temporary directory's leftovers.
+        import tempfile
+
+        leftover = Path(tempfile.gettempdir()) / f"vpd-sandbox-{dead_pid.pid}-test"
+        leftover.mkdir()
+        box = vpd.Sandbox()
+        try:
+            assert box.run("def execute_command(image):\n    return 1\n", scene.image, toolkit=scene.toolkit()).ok
+        finally:
+            box.close()
+        assert not leftover.exists()
+
+    @pytest.mark.parametrize(
+        "body,kind",
+        [
+            ("return '\\U0001f600' * 20000", None),  # astral characters count once on both sides
+            ("return ['a'] * 999", None),
+            ("return ['a'] * 1000", "answer"),
+            ("p = ImagePatch(image)\nreturn [p] * 120", "answer"),  # a patch is a dict of 4 keys: 9 items
+            ("return 'x' * 20001", "answer"),
+        ],
+    )
+    def test_worker_and_host_agree_on_answer_limits(self, body: str, kind: str | None, scene, sandbox) -> None:
+        from vpd.programs.sandbox import wire
+
+        run = sandbox.run(program(body), scene.image, toolkit=scene.toolkit())
+        assert (run.error.kind if run.error else None) == kind, run.error
+        if kind is None:
+            assert wire.answer_problem(run.answer) is None

@@ -51,6 +51,51 @@ __all__ = ["Sandbox", "SandboxLimits", "default_sandbox", "run_program", "run_pr
 # The worker polls briefly for each tool result before sleeping (see ProgramRun), only
 # while no more programs run than there are CPUs.
 _WORKER_SPIN_SECONDS = 200e-6
+#: Temporary roots are named ``vpd-sandbox-<host pid>-<random>``, so a later host can tell
+#: the leftovers of hosts that died without cleaning up (killed, ``os._exit``).
+_ROOT_PREFIX = "vpd-sandbox-"
+_UNNAMED_ROOT_AGE = 24 * 3600.0
+_ZYGOTE_BOOT = (
+    "import json, sys; sys.path[:0] = json.loads(sys.argv[1]); "
+    "from vpd.programs.sandbox.zygote import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def remove_leftover_roots(directory: str | None = None) -> list[str]:
+    """Remove the temporary roots of sandboxes whose host process is gone.
+
+    Args:
+        directory: Where to look (default: the temporary directory).
+
+    Returns:
+        The folders removed.
+    """
+    removed = []
+    base = directory or tempfile.gettempdir()
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(base):
+            if not entry.name.startswith(_ROOT_PREFIX) or not entry.is_dir(follow_symlinks=False):
+                continue
+            pid_text = entry.name[len(_ROOT_PREFIX) :].split("-", 1)[0]
+            if pid_text.isdigit():
+                if int(pid_text) == os.getpid() or _alive(int(pid_text)):
+                    continue  # ours, or a live host's
+            elif time.time() - entry.stat(follow_symlinks=False).st_mtime < _UNNAMED_ROOT_AGE:
+                continue  # named by an earlier version, without the host's pid: only stale ones go
+            shutil.rmtree(entry.path, ignore_errors=True)
+            if not os.path.exists(entry.path):
+                removed.append(entry.path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 @functools.lru_cache(maxsize=256)
@@ -105,31 +150,32 @@ class Sandbox:
             if self._control is not None and self._process is not None and self._process.poll() is None:
                 return self._control
             self._stop_locked()
+            remove_leftover_roots()
             host, zygote = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            self._root = tempfile.mkdtemp(prefix="vpd-sandbox-")
+            self._root = tempfile.mkdtemp(prefix=f"{_ROOT_PREFIX}{os.getpid()}-")
             os.chmod(self._root, 0o555)
-            env = {
-                "PATH": "/usr/bin:/bin",
-                "PYTHONPATH": os.pathsep.join(os.path.abspath(p) for p in sys.path if p),
-                "PYTHONDONTWRITEBYTECODE": "1",
-                "LANG": "C.UTF-8",
-            }
+            # Isolated mode (-I: no environment variables, user site or current directory on
+            # the path) from a neutral directory: the zygote's path is exactly the host's
+            # import path, given here, and nothing of the host's temporary paths shows.
+            paths = json.dumps([os.path.abspath(p) for p in sys.path if p])
             self._process = subprocess.Popen(
                 [
                     sys.executable,
-                    "-s",
-                    "-m",
-                    "vpd.programs.sandbox.zygote",
+                    "-I",
+                    "-B",
+                    "-c",
+                    _ZYGOTE_BOOT,
+                    paths,
                     str(zygote.fileno()),
                     self._root,
                     str(self.spares),
                 ],
                 pass_fds=(zygote.fileno(),),
-                env=env,
+                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
-                cwd=self._root,
+                cwd="/",
             )
             zygote.close()
             host.settimeout(60)

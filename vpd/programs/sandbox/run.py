@@ -12,7 +12,6 @@ worker does.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -39,7 +38,6 @@ __all__ = ["CPUS", "ProgramRun", "RunHost"]
 _SPIN_SECONDS = 100e-6
 #: CPUs this process may run on.
 CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-_MAX_ANSWER_JSON = 200_000
 
 
 class RunHost(Protocol):
@@ -208,6 +206,7 @@ class ProgramRun:
                 line if isinstance(line, int) and not isinstance(line, bool) else None,
             )
         answer = message.get("answer")
-        if len(json.dumps(answer)) > _MAX_ANSWER_JSON:
-            return None, ProgramError("answer", "The answer is too large.")
+        problem = wire.answer_problem(answer)  # the worker's own limits, counted the same way
+        if problem is not None:
+            return None, ProgramError("answer", problem[:1].upper() + problem[1:] + ".")
         return answer, None

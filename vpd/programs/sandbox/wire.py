@@ -11,7 +11,19 @@ import socket
 import time
 from typing import Any
 
-__all__ = ["HOST_SUPPLIED", "MAX_MESSAGE_BYTES", "PATCH", "REGION", "WireError", "receive", "send"]
+__all__ = [
+    "HOST_SUPPLIED",
+    "MAX_ANSWER_CHARS",
+    "MAX_ANSWER_DEPTH",
+    "MAX_ANSWER_ITEMS",
+    "MAX_MESSAGE_BYTES",
+    "PATCH",
+    "REGION",
+    "WireError",
+    "answer_problem",
+    "receive",
+    "send",
+]
 
 #: Largest message either side accepts (well under the kernel's socket buffer).
 MAX_MESSAGE_BYTES = 96 * 1024
@@ -22,6 +34,40 @@ REGION = "$region"
 #: Parameter types of the operations contract that the host supplies itself (the worker holds
 #: neither pixels nor masks), as the annotations read in ``vpd.tools.contract``.
 HOST_SUPPLIED = frozenset({"ImageData", "np.ndarray | None"})
+
+#: Limits of a program's answer, applied by both sides with :func:`answer_problem`.
+MAX_ANSWER_ITEMS = 1000
+MAX_ANSWER_DEPTH = 8
+MAX_ANSWER_CHARS = 20_000
+
+
+def answer_problem(value: Any) -> str | None:
+    """Why a program's answer (plain JSON) is over the limits, or None.
+
+    The worker checks its answer with this before sending it and the host checks what
+    arrives with it too, so both sides agree on every answer. Items are every value and
+    every key; characters are code points of text (keys included), whatever their encoding.
+    """
+    items = chars = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        items += 1
+        if items > MAX_ANSWER_ITEMS:
+            return f"the answer has more than {MAX_ANSWER_ITEMS} items"
+        if depth > MAX_ANSWER_DEPTH:
+            return f"the answer is nested deeper than {MAX_ANSWER_DEPTH} levels"
+        if isinstance(item, str):
+            chars += len(item)
+            if chars > MAX_ANSWER_CHARS:
+                return f"the answer holds more than {MAX_ANSWER_CHARS} characters of text"
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, dict):
+            for key, v in item.items():
+                stack.append((key, depth + 1))
+                stack.append((v, depth + 1))
+    return None
 
 
 class WireError(Exception):

@@ -42,9 +42,9 @@ _PLAIN_TYPES = (str, bytes, list, dict, set, frozenset, tuple, int, float, bool,
 _MAX_EVENTS = 2000
 _MAX_PRINT_CHARS = 20_000
 _MAX_VALUE_CHARS = 200
-_MAX_ANSWER_CHARS = 20_000
-_MAX_ANSWER_ITEMS = 1000
-_MAX_ANSWER_DEPTH = 8
+_MAX_ANSWER_CHARS = wire.MAX_ANSWER_CHARS
+_MAX_ANSWER_ITEMS = wire.MAX_ANSWER_ITEMS
+_MAX_ANSWER_DEPTH = wire.MAX_ANSWER_DEPTH
 
 
 #: Violations raised in this worker. A program may catch the exception, but the run still
@@ -581,6 +581,9 @@ def run_worker(sock: socket.socket, job: dict[str, Any], code: CodeType) -> None
                     raise NameError("the program must define execute_command(image)")
                 result = entry(image)
                 answer = to_json(result)
+                problem = wire.answer_problem(answer)  # as the host will count it (patches as dicts)
+                if problem is not None:
+                    raise AnswerError(problem)
             except AnswerError as exc:
                 error = {"kind": "answer", "message": str(exc), "line": None}
             except SandboxViolation as exc:

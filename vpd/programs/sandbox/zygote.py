@@ -1,16 +1,17 @@
 """The template process that hands one disposable worker to each program.
 
-The host starts it once (``python -m vpd.programs.sandbox.zygote FD ROOT SPARES``): a small
-interpreter that imports the worker code, then isolates itself (its own empty network
-namespace, an empty root directory and an unprivileged user where the kernel and privileges
-allow), and waits for jobs on a Unix SEQPACKET socket. It keeps a few workers forked ahead
-of time, each already past its job-independent set-up (signals, descriptors, environment).
-A job carries the program (compiled by the host, so nothing is compiled twice) and the
-worker end of a socket pair; the zygote passes both to a spare worker, which sets the
-per-program limits (CPU time, address space, no files, no new processes, no core dumps)
-and runs the program, talking to the host directly; the zygote then forks a replacement.
-Forking from this small process, never from the host that holds the models, keeps a fork
-near a millisecond, and forking ahead takes even that off a program's start-up.
+The host starts it once (``python -I -c ... PATHS FD ROOT SPARES``, isolated, from ``/``,
+its import path given by the host): a small interpreter that imports the worker code, then
+isolates itself (its own empty network namespace, an empty root directory and an
+unprivileged user where the kernel and privileges allow), and waits for jobs on a Unix
+SEQPACKET socket. It keeps a few workers forked ahead of time, each already past its job-
+independent set-up (signals, descriptors, environment). A job carries the program (compiled
+by the host, so nothing is compiled twice) and the worker end of a socket pair; the zygote
+passes both to a spare worker, which sets the per-program limits (CPU time, address space,
+no files, no new processes, no core dumps) and runs the program, talking to the host
+directly; the zygote then forks a replacement. Forking from this small process, never from
+the host that holds the models, keeps a fork near a millisecond, and forking ahead takes
+even that off a program's start-up.
 
 The zygote reports each worker's exit status to the host and exits when the host closes
 the control socket, killing every worker, spare or running.
@@ -203,7 +204,7 @@ class _Pool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the zygote on the control socket whose descriptor is ``argv[1]``."""
+    """Run the zygote on the control socket whose descriptor is ``argv[1]`` (``argv[0]`` unread)."""
     args = sys.argv if argv is None else argv
     control = socket.socket(fileno=int(args[1]))
     root = args[2] if len(args) > 2 and args[2] else None
