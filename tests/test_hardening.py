@@ -23,7 +23,7 @@ from support import program
 import vpd
 from vpd.render import build_view, format_trace, render_trace
 from vpd.testing import Scene, SceneObject
-from vpd.traces import trace_to_text
+from vpd.traces import TraceWriter, trace_to_text
 from vpd.traces.text import one_line, reveal
 
 W, H = 320, 240
@@ -152,3 +152,58 @@ class TestNoLeaksAndLimitsAgree:
         assert (run.error.kind if run.error else None) == kind, run.error
         if kind is None:
             assert wire.answer_problem(run.answer) is None
+
+
+def _padded(body: str, size: int, filler: str = "#") -> str:
+    """A program of about ``size`` bytes of UTF-8: ``body`` after comment lines of ``filler``."""
+    line = "# " + filler * (90 // len(filler.encode())) + "\n"
+    lines = max(0, (size - len(body.encode())) // len(line.encode()))
+    return line * lines + body
+
+
+class TestNoProgramMakesTheHostRaise:
+    """Class 2: every program text and behaviour ends as an Execution, alone or in a batch."""
+
+    NESTED = (
+        "def execute_command(image):\n    return " + "(" * 90 + "len(ImagePatch(image).find('cup'))" + ")" * 90 + "\n"
+    )
+
+    CASES = {
+        "control-characters": _padded("def execute_command(image):\n    return 1\n", 63_000, "\x01\x02\x1b"),
+        "near-the-size-limit": _padded(NESTED + "\n", 63_000),
+        "many-statements": "def execute_command(image):\n"
+        + "".join(f"    v{i} = {i}\n" for i in range(3000))
+        + "    return v2999\n",
+        "lone-surrogates": "def execute_command(image):\n    # \ud800\udfff\n    return 1\n",
+        "over-the-size-limit": _padded("def execute_command(image):\n    return 1\n", 70_000),
+        "nested-too-deeply": "def execute_command(image):\n    return " + "[" * 5000 + "]" * 5000 + "\n",
+    }
+    EXPECTED = {
+        "control-characters": 1,
+        "near-the-size-limit": 1,
+        "many-statements": 2999,
+        "lone-surrogates": "compile",
+        "over-the-size-limit": "compile",
+        "nested-too-deeply": "compile",
+    }
+
+    @pytest.mark.parametrize("name", sorted(CASES))
+    def test_each_program_returns_an_execution(
+        self, name: str, scene: Scene, sandbox: vpd.Sandbox, tmp_path: Path
+    ) -> None:
+        run = sandbox.run(self.CASES[name], scene.image, toolkit=scene.toolkit())
+        expected = self.EXPECTED[name]
+        if isinstance(expected, str):
+            assert run.error is not None and run.error.kind == expected, run.error
+        else:
+            assert run.ok and run.answer == expected, run.error
+        with TraceWriter(tmp_path / "t.jsonl") as out:  # every trace can be written, whatever the program text
+            out.write(run)
+
+    def test_one_program_never_costs_the_batch(self, scene: Scene, sandbox: vpd.Sandbox) -> None:
+        normal = "def execute_command(image):\n    return len(ImagePatch(image).find('cup'))\n"
+        codes = [normal, *self.CASES.values(), normal]
+        runs = vpd.run_programs(codes, scene.image, toolkit=scene.toolkit(), sandbox=sandbox)
+        assert len(runs) == len(codes)
+        assert runs[0].answer == runs[-1].answer == 1
+        assert [r.answer if r.ok else r.error.kind for r in runs[1:-1]] == [self.EXPECTED[name] for name in self.CASES]

@@ -231,6 +231,12 @@ def compile_program(source: str) -> CompiledProgram:
     if "\x00" in source:
         return CompiledProgram(None, ((None, "The program contains a NUL character."),))
     try:
+        source.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return CompiledProgram(
+            None, ((None, f"The program is not valid Unicode text: a lone surrogate at character {exc.start}."),)
+        )
+    try:
         tree = ast.parse(source, PROGRAM_FILENAME, "exec")
     except SyntaxError as exc:
         return CompiledProgram(None, ((exc.lineno, f"SyntaxError: {exc.msg}"),))

@@ -37,6 +37,7 @@ from vpd.errors import InvalidArgumentError, SandboxError
 from vpd.image import ImageData, ImageSource, load_image
 from vpd.programs.checker import check_program, format_errors
 from vpd.programs.policy import compile_program
+from vpd.programs.sandbox import wire
 from vpd.programs.sandbox.limits import SandboxLimits
 from vpd.programs.sandbox.recording import TraceRecorder, bounded
 from vpd.programs.sandbox.run import CPUS, ProgramRun
@@ -104,8 +105,9 @@ def _marshalled(code: str) -> bytes:
     return marshal.dumps(compile_program(code).code)
 
 
-#: Larger jobs send the source and the worker compiles it (a control datagram must fit the socket buffer).
-_MAX_INLINE_CODE = 160 * 1024
+#: Jobs up to this size (header and compiled code, as encoded) go in the control datagram;
+#: larger ones in a memory file passed with it, so no program is too large to send.
+_MAX_INLINE_JOB = 64 * 1024
 
 
 def _finished(run: ProgramRun | None) -> bool:
@@ -202,12 +204,30 @@ class Sandbox:
             return host
 
     def _submit(self, payload: bytes, worker: socket.socket) -> None:
-        """Hand a job to the template process, restarting it once if it died."""
+        """Hand a job to the template process, restarting it once if it died.
+
+        A job larger than :data:`_MAX_INLINE_JOB` travels in a memory file, whatever its size.
+        """
+        memfd = None
+        datagram, fds = payload, [worker.fileno()]
+        if len(payload) > _MAX_INLINE_JOB:
+            memfd = os.memfd_create("vpd-job", os.MFD_CLOEXEC)
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(memfd, view) :]
+            datagram, fds = wire.MEMFD_JOB, [worker.fileno(), memfd]
+        try:
+            self._send_job(datagram, fds)
+        finally:
+            if memfd is not None:
+                os.close(memfd)
+
+    def _send_job(self, datagram: bytes, fds: list[int]) -> None:
         for attempt in (1, 2):
             control = self._ensure_started()
             try:
                 with self._send_lock:
-                    socket.send_fds(control, [payload], [worker.fileno()])
+                    socket.send_fds(control, [datagram], fds)
                 return
             except OSError as exc:
                 if attempt == 2 or exc.errno == errno.EMSGSIZE:
@@ -329,23 +349,24 @@ class Sandbox:
             errors = check_program(code, toolkit.tools)
         except RecursionError:
             errors = [ProgramError("static-check", "The program is nested too deeply to check.")]
+        if not errors:
+            try:
+                compiled = _marshalled(code)  # compiled once, here; the worker runs this code object
+            except (ValueError, RecursionError):  # marshal refuses a code object nested too deeply
+                errors = [ProgramError("compile", "The program is nested too deeply to run.")]
         if errors:
             error = ProgramError(errors[0].kind, format_errors(errors), errors[0].line)
             return TraceRecorder().execution(code, info, None, error, time.perf_counter() - started, 0.0, meta)
         host, worker = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         job = {
             "type": "run",
-            "code": code,
             "image": info,
             "tools": [{"name": s.name, "kind": s.kind} for s in toolkit.tools.specs()],
             "limits": {"cpu_seconds": limits.cpu_seconds, "memory_bytes": limits.memory_mb * 1024 * 1024},
             "spin": _WORKER_SPIN_SECONDS if self.active_runs < CPUS else 0.0,
         }
         run = ProgramRun(self, host, data, toolkit, limits)
-        payload = json.dumps(job, ensure_ascii=False).encode("utf-8", "replace")
-        compiled = _marshalled(code)
-        if len(payload) + len(compiled) < _MAX_INLINE_CODE:
-            payload += b"\0" + compiled  # the worker runs the host's code object, not a recompilation
+        payload = json.dumps(job, ensure_ascii=False).encode("utf-8", "replace") + b"\0" + compiled
         try:
             try:
                 self._submit(payload, worker)

@@ -159,7 +159,7 @@ class TraceRecorder:
     ) -> Execution:
         """The run's :class:`~vpd.traces.Execution`, its trace holding what was recorded."""
         trace = Trace(
-            program=code,
+            program=code.encode("utf-8", "replace").decode("utf-8"),  # lone surrogates become "?"
             image=image,
             events=tuple(self.events),
             answer=answer,

@@ -17,6 +17,7 @@ __all__ = [
     "MAX_ANSWER_DEPTH",
     "MAX_ANSWER_ITEMS",
     "MAX_MESSAGE_BYTES",
+    "MEMFD_JOB",
     "PATCH",
     "REGION",
     "WireError",
@@ -27,6 +28,8 @@ __all__ = [
 
 #: Largest message either side accepts (well under the kernel's socket buffer).
 MAX_MESSAGE_BYTES = 96 * 1024
+#: The job datagram that says "the job is in the memory file sent with it" (large programs).
+MEMFD_JOB = b"memfd"
 #: Key of an ImagePatch on the wire: ``{"$patch": [x0, y0, x1, y1]}`` (top-left origin).
 PATCH = "$patch"
 #: Key of a :class:`~vpd.tools.contract.Region` on the wire (its fields, the mask left out).

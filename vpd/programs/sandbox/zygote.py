@@ -34,7 +34,7 @@ import socket
 import sys
 from typing import Any
 
-from vpd.programs.policy import compile_program
+from vpd.programs.sandbox import wire
 
 __all__ = ["main"]
 
@@ -107,25 +107,37 @@ def _spare(link: socket.socket) -> None:
         from vpd.programs.sandbox.worker import run_worker
 
         try:
-            data, fds, _, _ = socket.recv_fds(link, _MAX_JOB_BYTES, 1)
+            data, fds, _, _ = socket.recv_fds(link, _MAX_JOB_BYTES, 2)
         except OSError:
             os._exit(0)
         link.close()
-        if not data or len(fds) != 1:
+        if not data or not fds:
             os._exit(0)  # the zygote is shutting down
+        if data == wire.MEMFD_JOB and len(fds) == 2:  # a large job comes in a memory file
+            data = _read_all(fds.pop())
         job, code = _decode_job(data)
         _limit(job.get("limits", {}))
-        if code is None:  # too large to send compiled: compile it here
-            code = compile_program(job["code"]).code
         run_worker(socket.socket(fileno=fds[0]), job, code)
     finally:
         os._exit(71)
 
 
+def _read_all(fd: int) -> bytes:
+    """Read a memory file from its start, then close it (before the descriptor limit applies)."""
+    chunks = []
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
 def _decode_job(data: bytes) -> tuple[dict[str, Any], Any]:
-    """A job is JSON, then optionally a NUL byte and the host's compiled code (marshal)."""
+    """A job is JSON, a NUL byte, and the host's compiled code (marshal): never compiled here."""
     header, _, code = data.partition(b"\0")
-    return json.loads(header), (marshal.loads(code) if code else None)
+    return json.loads(header), marshal.loads(code)
 
 
 def _limit(limits: dict[str, Any]) -> None:
@@ -166,14 +178,14 @@ class _Pool:
             theirs.close()
             self.spares.append((pid, mine))
 
-    def start(self, data: bytes, fd: int) -> None:
-        """Hand a job and its socket to a spare worker (forking one if none is left)."""
+    def start(self, data: bytes, fds: list[int]) -> None:
+        """Hand a job and its socket (and memory file) to a spare worker (forking one if none is left)."""
         while True:
             if not self.spares:
                 self.fill()
             pid, link = self.spares.pop(0)
             try:
-                socket.send_fds(link, [data], [fd])
+                socket.send_fds(link, [data], fds)
             except OSError:  # that spare died: try the next one
                 link.close()
                 continue
@@ -210,12 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     root = args[2] if len(args) > 2 and args[2] else None
     spares = int(args[3]) if len(args) > 3 else 2
 
-    # Import and warm up everything a worker needs before isolating: after chroot nothing
-    # more can be imported.
+    # Import everything a worker needs before isolating: after chroot nothing more can be
+    # imported. (Workers never compile: the host sends compiled code.)
+    import RestrictedPython.Guards  # noqa: F401
+
     import vpd.helpers
     import vpd.programs.sandbox.worker  # noqa: F401
-
-    compile_program.__wrapped__("def execute_command(image):\n    return 1\n")
 
     devnull = os.open(os.devnull, os.O_RDWR)
     _BASE_VM[0] = _vm_bytes()
@@ -242,17 +254,15 @@ def main(argv: list[str] | None = None) -> int:
             if control.fileno() not in ready:
                 continue
             try:
-                data, fds, _, _ = socket.recv_fds(control, _MAX_JOB_BYTES, 1)
+                data, fds, _, _ = socket.recv_fds(control, _MAX_JOB_BYTES, 2)
             except OSError:
                 break
             if not data:
                 break
-            if len(fds) != 1:
-                for fd in fds:
-                    os.close(fd)
-                continue
-            pool.start(data, fds[0])
-            os.close(fds[0])
+            if fds and (len(fds) == 1 or data == wire.MEMFD_JOB):
+                pool.start(data, fds)
+            for fd in fds:
+                os.close(fd)
             # The replacement is forked after the hand-off, off the program's critical path.
             pool.fill()
     finally:
