@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
 import unicodedata
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from support import program
 import vpd
 from vpd.render import build_view, format_trace, render_trace
 from vpd.testing import Scene, SceneObject
+from vpd.tools.user_tools import ToolRegistry, tool_registry
 from vpd.traces import TraceWriter, trace_to_text
 from vpd.traces.text import one_line, reveal
 
@@ -207,3 +210,211 @@ class TestNoProgramMakesTheHostRaise:
         assert len(runs) == len(codes)
         assert runs[0].answer == runs[-1].answer == 1
         assert [r.answer if r.ok else r.error.kind for r in runs[1:-1]] == [self.EXPECTED[name] for name in self.CASES]
+
+
+def _slow_tools(lock: threading.Lock) -> ToolRegistry:
+    registry = tool_registry.copy()
+
+    @vpd.tool(registry=registry)
+    def slow(seconds: float) -> str:
+        """Work in the host for a while (a model that takes long).
+
+        Args:
+            seconds: How long.
+
+        Returns:
+            "done".
+        """
+        time.sleep(seconds)
+        return "done"
+
+    @vpd.tool(registry=registry)
+    def locked(seconds: float) -> str:
+        """Hold a shared model's lock for a while, as a model serialising its callers does.
+
+        Args:
+            seconds: How long to hold it.
+
+        Returns:
+            "done".
+        """
+        with lock:
+            time.sleep(seconds)
+        return "done"
+
+    @vpd.tool(registry=registry)
+    def echo(text: str) -> int:
+        """Return the length of the text.
+
+        Args:
+            text: Anything.
+
+        Returns:
+            Its length.
+        """
+        return len(text)
+
+    return registry
+
+
+class TestTheDeadlineBoundsToolWork:
+    """Class 1: the deadline holds however the time is spent, and inputs that would blow up a model are refused."""
+
+    TOLERANCE = 0.5  # seconds past the deadline an Execution may come back (stated in the README)
+
+    def test_a_slow_tool_call_returns_at_the_deadline(self, scene: Scene, sandbox: vpd.Sandbox) -> None:
+        toolkit = scene.toolkit(tools=_slow_tools(threading.Lock()))
+        assert sandbox.run(program("return 1"), scene.image, toolkit=toolkit).ok  # started: time only the run
+        code = program("a = ImagePatch(image).exists('cup')\nreturn slow(3.0)")
+        start = time.monotonic()
+        run = sandbox.run(code, scene.image, toolkit=toolkit, limits=vpd.SandboxLimits(timeout=0.5))
+        elapsed = time.monotonic() - start
+        assert elapsed < 0.5 + self.TOLERANCE, elapsed
+        assert run.error is not None and run.error.kind == "timeout"
+        assert "still running; its result is discarded" in run.error.message
+        assert [c.operation for c in run.trace.tool_calls] == ["exists"]  # the slow call never finished
+        assert [a.name for a in run.trace.assignments] == ["a"]
+        # The abandoned call finishes later; nothing of it reaches this or any other trace.
+        time.sleep(3.0)
+        assert [c.operation for c in run.trace.tool_calls] == ["exists"]
+        again = sandbox.run(program("return echo('abc')"), scene.image, toolkit=toolkit)
+        assert again.answer == 3 and [c.operation for c in again.trace.tool_calls] == ["echo"]
+
+    def test_waiting_for_a_shared_lock_counts_against_the_callers_deadline(
+        self, scene: Scene, sandbox: vpd.Sandbox
+    ) -> None:
+        toolkit = scene.toolkit(tools=_slow_tools(threading.Lock()))
+        holder = program("return locked(2.0)")
+        waiter = program("return locked(0.0)")
+        results: dict[str, tuple[vpd.Execution, float]] = {}
+
+        def run(name: str, code: str, timeout: float) -> None:
+            start = time.monotonic()
+            execution = sandbox.run(code, scene.image, toolkit=toolkit, limits=vpd.SandboxLimits(timeout=timeout))
+            results[name] = (execution, time.monotonic() - start)
+
+        first = threading.Thread(target=run, args=("holder", holder, 5.0))
+        first.start()
+        time.sleep(0.3)
+        run("waiter", waiter, 0.5)
+        first.join()
+        waiter_run, waited = results["waiter"]
+        assert waiter_run.error is not None and waiter_run.error.kind == "timeout"
+        assert waited < 0.5 + self.TOLERANCE
+        assert results["holder"][0].answer == "done"
+
+    @pytest.mark.parametrize(
+        "body,message",
+        [
+            ("return ImagePatch(image).crop(10, 10, 11, 74).ocr()", "ocr() needs a region at least 8 pixels"),
+            ("return ImagePatch(image).crop(0, 0, 320, 2).simple_query('what is it?')", "at least 8 pixels"),
+            ("return ImagePatch(image).crop(0, 0, 3, 240).verify_property('cup', 'red')", "at least 8 pixels"),
+            (
+                "p = ImagePatch(image)\nps = [p.crop(0, 0, 20 + i, 20 + i) for i in range(32)]\n"
+                "return best_image_match(ps, ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i'], return_index=True)",
+                "= 288 pairs; the limit is 256",
+            ),
+            ("return llm_query('\\U0001f600' * 400)", "1600 bytes of UTF-8"),
+        ],
+        ids=["ocr-thin-strip", "vqa-thin-strip", "match-thin-strip", "match-pairs", "prompt-tokens"],
+    )
+    def test_inputs_that_would_blow_up_a_model_are_refused_first(
+        self, body: str, message: str, scene: Scene, sandbox: vpd.Sandbox
+    ) -> None:
+        toolkit = scene.toolkit()
+        run = sandbox.run(program(body), scene.image, toolkit=toolkit)
+        assert run.error is not None and run.error.kind == "runtime" and "InvalidArgumentError" in run.error.message
+        assert message in run.error.message
+        (call,) = run.trace.tool_calls
+        assert call.error is not None and message in call.error  # refused before any model ran
+        assert call.capability == ""
+
+
+class TestTracesNeverLoseEventsSilently:
+    """Class 3: every event is recorded or counted, whatever the program does and however the run ends."""
+
+    def test_a_tracing_hook_that_cannot_be_called_is_counted(self) -> None:
+        from vpd.programs.policy import ASSIGN_HOOK, LOST_COUNTER, RECURSION_ERROR, compile_program
+
+        code = (
+            "def execute_command(image):\n    a = 1\n    b, c = 2, 3\n    for d in [4]:\n        pass\n"
+            "    try:\n        if (e := 5) > 1:\n            pass\n    except Exception:\n        return 'caught'\n"
+            "    return a + b + c + d\n"
+        )
+        compiled = compile_program(code)
+        assert compiled.code is not None
+
+        def unreachable(line: int, name: str, value: object) -> object:
+            raise RecursionError("maximum recursion depth exceeded")  # as when the call itself cannot be made
+
+        from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
+
+        lost = [0]
+        scope = {
+            "__builtins__": {"Exception": Exception},
+            "_getiter_": iter,
+            "_unpack_sequence_": guarded_unpack_sequence,
+            "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
+            ASSIGN_HOOK: unreachable,
+            LOST_COUNTER: lost,
+            RECURSION_ERROR: RecursionError,
+        }
+        exec(compiled.code, scope)
+        # a, b, c, d counted and the program goes on; the ":=" is counted before the program sees the error.
+        assert scope["execute_command"](None) == "caught"
+        assert lost == [5]
+
+    def test_events_riding_on_a_call_never_make_it_fail(self, scene: Scene, sandbox: vpd.Sandbox) -> None:
+        toolkit = scene.toolkit(tools=_slow_tools(threading.Lock()))
+        code = program("print('p' * 3900)\nprint('q' * 3900)\nreturn echo('x' * 88000)")
+        run = sandbox.run(code, scene.image, toolkit=toolkit)
+        assert run.ok and run.answer == 88000
+        assert [len(p.text) for p in run.trace.prints] == [3901, 3901] and not run.trace.truncated
+
+    def test_a_call_too_large_to_send_is_recorded(self, scene: Scene, sandbox: vpd.Sandbox) -> None:
+        toolkit = scene.toolkit(tools=_slow_tools(threading.Lock()))
+        code = program("try:\n    echo('x' * 200000)\nexcept Exception as e:\n    return str(e)")
+        run = sandbox.run(code, scene.image, toolkit=toolkit)
+        assert run.ok and "the arguments of echo are too large" in run.answer
+        (call,) = run.trace.tool_calls
+        assert call.operation == "echo" and call.error is not None and "too large" in call.error
+
+    def test_counts_survive_a_timeout_exactly(self, scene: Scene, sandbox: vpd.Sandbox) -> None:
+        code = program("for i in range(30000):\n    x = i\nwhile True:\n    pass")
+        run = sandbox.run(code, scene.image, toolkit=scene.toolkit(), limits=vpd.SandboxLimits(timeout=2))
+        assert run.error is not None and run.error.kind == "timeout"
+        # 30,000 iterations assign i and x: each one recorded or counted, and the worker said so.
+        assert len(run.trace.assignments) + run.trace.dropped_events == 60_000
+        assert run.trace.truncated and run.trace.dropped_events > 50_000
+
+    def test_a_worker_killed_before_it_reports_marks_the_trace_truncated(
+        self, scene: Scene, sandbox: vpd.Sandbox
+    ) -> None:
+        # sum() over a huge range runs in C: the stop signal waits for it, so the worker is killed.
+        code = program("x = 1\nreturn sum(range(10 ** 12))")
+        run = sandbox.run(code, scene.image, toolkit=scene.toolkit(), limits=vpd.SandboxLimits(timeout=0.5))
+        assert run.error is not None and run.error.kind == "timeout"
+        assert run.trace.truncated  # the assignment it held is unknown: the trace says it is incomplete
+
+    def test_the_first_budget_violation_ends_the_run(self, scene: Scene, sandbox: vpd.Sandbox) -> None:
+        toolkit = scene.toolkit(tools=_slow_tools(threading.Lock()))
+        code = program(
+            "for i in range(2000):\n    try:\n        echo('a')\n    except Exception:\n        pass\nreturn 1"
+        )
+        start = time.monotonic()
+        run = sandbox.run(code, scene.image, toolkit=toolkit, limits=vpd.SandboxLimits(timeout=20, max_tool_calls=5))
+        assert time.monotonic() - start < 2.0
+        assert run.error is not None and run.error.kind == "violation" and "more than 5 tool calls" in run.error.message
+        assert len(run.trace.tool_calls) == 6 and run.trace.tool_calls[-1].error is not None
+
+    def test_rejected_calls_cannot_grow_the_trace(self, scene: Scene, sandbox: vpd.Sandbox) -> None:
+        code = program(
+            "for i in range(3000):\n    try:\n        ImagePatch(image).find('y' * 5000)\n"
+            "    except Exception:\n        pass\nreturn 1"
+        )
+        limits = vpd.SandboxLimits(timeout=30, max_tool_calls=10_000)
+        run = sandbox.run(code, scene.image, toolkit=scene.toolkit(), limits=limits)
+        assert run.ok
+        calls = run.trace.tool_calls
+        assert len(calls) == 3000 and all(c.inputs == {"$omitted": c.inputs["$omitted"]} for c in calls)
+        assert len(run.trace.to_json()) < 2_000_000

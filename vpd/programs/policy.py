@@ -26,6 +26,8 @@ from vpd.patch import PATCH_API
 __all__ = [
     "ASSIGN_HOOK",
     "EXCEPTION_FIELDS",
+    "LOST_COUNTER",
+    "RECURSION_ERROR",
     "PATCH_ATTRIBUTES",
     "PROGRAM_FILENAME",
     "SAFE_BUILTIN_NAMES",
@@ -53,6 +55,11 @@ EXCEPTION_FIELDS = frozenset(("tool", "capability", "backend"))
 #: Name of the tracing hook inserted after assignments (unreachable from program code,
 #: which may not use names starting with an underscore).
 ASSIGN_HOOK = "__vpd_assign__"
+#: Name of a one-item list counting assignments whose hook could not even be called (a
+#: RecursionError at the call): counted without a call, so a program cannot hide one.
+LOST_COUNTER = "__vpd_lost__"
+#: RecursionError under a name only the inserted tracing code uses (programs cannot name it).
+RECURSION_ERROR = "__vpd_RecursionError__"
 #: Filename of compiled programs; the worker finds program lines by it.
 PROGRAM_FILENAME = "<program>"
 #: Longest program accepted, in characters.
@@ -171,7 +178,13 @@ class _AssignmentTracer(ast.NodeTransformer):
 
     @staticmethod
     def _hook(names: list[str], node: ast.stmt) -> list[ast.stmt]:
-        calls: list[ast.stmt] = []
+        """``try: __vpd_assign__(line, name, name)`` / ``except RecursionError: __vpd_lost__[0] += 1``.
+
+        The hook never raises into the program (it counts its own failures); the only way a
+        call to it can fail is the recursion limit at the call itself, and then the loss is
+        counted without a call (a subscript increment cannot hit the limit).
+        """
+        hooks: list[ast.stmt] = []
         for name in names:
             call = ast.Expr(
                 ast.Call(
@@ -180,13 +193,18 @@ class _AssignmentTracer(ast.NodeTransformer):
                     keywords=[],
                 )
             )
-            calls.append(ast.copy_location(call, node))
-        return calls
+            hooks.append(ast.copy_location(_counting_recursion_errors([call], reraise=False), node))
+        return hooks
 
     def _block(self, body: list[ast.stmt]) -> list[ast.stmt]:
         out: list[ast.stmt] = []
         for stmt in body:
-            out.append(self.visit(stmt))
+            visited = self.visit(stmt)
+            if _walrus_hook_in(visited):
+                # A ":=" is traced by a hook call inside an expression: if that call fails at the
+                # recursion limit, count it before the program sees the error.
+                visited = ast.copy_location(_counting_recursion_errors([visited], reraise=True), stmt)
+            out.append(visited)
             if isinstance(stmt, ast.Assign):
                 out += self._hook([n for t in stmt.targets for n in self._names(t)], stmt)
             elif isinstance(stmt, (ast.AugAssign, ast.AnnAssign)) and stmt.value is not None:
@@ -212,6 +230,29 @@ class _AssignmentTracer(ast.NodeTransformer):
         self.generic_visit(node)
         node.body = self._hook(self._names(node.target), node) + node.body
         return node
+
+
+def _counting_recursion_errors(body: list[ast.stmt], *, reraise: bool) -> ast.Try:
+    """``try: body`` / ``except RecursionError: __vpd_lost__[0] += 1`` (then ``raise`` if asked)."""
+    count = ast.AugAssign(
+        target=ast.Subscript(ast.Name(LOST_COUNTER, ast.Load()), ast.Constant(0), ast.Store()),
+        op=ast.Add(),
+        value=ast.Constant(1),
+    )
+    handler = ast.ExceptHandler(
+        type=ast.Name(RECURSION_ERROR, ast.Load()), name=None, body=[count, *([ast.Raise()] if reraise else [])]
+    )
+    return ast.Try(body=body, handlers=[handler], orelse=[], finalbody=[])
+
+
+def _walrus_hook_in(stmt: ast.stmt) -> bool:
+    """Whether a ``:=`` hook call sits in the statement's own expressions (not in nested statements)."""
+    for child in ast.iter_child_nodes(stmt):
+        if isinstance(child, ast.expr):
+            for node in ast.walk(child):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == ASSIGN_HOOK:
+                    return True
+    return False
 
 
 @functools.lru_cache(maxsize=4096)

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from vpd.tools.backend import Backend
     from vpd.tools.user_tools import ToolRegistry
 
-__all__ = ["MAX_TEXT_CHARS", "ToolOperations"]
+__all__ = ["MAX_MATCH_PAIRS", "MAX_PROMPT_TOKENS", "MAX_TEXT_CHARS", "MIN_REGION_SIDE", "ToolOperations"]
 
 T = TypeVar("T")
 
@@ -57,6 +57,16 @@ T = TypeVar("T")
 MAX_TEXT_CHARS = 1000
 #: Most options accepted by ``best_text_match`` / texts by ``best_image_match``.
 MAX_OPTIONS = 64
+#: Most region-text pairs one ``best_image_match`` call scores (each is a model call).
+MAX_MATCH_PAIRS = 256
+#: Shortest side, in pixels, of a region read by OCR, VQA or image-text matching: thinner
+#: crops carry nothing readable, and models that scale a crop's short side up to their
+#: input size blow a thin strip up into an enormous image.
+MIN_REGION_SIDE = 8
+#: Most tokens of a question sent to a language model (counted by the model's tokenizer
+#: when it has one loaded, else bounded by the text's UTF-8 bytes): text short in
+#: characters can be long in tokens, and prompt time grows with tokens.
+MAX_PROMPT_TOKENS = 1024
 
 _SHORT = "Answer the question with a single word or a short phrase, no explanation."
 _LONG = "Answer the question helpfully and concisely, in at most a few sentences."
@@ -261,6 +271,28 @@ class ToolOperations:
             return image.pil
         return image.crop(box)
 
+    def check_region(self, image: ImageData, box: Sequence[int], operation: str) -> Box:
+        """:meth:`check_box`, and a region at least :data:`MIN_REGION_SIDE` pixels on each side."""
+        x0, y0, x1, y1 = box = self.check_box(image, box)
+        if x1 - x0 < MIN_REGION_SIDE or y1 - y0 < MIN_REGION_SIDE:
+            raise InvalidArgumentError(
+                f"{operation}() needs a region at least {MIN_REGION_SIDE} pixels wide and tall; this one is "
+                f"{x1 - x0}x{y1 - y0}. Look at a larger region (crop less)."
+            )
+        return box
+
+    def check_prompt(self, text: str, what: str, capability: str) -> None:
+        """Reject text longer than :data:`MAX_PROMPT_TOKENS` tokens for ``capability``'s model."""
+        counted = None
+        if self.has(capability):
+            counted = self.backend(capability).count_tokens(text)
+        tokens = counted if counted is not None else len(text.encode("utf-8"))  # bytes bound tokens
+        if tokens > MAX_PROMPT_TOKENS:
+            how = "tokens" if counted is not None else "bytes of UTF-8 (an upper bound on tokens)"
+            raise InvalidArgumentError(
+                f"{what} is {tokens} {how}; the limit is {MAX_PROMPT_TOKENS}. Ask a shorter question."
+            )
+
     @staticmethod
     def check_box(image: ImageData, box: Sequence[int]) -> Box:
         """Clamp ``box`` to the image; raise if nothing is left of it."""
@@ -356,8 +388,9 @@ class ToolOperations:
     # -- questions about a region ------------------------------------------------------
     def simple_query(self, image: ImageData, box: Box, question: str) -> str:
         """A short VQA answer about the region."""
-        box = self.check_box(image, box)
+        box = self.check_region(image, box, "simple_query")
         q = check_text(question, "question")
+        self.check_prompt(q, "question", "vqa")
         return self._operation(
             "simple_query", "vqa", image, box, {"question": q}, lambda call: self._vqa(call, image, box, q)
         )
@@ -370,7 +403,7 @@ class ToolOperations:
 
     def verify_property(self, image: ImageData, box: Box, object_name: str, property: str) -> bool:
         """Whether the object in the region has ``property`` (see the module docstring)."""
-        box = self.check_box(image, box)
+        box = self.check_region(image, box, "verify_property")
         name = check_text(object_name, "object_name")
         prop = check_text(property, "property")
 
@@ -388,7 +421,7 @@ class ToolOperations:
 
     def best_text_match(self, image: ImageData, box: Box, options: Sequence[str]) -> str:
         """The option that best describes the region."""
-        box = self.check_box(image, box)
+        box = self.check_region(image, box, "best_text_match")
         opts = check_options(options)
 
         def run(call: _Call) -> str:
@@ -410,8 +443,13 @@ class ToolOperations:
             raise InvalidArgumentError("best_image_match needs a non-empty list of patches.")
         if len(boxes) > MAX_OPTIONS:
             raise InvalidArgumentError(f"best_image_match takes at most {MAX_OPTIONS} patches, got {len(boxes)}.")
-        regions = [self.check_box(image, b) for b in boxes]
+        regions = [self.check_region(image, b, "best_image_match") for b in boxes]
         texts = check_options(content, "content")
+        if len(regions) * len(texts) > MAX_MATCH_PAIRS:
+            raise InvalidArgumentError(
+                f"best_image_match would score {len(regions)} patches x {len(texts)} texts = "
+                f"{len(regions) * len(texts)} pairs; the limit is {MAX_MATCH_PAIRS}. Pass fewer patches or texts."
+            )
 
         def run(call: _Call) -> int:
             scores: list[float] = []
@@ -500,7 +538,7 @@ class ToolOperations:
 
     def ocr(self, image: ImageData, box: Box) -> str:
         """The text in the region, lines in reading order joined by spaces ('' if none)."""
-        box = self.check_box(image, box)
+        box = self.check_region(image, box, "ocr")
         return self._operation(
             "ocr",
             "ocr",
@@ -516,6 +554,7 @@ class ToolOperations:
         q = check_text(question, "question")
         if not isinstance(long_answer, bool):
             raise InvalidArgumentError("long_answer must be True or False.")
+        self.check_prompt(q, "question", "llm")
         messages: list[ChatMessage] = [
             {"role": "system", "content": _LONG if long_answer else _SHORT},
             {"role": "user", "content": q},

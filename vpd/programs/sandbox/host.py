@@ -31,6 +31,7 @@ import time
 import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
 from vpd.errors import InvalidArgumentError, SandboxError
@@ -40,7 +41,7 @@ from vpd.programs.policy import compile_program
 from vpd.programs.sandbox import wire
 from vpd.programs.sandbox.limits import SandboxLimits
 from vpd.programs.sandbox.recording import TraceRecorder, bounded
-from vpd.programs.sandbox.run import CPUS, ProgramRun
+from vpd.programs.sandbox.run import CPUS, STOP_GRACE, ProgramRun
 from vpd.traces.execution import Execution
 from vpd.traces.trace import ProgramError
 
@@ -55,6 +56,9 @@ _WORKER_SPIN_SECONDS = 200e-6
 #: Temporary roots are named ``vpd-sandbox-<host pid>-<random>``, so a later host can tell
 #: the leftovers of hosts that died without cleaning up (killed, ``os._exit``).
 _ROOT_PREFIX = "vpd-sandbox-"
+#: How long after its deadline a run's Execution comes back at the latest: the worker's
+#: grace to report, and a margin; past it, a tool call still running is abandoned.
+_RETURN_AFTER_DEADLINE = STOP_GRACE + 0.15
 _UNNAMED_ROOT_AGE = 24 * 3600.0
 _ZYGOTE_BOOT = (
     "import json, sys; sys.path[:0] = json.loads(sys.argv[1]); "
@@ -138,7 +142,10 @@ class Sandbox:
         self._root: str | None = None
         self._exits: dict[int, int] = {}
         self._exit_cond = threading.Condition()
-        self._deadlines: list[tuple[float, int, weakref.ref[ProgramRun]]] = []
+        # (when, tie-breaker, run, kill): at a run's deadline the watchdog asks it to stop; if it
+        # has not reported by STOP_GRACE later, a second entry kills it.
+        self._deadlines: list[tuple[float, int, weakref.ref[ProgramRun], bool]] = []
+        self._runner: ThreadPoolExecutor | None = None
         self._watch_counter = itertools.count()
         self._active_lock = threading.Lock()
         self.active_runs = 0
@@ -253,11 +260,14 @@ class Sandbox:
                                 self._exits.pop(pid, None)
                         self._exit_cond.notify_all()
 
-    def watch(self, run: ProgramRun, deadline: float) -> None:
-        """Have the watchdog stop ``run`` at ``deadline`` (monotonic seconds) unless it finished."""
+    def watch(self, run: ProgramRun, deadline: float, *, kill: bool = False) -> None:
+        """Have the watchdog stop ``run`` at ``deadline`` (monotonic seconds) unless it finished.
+
+        With ``kill``, kill its worker then instead (the second step of stopping a run).
+        """
         with self._deadline_cond:
             # A weak reference: a finished run's trace and masks are not kept until its deadline.
-            heapq.heappush(self._deadlines, (deadline, next(self._watch_counter), weakref.ref(run)))
+            heapq.heappush(self._deadlines, (deadline, next(self._watch_counter), weakref.ref(run), kill))
             if self._watchdog is None or not self._watchdog.is_alive():
                 self._watchdog = threading.Thread(target=self._watch_loop, name="vpd-sandbox-watchdog", daemon=True)
                 self._watchdog.start()
@@ -276,15 +286,21 @@ class Sandbox:
                         self._watchdog = None
                         return
                     continue
-                deadline, _, ref = self._deadlines[0]
+                deadline, _, ref, kill = self._deadlines[0]
                 remaining = deadline - time.monotonic()
                 if remaining > 0:
                     self._deadline_cond.wait(remaining)
                     continue
                 heapq.heappop(self._deadlines)
                 run = ref()
-                if run is not None:
-                    run.expire()
+                if run is None:
+                    continue
+                if kill:
+                    run.kill()
+                    continue
+                kill_at = run.expire()
+                if kill_at is not None:
+                    heapq.heappush(self._deadlines, (kill_at, next(self._watch_counter), ref, True))
 
     def exit_status(self, pid: int, wait: float) -> int | None:
         """A worker's exit status as the zygote reported it, waiting up to ``wait`` seconds (None if unknown)."""
@@ -318,6 +334,9 @@ class Sandbox:
         """Stop the template process (and any worker still running)."""
         with self._lock:
             self._stop_locked()
+            if self._runner is not None:
+                self._runner.shutdown(wait=False)
+                self._runner = None
 
     def __enter__(self) -> Sandbox:
         return self
@@ -368,28 +387,45 @@ class Sandbox:
         run = ProgramRun(self, host, data, toolkit, limits)
         payload = json.dumps(job, ensure_ascii=False).encode("utf-8", "replace") + b"\0" + compiled
         try:
-            try:
-                self._submit(payload, worker)
-            finally:
-                worker.close()
-            try:
-                with self._active_lock:
-                    self.active_runs += 1
-                try:
-                    answer, outcome = run.serve(time.monotonic() + limits.timeout)
-                finally:
-                    with self._active_lock:
-                        self.active_runs -= 1
-            except Exception as exc:  # a bug of ours or of a tool: never lose the batch over one run
-                run.kill()
-                answer, outcome = (
-                    None,
-                    ProgramError("worker-crash", bounded(f"The host failed serving the run: {exc!r}")),
-                )
-        finally:
+            self._submit(payload, worker)
+        except BaseException:
             host.close()
+            raise
+        finally:
+            worker.close()
+        deadline = time.monotonic() + limits.timeout
+        with self._active_lock:
+            self.active_runs += 1
+        # The conversation (and the tool work it serves) runs on a thread of its own, so that
+        # this call returns at the deadline even when a tool is still running.
+        future = self._runner_pool().submit(self._serve, run, deadline)
+        try:
+            answer, outcome = future.result(timeout=max(0.0, deadline - time.monotonic()) + _RETURN_AFTER_DEADLINE)
+        except FutureTimeout:
+            answer, outcome = run.abandon()
+        except Exception as exc:  # a bug of ours or of a tool: never lose the batch over one run
+            run.kill()
+            answer, outcome = None, ProgramError("worker-crash", bounded(f"The host failed serving the run: {exc!r}"))
         wall = time.perf_counter() - started
         return run.recorder.execution(code, info, answer, outcome, wall, run.server.seconds, meta)
+
+    def _serve(self, run: ProgramRun, deadline: float) -> tuple[Any, ProgramError | None]:
+        """Talk to the worker until the run ends (on a runner thread); then close the socket."""
+        try:
+            return run.serve(deadline)
+        finally:
+            # Closed here, by its only user: an abandoned run's socket outlives the call that
+            # abandoned it until its tool call returns, so its descriptor is never reused early.
+            run.sock.close()
+            with self._active_lock:
+                self.active_runs -= 1
+
+    def _runner_pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._runner is None:
+                # Threads are reused; one stays busy past its run only while an abandoned tool call finishes.
+                self._runner = ThreadPoolExecutor(max_workers=1024, thread_name_prefix="vpd-run")
+            return self._runner
 
     def run_many(
         self,

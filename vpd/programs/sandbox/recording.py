@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from typing import Any
 
 from vpd.traces.execution import Execution
 from vpd.traces.trace import Assignment, PrintOutput, ProgramError, ToolCall, Trace, TraceEvent
 
-__all__ = ["MAX_TRACE_EVENTS", "TraceRecorder", "bounded", "jsonable"]
+__all__ = ["MAX_TRACE_BYTES", "MAX_TRACE_EVENTS", "TraceRecorder", "bounded", "jsonable"]
 
 #: Most events one trace keeps (the rest are counted in ``dropped_events``).
 MAX_TRACE_EVENTS = 5000
+#: Most characters of tool inputs and outputs one trace keeps (JSON); past it, calls keep
+#: their names and errors and the trace is marked truncated.
+MAX_TRACE_BYTES = 4_000_000
+#: Most characters of a rejected call's arguments kept (the rest become a note).
+_MAX_REJECTED_INPUT_CHARS = 2_000
 _MAX_MESSAGE_CHARS = 2000
 _MAX_STDOUT = 20_000
 
@@ -35,10 +41,17 @@ def jsonable(value: Any) -> Any:
 
     Non-finite floats become None, lone surrogates ``?``, tuples lists, anything else its type name.
     """
+    return _jsonable_sized(value)[0]
+
+
+def _jsonable_sized(value: Any) -> tuple[Any, int]:
+    """:func:`jsonable` and the size of its JSON text (characters)."""
     try:  # the common case, in C: already plain, finite and valid Unicode
-        return json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8"))
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        return json.loads(text.encode("utf-8")), len(text)
     except (TypeError, ValueError, UnicodeEncodeError, RecursionError):
-        return _sanitised(value)
+        clean = _sanitised(value)
+        return clean, len(json.dumps(clean, ensure_ascii=False))
 
 
 def _sanitised(value: Any, depth: int = 0) -> Any:
@@ -60,42 +73,73 @@ def _sanitised(value: Any, depth: int = 0) -> Any:
 
 
 class TraceRecorder:
-    """The events of one run, in order, capped at :data:`MAX_TRACE_EVENTS` (the rest counted)."""
+    """The events of one run, in order, within bounds; what does not fit is counted, never lost silently.
+
+    Bounds: :data:`MAX_TRACE_EVENTS` events (the rest counted in ``dropped_events``) and
+    :data:`MAX_TRACE_BYTES` of tool inputs and outputs (past it, a call keeps its name,
+    line, backend and error, its data is replaced by a note, and the trace is marked
+    truncated). The recorder is safe to seal from another thread: after :meth:`seal`,
+    whatever a late tool call reports is discarded.
+    """
 
     def __init__(self) -> None:
         self.events: list[TraceEvent] = []
         self.dropped = 0
+        # Events the worker says it did not send (over its cap, or a hook that failed).
+        self.worker_dropped = 0
+        # Tool calls whose data did not fit the byte budget.
+        self.trimmed = 0
+        # The run ended before the worker could say what it still held (killed): events after
+        # its last report may be missing.
+        self.incomplete = False
         self.stdout: list[str] = []
         self._stdout_chars = 0
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._sealed = False
+
+    def note_worker_dropped(self, count: Any) -> None:
+        """Take the worker's running count of events it did not send (carried by every message)."""
+        if isinstance(count, int) and not isinstance(count, bool) and count > self.worker_dropped:
+            self.worker_dropped = count
 
     def add_worker_events(self, raw: Any) -> bool:
-        """Record assignments and prints the worker reported; False when they are malformed."""
+        """Record assignments, prints and unsendable calls the worker reported; False when malformed."""
         if not isinstance(raw, list):
             return False
-        for item in raw:
-            if not isinstance(item, dict):
-                return False
-            line = item.get("line")
-            if line is not None and (not isinstance(line, int) or isinstance(line, bool)):
-                return False
-            if len(self.events) >= MAX_TRACE_EVENTS:
-                self.dropped += 1
-                continue
-            if item.get("kind") == "assign":
-                name, value = item.get("name"), item.get("value")
-                if not isinstance(name, str) or not isinstance(value, str) or not isinstance(line, int):
+        with self._lock:
+            for item in raw:
+                if not isinstance(item, dict):
                     return False
-                self.events.append(Assignment(len(self.events), line, bounded(name, 100), bounded(value, 300)))
-            elif item.get("kind") == "print":
-                text = item.get("text")
-                if not isinstance(text, str):
+                line = item.get("line")
+                if line is not None and (not isinstance(line, int) or isinstance(line, bool)):
                     return False
-                text = text[: max(0, _MAX_STDOUT - self._stdout_chars)]
-                self._stdout_chars += len(text)
-                self.stdout.append(text)
-                self.events.append(PrintOutput(len(self.events), line, text))
-            else:
-                return False
+                if self._sealed:
+                    continue
+                if len(self.events) >= MAX_TRACE_EVENTS:
+                    self.dropped += 1
+                    continue
+                kind = item.get("kind")
+                if kind == "assign":
+                    name, value = item.get("name"), item.get("value")
+                    if not isinstance(name, str) or not isinstance(value, str) or not isinstance(line, int):
+                        return False
+                    self.events.append(Assignment(len(self.events), line, bounded(name, 100), bounded(value, 300)))
+                elif kind == "print":
+                    text = item.get("text")
+                    if not isinstance(text, str):
+                        return False
+                    text = text[: max(0, _MAX_STDOUT - self._stdout_chars)]
+                    self._stdout_chars += len(text)
+                    self.stdout.append(text)
+                    self.events.append(PrintOutput(len(self.events), line, text))
+                elif kind == "rejected":  # a call the worker could not send (its arguments were too large)
+                    op, message = item.get("op"), item.get("error")
+                    if not isinstance(op, str) or not isinstance(message, str):
+                        return False
+                    self.events.append(_rejected(len(self.events), op, {}, line, 0.0, message))
+                else:
+                    return False
         return True
 
     def add_tool_calls(
@@ -111,41 +155,48 @@ class TraceRecorder:
             failed: The error the program got, if the request failed.
             seconds: Time spent serving it.
         """
-        if len(self.events) >= MAX_TRACE_EVENTS:
-            self.dropped += max(1, len(served))
-            return
-        if not served:  # rejected before any tool ran: still part of what the program did
-            self.events.append(
-                ToolCall(
-                    index=len(self.events),
-                    operation=bounded(op if isinstance(op, str) else "?", 100),
-                    capability="",
-                    backend="",
-                    model=None,
-                    inputs=jsonable(args) if isinstance(args, dict) and len(str(args)) < 4000 else {},
-                    output=None,
-                    box=None,
-                    line=line,
-                    seconds=round(seconds, 6),
-                    cache_hit=False,
-                    error=bounded(failed or "rejected"),
+        with self._lock:
+            if self._sealed:
+                return
+            if len(self.events) >= MAX_TRACE_EVENTS:
+                self.dropped += max(1, len(served))
+                return
+            if not served:  # rejected before any tool ran: still part of what the program did
+                inputs, size = _jsonable_sized(args) if isinstance(args, dict) else ({}, 2)
+                if size > _MAX_REJECTED_INPUT_CHARS or not self._fits(size):
+                    inputs = {"$omitted": f"{size} characters of arguments"}
+                self.events.append(_rejected(len(self.events), op, inputs, line, seconds, failed or "rejected"))
+                return
+            for position, call in enumerate(served):
+                # A result the host could not hand to the program is a failed call in the trace too.
+                error = call.error or (failed if position == len(served) - 1 else None)
+                (inputs, output, details), size = _jsonable_sized([call.inputs, call.output, call.details])
+                if not self._fits(size):
+                    note = {"$omitted": f"{size} characters over the trace's {MAX_TRACE_BYTES} budget"}
+                    inputs, output, details = note, None, {}
+                self.events.append(
+                    call.placed(
+                        len(self.events),
+                        line=line,
+                        inputs=inputs,
+                        output=output,
+                        details=details,
+                        error=bounded(error) if error else None,
+                    )
                 )
-            )
-            return
-        for position, call in enumerate(served):
-            # A result the host could not hand to the program is a failed call in the trace too.
-            error = call.error or (failed if position == len(served) - 1 else None)
-            inputs, output, details = jsonable([call.inputs, call.output, call.details])
-            self.events.append(
-                call.placed(
-                    len(self.events),
-                    line=line,
-                    inputs=inputs,
-                    output=output,
-                    details=details,
-                    error=bounded(error) if error else None,
-                )
-            )
+
+    def _fits(self, size: int) -> bool:
+        """Count ``size`` characters against the budget; False (and trimmed) when they do not fit."""
+        if self._bytes + size > MAX_TRACE_BYTES:
+            self.trimmed += 1
+            return False
+        self._bytes += size
+        return True
+
+    def seal(self) -> None:
+        """Take nothing more: a tool call that finishes after the run was abandoned is discarded."""
+        with self._lock:
+            self._sealed = True
 
     def execution(
         self,
@@ -158,16 +209,38 @@ class TraceRecorder:
         meta: dict[str, Any] | None,
     ) -> Execution:
         """The run's :class:`~vpd.traces.Execution`, its trace holding what was recorded."""
+        with self._lock:
+            events = tuple(self.events)
+            dropped = self.dropped + self.worker_dropped
+            truncated = dropped > 0 or self.trimmed > 0 or self.incomplete
+            stdout = "".join(self.stdout)
         trace = Trace(
             program=code.encode("utf-8", "replace").decode("utf-8"),  # lone surrogates become "?"
             image=image,
-            events=tuple(self.events),
+            events=events,
             answer=answer,
             error=error,
             wall_seconds=round(wall_seconds, 6),
             tool_seconds=round(tool_seconds, 6),
-            truncated=self.dropped > 0,
-            dropped_events=self.dropped,
+            truncated=truncated,
+            dropped_events=dropped,
             meta=jsonable(meta or {}),
         )
-        return Execution(answer, error, trace, wall_seconds, tool_seconds, "".join(self.stdout))
+        return Execution(answer, error, trace, wall_seconds, tool_seconds, stdout)
+
+
+def _rejected(index: int, op: Any, inputs: Any, line: int | None, seconds: float, error: str) -> ToolCall:
+    return ToolCall(
+        index=index,
+        operation=bounded(op if isinstance(op, str) else "?", 100),
+        capability="",
+        backend="",
+        model=None,
+        inputs=inputs,
+        output=None,
+        box=None,
+        line=line,
+        seconds=round(seconds, 6),
+        cache_hit=False,
+        error=bounded(error),
+    )

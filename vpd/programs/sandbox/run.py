@@ -7,6 +7,14 @@ way the run can end into an answer or a :class:`~vpd.traces.ProgramError`: done,
 the worker reported, a crash, a malformed message, the deadline (the sandbox's watchdog
 calls :meth:`ProgramRun.expire`), or a broken rule. It never raises for anything the
 worker does.
+
+**Stopping a run.** At the deadline, or at the first broken rule (too many tool calls, an
+unknown operation), the host asks the worker to stop with ``SIGUSR1`` and serves nothing
+more: the worker sends the events it still holds and how many it could not record, says
+``stopped`` and exits. If it does not within :data:`STOP_GRACE` seconds (it is stuck in
+a long computation), the watchdog kills it and the trace is marked truncated: what the
+worker held then is unknown. So the trace is complete, or says that it is not, at every
+way a run can end.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ if TYPE_CHECKING:
     from vpd.programs.sandbox.limits import SandboxLimits
     from vpd.tools.toolkit import Toolkit
 
-__all__ = ["CPUS", "ProgramRun", "RunHost"]
+__all__ = ["CPUS", "STOP_GRACE", "ProgramRun", "RunHost"]
 
 # Polling instead of sleeping while waiting for the worker saves the wake-up latency of a
 # blocking receive (tens of microseconds per message on virtual machines) when a request
@@ -38,6 +46,8 @@ __all__ = ["CPUS", "ProgramRun", "RunHost"]
 _SPIN_SECONDS = 100e-6
 #: CPUs this process may run on.
 CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+#: Seconds a worker asked to stop has to report its last events before it is killed.
+STOP_GRACE = 0.1
 
 
 class RunHost(Protocol):
@@ -53,7 +63,7 @@ class RunHost(Protocol):
 
 
 class ProgramRun:
-    """The host's side of one program run (one thread).
+    """The host's side of one program run (one thread talks to the worker).
 
     Args:
         host: The sandbox (deadlines, exit statuses, load).
@@ -74,18 +84,27 @@ class ProgramRun:
         self.pid: int | None = None
         self._pidfd: int | None = None
         self._kill_lock = threading.Lock()
-        self._expired = threading.Event()
+        # Held while receiving from the worker, so that abandoning a run can read its last
+        # messages only when nobody else is.
+        self._receiving = threading.Lock()
+        # Why the host is stopping the run (the deadline, a broken rule); None while it runs.
+        self._stopping: ProgramError | None = None
+        # Whether the worker reported everything it held (its "done" or "stopped" arrived).
+        self._reported = False
         self.finished = False
 
+    # -- the conversation ---------------------------------------------------------------------
     def serve(self, deadline: float) -> tuple[Any, ProgramError | None]:
         """Talk to the worker until the run ends; the answer, or why there is none."""
-        # The deadline is enforced by the sandbox's watchdog (it kills the worker and shuts
-        # this socket down), so receiving needs no per-message timeout.
+        # The deadline is enforced by the sandbox's watchdog (it stops, then kills the worker),
+        # so receiving needs no per-message timeout.
         self.host.watch(self, deadline)
         try:
             answer, error = self._conversation(deadline)
-            if self._expired.is_set():  # whatever the conversation saw, the deadline came first
-                return None, self._timeout()
+            if self._stopping is not None:  # whatever the conversation saw, the host stopped it first
+                answer, error = None, self._stopping
+            if not self._reported:
+                self.recorder.incomplete = True
             return answer, error
         finally:
             self.finished = True
@@ -96,34 +115,42 @@ class ProgramRun:
             try:
                 # Poll briefly after a call: a program's next call often follows within microseconds.
                 spin = _SPIN_SECONDS if self.server.calls and self.host.active_runs <= CPUS else 0.0
-                message = wire.receive(self.sock, spin=spin)
+                with self._receiving:
+                    message = wire.receive(self.sock, spin=spin)
             except (wire.WireError, OSError) as exc:
                 self.kill()
                 return None, ProgramError("worker-crash", f"The worker sent a malformed message ({exc}).")
             if message is None:
-                return None, self._died()
+                return None, self._stopping or self._died()
             kind = message.get("type")
-            if kind == "call" and time.monotonic() >= deadline:
-                return None, self._timeout()
             if kind == "hello" and self.pid is None:
                 self._hello(message)
-            elif kind == "events":
-                if not self.recorder.add_worker_events(message.get("events")):
-                    self.kill()
-                    return None, ProgramError("worker-crash", "The worker sent malformed trace events.")
-            elif kind == "call":
-                if "events" in message and not self.recorder.add_worker_events(message["events"]):
-                    self.kill()
-                    return None, ProgramError("worker-crash", "The worker sent malformed trace events.")
-                if not self._call(message):
-                    return None, self._died()
-            elif kind == "done":
-                return self._done(message)
-            else:
+                continue
+            if kind not in ("events", "call", "done", "stopped"):
                 self.kill()
                 return None, ProgramError(
                     "worker-crash", f"The worker sent an unexpected message {bounded(kind, 50)!r}."
                 )
+            self.recorder.note_worker_dropped(message.get("dropped"))
+            if "events" in message and not self.recorder.add_worker_events(message["events"]):
+                self.kill()
+                return None, ProgramError("worker-crash", "The worker sent malformed trace events.")
+            if kind == "call":
+                if self._stopping is not None:
+                    continue  # stopping: nothing more is served; the worker reports and leaves
+                if time.monotonic() >= deadline:
+                    self.stop(self._timeout())
+                    continue
+                if not self._call(message):
+                    return None, self._died()
+                if self.server.violation:  # the first broken rule ends the run
+                    self.stop(ProgramError("violation", self.server.violation))
+            elif kind == "done":
+                self._reported = True
+                return self._done(message)
+            elif kind == "stopped":
+                self._reported = True
+                return None, self._stopping or ProgramError("worker-crash", "The worker stopped unasked.")
 
     def _call(self, message: dict[str, Any]) -> bool:
         """Serve one tool request; False when the reply cannot be delivered (the worker is gone)."""
@@ -147,12 +174,73 @@ class ProgramRun:
         self.recorder.add_tool_calls(op, args, line, served.calls, failed, served.seconds)
         return delivered
 
-    def expire(self) -> None:
-        """Called by the watchdog at the deadline: stop the worker and wake the serving thread."""
-        self._expired.set()
+    # -- stopping -----------------------------------------------------------------------------
+    def expire(self) -> float | None:
+        """Called by the watchdog at the deadline: stop the run as a timeout.
+
+        Returns:
+            When to kill the worker if it has not reported by then (monotonic seconds), or
+            None when it was killed already.
+        """
+        return self.stop(self._timeout())
+
+    def stop(self, outcome: ProgramError) -> float | None:
+        """Ask the worker to report and leave (``SIGUSR1``); the run ends with ``outcome``.
+
+        Returns:
+            When to kill the worker if it has not reported by then, or None when there was
+            nothing to ask (it was killed at once).
+        """
+        if self._stopping is None:
+            self._stopping = outcome
+        with self._kill_lock:
+            if self._pidfd is not None:
+                with contextlib.suppress(OSError):
+                    signal.pidfd_send_signal(self._pidfd, signal.SIGUSR1)
+                    return time.monotonic() + STOP_GRACE
+        # Not started yet (no hello): nothing to report; end it and wake the receiver.
         self.kill()
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
+        return None
+
+    def abandon(self) -> tuple[Any, ProgramError]:
+        """End a run whose serving thread is still inside a tool call past the deadline.
+
+        The worker is killed; its last messages are read when nobody else is reading; the
+        trace takes nothing more (a tool call that finishes later is discarded).
+
+        Returns:
+            No answer, and the timeout with what was still running.
+        """
+        self.stop(self._stopping or self._timeout())
+        deadline = time.monotonic() + STOP_GRACE
+        if self._receiving.acquire(timeout=0):  # the serving thread is inside a tool, not receiving
+            try:
+                while not self._reported and time.monotonic() < deadline:
+                    message = wire.receive_nowait(self.sock, deadline)
+                    if message is None:
+                        break
+                    self.recorder.note_worker_dropped(message.get("dropped"))
+                    if "events" in message:
+                        self.recorder.add_worker_events(message["events"])
+                    self._reported = message.get("type") in ("stopped", "done")
+            except (wire.WireError, OSError):
+                pass
+            finally:
+                self._receiving.release()
+        self.kill()
+        if not self._reported:
+            self.recorder.incomplete = True
+        self.recorder.seal()
+        self.finished = True
+        assert self._stopping is not None
+        outcome = self._stopping
+        if outcome.kind == "timeout":
+            outcome = ProgramError(
+                "timeout", outcome.message + " A tool call was still running; its result is discarded.", outcome.line
+            )
+        return None, outcome
 
     def _hello(self, message: dict[str, Any]) -> None:
         pid = message.get("pid")
@@ -160,7 +248,7 @@ class ProgramRun:
             self.pid = pid
             with self._kill_lock, contextlib.suppress(OSError, AttributeError):
                 self._pidfd = os.pidfd_open(pid)
-            if self._expired.is_set():  # the deadline passed while the worker was starting
+            if self._stopping is not None:  # the deadline passed while the worker was starting
                 self.kill()
 
     def kill(self) -> None:
@@ -174,7 +262,6 @@ class ProgramRun:
                 self._pidfd = None
 
     def _timeout(self) -> ProgramError:
-        self.kill()
         return ProgramError("timeout", f"The program did not finish within {self.limits.timeout:g} s and was stopped.")
 
     def _died(self) -> ProgramError:
@@ -190,12 +277,7 @@ class ProgramRun:
         return ProgramError("worker-crash", f"The worker exited (status {code}) before finishing.")
 
     def _done(self, message: dict[str, Any]) -> tuple[Any, ProgramError | None]:
-        dropped = message.get("dropped", 0)
-        if isinstance(dropped, int) and not isinstance(dropped, bool):
-            self.recorder.dropped += max(0, dropped)
         error = message.get("error")
-        if self.server.violation:
-            return None, ProgramError("violation", self.server.violation)
         if error is not None:
             if not isinstance(error, dict) or error.get("kind") not in ERROR_KINDS:
                 return None, ProgramError("worker-crash", "The worker reported a malformed error.")

@@ -23,6 +23,7 @@ __all__ = [
     "WireError",
     "answer_problem",
     "receive",
+    "receive_nowait",
     "send",
 ]
 
@@ -92,6 +93,23 @@ def send(sock: socket.socket, message: dict[str, Any]) -> None:
     sock.sendall(data)
 
 
+def receive_nowait(sock: socket.socket, until: float) -> dict[str, Any] | None:
+    """One message if one arrives before ``until`` (monotonic seconds), else None (also at end of stream).
+
+    Raises:
+        WireError: The datagram is truncated, not UTF-8 JSON, or not an object.
+    """
+    while True:
+        try:
+            data, _, flags, _ = sock.recvmsg(MAX_MESSAGE_BYTES + 1, 0, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            if time.monotonic() >= until:
+                return None
+            time.sleep(0.002)
+            continue
+        return _parse(data, flags) if data else None
+
+
 def receive(sock: socket.socket, buffer: bytearray | None = None, spin: float = 0.0) -> dict[str, Any] | None:
     """Receive one message; None at end of stream.
 
@@ -111,6 +129,10 @@ def receive(sock: socket.socket, buffer: bytearray | None = None, spin: float = 
         data, flags = _receive(sock, spin)
     if not data:
         return None
+    return _parse(data, flags)
+
+
+def _parse(data: bytes, flags: int) -> dict[str, Any]:
     if len(data) > MAX_MESSAGE_BYTES or flags & socket.MSG_TRUNC:
         raise WireError("oversized message")
     try:

@@ -28,8 +28,10 @@ from vpd.patch import ImagePatch
 from vpd.programs.policy import (
     ASSIGN_HOOK,
     EXCEPTION_FIELDS,
+    LOST_COUNTER,
     PATCH_ATTRIBUTES,
     PROGRAM_FILENAME,
+    RECURSION_ERROR,
     SAFE_BUILTIN_NAMES,
 )
 from vpd.programs.sandbox import wire
@@ -68,6 +70,18 @@ class WorkerFailure(BaseException):
 
 
 _FAILED: list[str] = []
+
+
+class WorkerStop(BaseException):
+    """The host asked the worker to stop (its deadline, or a broken rule): raised by a signal.
+
+    Programs cannot catch it (they may only catch Exception subclasses); the worker reports
+    what it recorded so far, then exits.
+    """
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise WorkerStop
 
 
 class SandboxViolation(Exception):
@@ -225,17 +239,33 @@ class ToolClient:
         if _FAILED:
             raise WorkerFailure("the link to the host failed earlier")
         self._calls += 1
-        request = {"type": "call", "id": self._calls, "op": op, "args": args, "line": program_line()}
+        line = program_line()
+        request: dict[str, Any] = {"type": "call", "id": self._calls, "op": op, "args": args, "line": line}
         # Pending trace events ride along with the call (one message instead of two).
         self._reporter.flush(request)
         try:
-            wire.send(self._sock, request)
+            try:
+                wire.send(self._sock, request)
+            except wire.WireError:
+                if "events" not in request:
+                    raise
+                # Too large with the events on board: the events go first, on their own.
+                self._reporter.send_events(request.pop("events"))
+                wire.send(self._sock, request)
         except wire.WireError as exc:  # the arguments could not be encoded: nothing was sent
-            raise InvalidArgumentError(f"cannot send these arguments to {op}: {exc}") from None
+            # The host records the call it never saw, so the trace shows what the program tried.
+            name = str(args.get("name", op)) if op == "call_tool" else op
+            message = f"the arguments of {name} are too large or not JSON, so they cannot be sent ({exc})"
+            self._reporter.rejected(line, name, message)
+            raise InvalidArgumentError(message) from None
+        except (WorkerStop, WorkerFailure):
+            raise
         except BaseException as exc:
             raise WorkerFailure(f"sending a tool call failed: {type(exc).__name__}") from None
         try:
             reply = wire.receive(self._sock, self._buffer, spin=self.spin)
+        except WorkerStop:
+            raise
         except BaseException as exc:
             raise WorkerFailure(f"receiving a tool result failed: {type(exc).__name__}") from None
         if reply is None or reply.get("id") != self._calls:
@@ -363,6 +393,13 @@ class Reporter:
         self._count = 0
         self.dropped = 0
         self.printed = 0
+        # Assignments whose hook could not be called (the compiled program counts them here).
+        self.lost = [0]
+
+    @property
+    def not_recorded(self) -> int:
+        """Events this worker did not send: over its cap, or whose hook failed."""
+        return self.dropped + self.lost[0]
 
     def add(self, event: dict[str, Any], size: int) -> None:
         if self._count >= _MAX_EVENTS:
@@ -377,21 +414,45 @@ class Reporter:
             self.flush()
 
     def flush(self, carrier: dict[str, Any] | None = None) -> None:
-        """Send the buffered events, on their own or inside ``carrier`` (a message about to be sent)."""
+        """Send the buffered events, on their own or inside ``carrier`` (a message about to be sent).
+
+        Every message also carries how many events were not recorded so far, so the host
+        knows it at whatever moment the run ends.
+        """
+        if carrier is not None:
+            carrier["dropped"] = self.not_recorded
         if self._buffer:
             batch, self._buffer, self._bytes = self._buffer, [], 0
             if carrier is not None:
                 carrier["events"] = batch
                 return
-            try:
-                wire.send(self._sock, {"type": "events", "events": batch})
-            except BaseException as exc:  # losing trace events silently is not an option
-                raise WorkerFailure(f"sending trace events failed: {type(exc).__name__}") from None
+            self.send_events(batch)
+
+    def send_events(self, batch: list[dict[str, Any]]) -> None:
+        """Send ``batch`` in a message of its own."""
+        try:
+            wire.send(self._sock, {"type": "events", "events": batch, "dropped": self.not_recorded})
+        except WorkerStop:
+            raise
+        except BaseException as exc:  # losing trace events silently is not an option
+            raise WorkerFailure(f"sending trace events failed: {type(exc).__name__}") from None
+
+    def rejected(self, line: int | None, op: str, message: str) -> None:
+        """Record a tool call that could not even be sent (its arguments were too large)."""
+        self.add({"kind": "rejected", "line": line, "op": op[:100], "error": message[:500]}, len(message[:500]))
+        self.flush()
 
     def assign(self, line: int, name: str, value: Any) -> Any:
-        """Report an assignment; returns ``value`` (so it can wrap ``:=`` expressions)."""
-        text = short(value)
-        self.add({"kind": "assign", "line": line, "name": name[:100], "value": text}, len(name[:100]) + len(text))
+        """Report an assignment; returns ``value`` (so it can wrap ``:=`` expressions).
+
+        Never raises into the program: a failure to render or buffer the value is counted
+        as an event not recorded.
+        """
+        try:
+            text = short(value)
+            self.add({"kind": "assign", "line": line, "name": name[:100], "value": text}, len(name[:100]) + len(text))
+        except Exception:
+            self.dropped += 1
         return value
 
     def print(self, line: int | None, text: str) -> None:
@@ -401,7 +462,10 @@ class Reporter:
             return
         text = text[: min(room, 4000)]
         self.printed += len(text)
-        self.add({"kind": "print", "line": line, "text": text}, len(text))
+        try:
+            self.add({"kind": "print", "line": line, "text": text}, len(text))
+        except Exception:
+            self.dropped += 1
 
 
 def _print_factory(reporter: Reporter) -> type:
@@ -511,6 +575,8 @@ def build_scope(client: ToolClient, reporter: Reporter) -> dict[str, Any]:
         "_print_": _print_factory(reporter),
         "_apply_": lambda f, *a, **k: f(*a, **k),
         ASSIGN_HOOK: reporter.assign,
+        LOST_COUNTER: reporter.lost,
+        RECURSION_ERROR: RecursionError,
         "ImagePatch": ImagePatch,
     }
     for name in helpers.HELPER_API:
@@ -548,12 +614,19 @@ def _message(exc: BaseException) -> str:
 
 
 def run_worker(sock: socket.socket, job: dict[str, Any], code: CodeType) -> None:
-    """Run one program and report to the host. Never returns: leaves with ``os._exit``."""
+    """Run one program and report to the host. Never returns: leaves with ``os._exit``.
+
+    The host may stop the program at any moment with ``SIGUSR1`` (its deadline, a broken
+    rule): the worker then sends the events it still holds and how many it did not record,
+    says ``stopped``, and exits; the host kills it if that does not come soon.
+    """
     import os
+    import signal
 
     status = 0
+    reporter = Reporter(sock)
     try:
-        reporter = Reporter(sock)
+        signal.signal(signal.SIGUSR1, _stop)
         wire.send(sock, {"type": "hello", "pid": os.getpid()})
         client = ToolClient(sock, job.get("tools", []), reporter)
         spin = job.get("spin", 0.0)
@@ -604,6 +677,7 @@ def run_worker(sock: socket.socket, job: dict[str, Any], code: CodeType) -> None
                 error = {"kind": "tool", "message": _message(exc), "line": _error_line(exc)}
             except Exception as exc:
                 error = {"kind": "runtime", "message": _message(exc), "line": _error_line(exc)}
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # the report below is not interrupted
         if _FAILED:
             raise WorkerFailure(_FAILED[0])
         if error is None and _VIOLATIONS:
@@ -613,7 +687,7 @@ def run_worker(sock: socket.socket, job: dict[str, Any], code: CodeType) -> None
             "type": "done",
             "answer": answer,
             "error": error,
-            "dropped": reporter.dropped,
+            "dropped": reporter.not_recorded,
             "cpu_seconds": time.process_time(),
             "seconds": time.perf_counter() - started,
         }
@@ -624,7 +698,22 @@ def run_worker(sock: socket.socket, job: dict[str, Any], code: CodeType) -> None
                 answer=None, error={"kind": "answer", "message": "the answer is too large to send", "line": None}
             )
             wire.send(sock, done)
+    except WorkerStop:
+        status = _report_stop(reporter, sock)
     except BaseException:  # the host learns from the missing "done" and the exit status
         status = 70
     finally:
         os._exit(status)
+
+
+def _report_stop(reporter: Reporter, sock: socket.socket) -> int:
+    """After ``SIGUSR1``: send what is left of the trace, then ``stopped`` (exit status)."""
+    import signal
+
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    try:
+        reporter.flush()
+        wire.send(sock, {"type": "stopped", "dropped": reporter.not_recorded})
+    except BaseException:
+        return 70
+    return 0

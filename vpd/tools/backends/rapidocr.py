@@ -144,7 +144,7 @@ class RapidOCRReader(OnnxBackend):
         engine, lock = self.load()
         results = []
         for image in images:
-            array = to_bgr(image)
+            array = _padded(to_bgr(image))
             try:
                 with lock:
                     output = engine(array)
@@ -183,6 +183,27 @@ class RapidOCRReader(OnnxBackend):
                 return False
             return not (x1 - x0 >= _WHOLE_IMAGE * width and y1 - y0 >= _WHOLE_IMAGE * height)
         return score >= float(self.options["min_score"])
+
+
+#: Longest side over shortest side of what the engine reads. Its detector scales an image's
+#: short side up to 736 px, so a thin strip (1x64 px) would become a 736x47,104 input, many
+#: seconds and gigabytes; padded to this aspect, no input exceeds 736x2,944.
+MAX_ASPECT = 4
+
+
+def _padded(array: Any) -> Any:
+    """``array`` padded with white on the right or at the bottom to :data:`MAX_ASPECT` at most.
+
+    Padding there leaves every text box where it was; boxes in the padding are clipped away.
+    """
+    import numpy as np
+
+    height, width = array.shape[:2]
+    if height > MAX_ASPECT * width:
+        return np.pad(array, ((0, 0), (0, -(-height // MAX_ASPECT) - width), (0, 0)), constant_values=255)
+    if width > MAX_ASPECT * height:
+        return np.pad(array, ((0, -(-width // MAX_ASPECT) - height), (0, 0), (0, 0)), constant_values=255)
+    return array
 
 
 def _axis_aligned(quad: Any, width: int, height: int) -> tuple[float, float, float, float] | None:
