@@ -387,6 +387,20 @@ class TestTracesNeverLoseEventsSilently:
         assert len(run.trace.assignments) + run.trace.dropped_events == 60_000
         assert run.trace.truncated and run.trace.dropped_events > 50_000
 
+    def test_a_stop_in_the_middle_of_tool_traffic_loses_nothing(self, scene: Scene, sandbox: vpd.Sandbox) -> None:
+        # Stopped at a random moment of a call-and-assign loop, many times: every call was
+        # preceded by an assignment of n, and each of those reaches the trace or is counted.
+        code = program("n = 0\nwhile True:\n    n = n + 1\n    ImagePatch(image).exists('cup')")
+        limits = vpd.SandboxLimits(timeout=0.2, max_tool_calls=100_000)
+        for _ in range(15):
+            run = sandbox.run(code, scene.image, toolkit=scene.toolkit(), limits=limits)
+            assert run.error is not None and run.error.kind == "timeout"
+            values = [int(a.value) for a in run.trace.assignments if a.name == "n"]
+            calls = len(run.trace.tool_calls)
+            if not run.trace.truncated:  # complete: 0, 1, 2, ... with no gap, one n before each call
+                assert values == list(range(len(values)))
+                assert values[-1] >= calls, (values[-1], calls)
+
     def test_a_worker_killed_before_it_reports_marks_the_trace_truncated(
         self, scene: Scene, sandbox: vpd.Sandbox
     ) -> None:

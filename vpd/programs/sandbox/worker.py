@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import signal
 import socket
 import sys
 import time
@@ -82,6 +83,25 @@ class WorkerStop(BaseException):
 
 def _stop(signum: int, frame: FrameType | None) -> None:
     raise WorkerStop
+
+
+# While the worker hands events to the socket, the stop signal waits: a batch taken out of
+# the buffer is then either sent whole or still counted, never lost between the two. The
+# signal is delivered (and WorkerStop raised) as soon as the send is done.
+_STOP_SIGNALS = {signal.SIGUSR1}
+_held = [0]
+
+
+def _hold_stop() -> None:
+    if _held[0] == 0:
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    _held[0] += 1
+
+
+def _release_stop() -> None:
+    _held[0] -= 1
+    if _held[0] == 0:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
 class SandboxViolation(Exception):
@@ -241,9 +261,10 @@ class ToolClient:
         self._calls += 1
         line = program_line()
         request: dict[str, Any] = {"type": "call", "id": self._calls, "op": op, "args": args, "line": line}
-        # Pending trace events ride along with the call (one message instead of two).
-        self._reporter.flush(request)
+        _hold_stop()
         try:
+            # Pending trace events ride along with the call (one message instead of two).
+            self._reporter.flush(request)
             try:
                 wire.send(self._sock, request)
             except wire.WireError:
@@ -262,6 +283,8 @@ class ToolClient:
             raise
         except BaseException as exc:
             raise WorkerFailure(f"sending a tool call failed: {type(exc).__name__}") from None
+        finally:
+            _release_stop()  # a stop asked for meanwhile is raised here: while waiting, not while sending
         try:
             reply = wire.receive(self._sock, self._buffer, spin=self.spin)
         except WorkerStop:
@@ -419,23 +442,28 @@ class Reporter:
         Every message also carries how many events were not recorded so far, so the host
         knows it at whatever moment the run ends.
         """
-        if carrier is not None:
+        if carrier is not None:  # the caller holds the stop signal until the carrier is sent
             carrier["dropped"] = self.not_recorded
+            if self._buffer:
+                carrier["events"], self._buffer, self._bytes = self._buffer, [], 0
+            return
         if self._buffer:
-            batch, self._buffer, self._bytes = self._buffer, [], 0
-            if carrier is not None:
-                carrier["events"] = batch
-                return
-            self.send_events(batch)
+            _hold_stop()
+            try:
+                batch, self._buffer, self._bytes = self._buffer, [], 0
+                self.send_events(batch)
+            finally:
+                _release_stop()
 
     def send_events(self, batch: list[dict[str, Any]]) -> None:
         """Send ``batch`` in a message of its own."""
+        _hold_stop()
         try:
             wire.send(self._sock, {"type": "events", "events": batch, "dropped": self.not_recorded})
-        except WorkerStop:
-            raise
         except BaseException as exc:  # losing trace events silently is not an option
             raise WorkerFailure(f"sending trace events failed: {type(exc).__name__}") from None
+        finally:
+            _release_stop()
 
     def rejected(self, line: int | None, op: str, message: str) -> None:
         """Record a tool call that could not even be sent (its arguments were too large)."""
@@ -621,7 +649,6 @@ def run_worker(sock: socket.socket, job: dict[str, Any], code: CodeType) -> None
     says ``stopped``, and exits; the host kills it if that does not come soon.
     """
     import os
-    import signal
 
     status = 0
     reporter = Reporter(sock)
@@ -708,8 +735,6 @@ def run_worker(sock: socket.socket, job: dict[str, Any], code: CodeType) -> None
 
 def _report_stop(reporter: Reporter, sock: socket.socket) -> int:
     """After ``SIGUSR1``: send what is left of the trace, then ``stopped`` (exit status)."""
-    import signal
-
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     try:
         reporter.flush()
