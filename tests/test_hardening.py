@@ -12,7 +12,9 @@ attack suite (tests/test_attacks.py) keeps its own cases.
 
 from __future__ import annotations
 
+import contextvars
 import json
+import signal
 import sys
 import threading
 import time
@@ -26,11 +28,11 @@ import vpd
 from vpd.render import build_view, format_trace, render_trace
 from vpd.testing import Scene, SceneObject
 from vpd.tools.user_tools import ToolRegistry, tool_registry
-from vpd.traces import TraceWriter, trace_to_text
+from vpd.traces import OMITTED, TraceWriter, trace_to_text
 from vpd.traces.text import one_line, reveal
 
 W, H = 320, 240
-HIDDEN = ("Cc", "Cf", "Zl", "Zp")
+HIDDEN = ("Cc", "Cf", "Co", "Cn", "Cs", "Zl", "Zp")
 
 
 @pytest.fixture(scope="module")
@@ -314,7 +316,7 @@ class TestTheDeadlineBoundsToolWork:
                 "return best_image_match(ps, ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i'], return_index=True)",
                 "= 288 pairs; the limit is 256",
             ),
-            ("return llm_query('\\U0001f600' * 400)", "1600 bytes of UTF-8"),
+            ("return llm_query('\\U0001f600' * 600)", "2400 bytes of UTF-8"),
         ],
         ids=["ocr-thin-strip", "vqa-thin-strip", "match-thin-strip", "match-pairs", "prompt-tokens"],
     )
@@ -328,6 +330,79 @@ class TestTheDeadlineBoundsToolWork:
         (call,) = run.trace.tool_calls
         assert call.error is not None and message in call.error  # refused before any model ran
         assert call.capability == ""
+
+    def test_a_question_composed_for_the_vqa_model_is_refused_first(self, scene: Scene, sandbox: vpd.Sandbox) -> None:
+        # Without a matcher, best_text_match asks the VQA model one question listing every
+        # option: each option is short, the question is not.
+        toolkit = scene.toolkit(match=None)
+        options = [f"option number {i} " + "x" * 40 for i in range(50)]
+        run = sandbox.run(
+            program(f"return ImagePatch(image).best_text_match({options!r})"), scene.image, toolkit=toolkit
+        )
+        assert run.error is not None and "best_text_match's question is" in run.error.message
+        assert "Pass fewer or shorter options" in run.error.message
+        (call,) = run.trace.tool_calls
+        assert call.capability == "" and call.error is not None  # the VQA model never ran
+        short = sandbox.run(
+            program("return ImagePatch(image).best_text_match(['cup', 'plate'])"), scene.image, toolkit=toolkit
+        )
+        assert short.ok and short.answer in ("cup", "plate")
+
+    def test_a_tiny_image_gets_an_error_that_says_so(self, sandbox: vpd.Sandbox) -> None:
+        tiny = Scene(6, 5, [])
+        run = sandbox.run(program("return ImagePatch(image).ocr()"), tiny.image, toolkit=tiny.toolkit())
+        assert run.error is not None and "the whole image is only 6x5" in run.error.message
+
+    def test_tool_work_runs_in_the_callers_context(self, scene: Scene, sandbox: vpd.Sandbox) -> None:
+        # Tools run on a runner thread; what the caller set in its context still reaches them.
+        request: contextvars.ContextVar[str] = contextvars.ContextVar("request", default="none")
+        registry = tool_registry.copy()
+
+        @vpd.tool(registry=registry)
+        def whose() -> str:
+            """The request this call serves.
+
+            Returns:
+                Its name.
+            """
+            return request.get()
+
+        toolkit = scene.toolkit(tools=registry)
+        token = request.set("request-42")
+        try:
+            with vpd.record_tool_calls() as calls:
+                run = sandbox.run(
+                    program("ImagePatch(image).exists('cup')\nreturn whose()"), scene.image, toolkit=toolkit
+                )
+        finally:
+            request.reset(token)
+        assert run.answer == "request-42"
+        assert [c.operation for c in calls] == ["exists", "whose"]
+
+    def test_a_tool_raising_any_exception_costs_only_its_call(self, scene: Scene, sandbox: vpd.Sandbox) -> None:
+        registry = tool_registry.copy()
+
+        @vpd.tool(registry=registry)
+        def leave(how: str) -> str:
+            """Raise what a buggy tool might raise.
+
+            Args:
+                how: "exit" or "interrupt".
+
+            Returns:
+                Never.
+            """
+            raise SystemExit(3) if how == "exit" else KeyboardInterrupt()
+
+        toolkit = scene.toolkit(tools=registry)
+        codes = [
+            program("return leave('exit')"),
+            program("try:\n    leave('interrupt')\nexcept Exception as e:\n    return str(e)\nreturn 0"),
+            program("return len(ImagePatch(image).find('cup'))"),
+        ]
+        first, second, third = vpd.run_programs(codes, scene.image, toolkit=toolkit, sandbox=sandbox)
+        assert first.error is not None and "SystemExit" in first.error.message
+        assert "KeyboardInterrupt" in second.answer and third.answer == 1  # caught as a tool error
 
 
 class TestTracesNeverLoseEventsSilently:
@@ -432,3 +507,100 @@ class TestTracesNeverLoseEventsSilently:
         calls = run.trace.tool_calls
         assert len(calls) == 3000 and all(c.inputs == {"$omitted": c.inputs["$omitted"]} for c in calls)
         assert len(run.trace.to_json()) < 2_000_000
+
+    def test_a_stop_while_events_are_sent_waits_for_the_send(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import socket
+
+        from vpd.programs.sandbox import wire, worker
+
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        real_send = wire.send
+        stops = []
+
+        def send_stopped_half_way(sock: socket.socket, message: dict) -> None:
+            # The host's stop arrives just as the batch leaves the buffer.
+            signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+            stops.append(True)
+            real_send(sock, message)
+
+        previous = signal.signal(signal.SIGUSR1, worker._stop)
+        monkeypatch.setattr(wire, "send", send_stopped_half_way)
+        reporter = worker.Reporter(ours)
+        try:
+            with pytest.raises(worker.WorkerStop):
+                for i in range(60):
+                    reporter.assign(i + 1, "v", i)
+            sent = wire.receive(theirs)
+        finally:
+            signal.signal(signal.SIGUSR1, previous)
+            ours.close()
+            theirs.close()
+        assert stops == [True]  # the stop came during the send and was raised after it
+        assert sent is not None and [e["value"] for e in sent["events"]] == [str(i) for i in range(50)]
+        assert reporter.not_recorded == 0
+
+    def test_a_killed_worker_still_reports_the_events_it_dropped(self, scene: Scene, sandbox: vpd.Sandbox) -> None:
+        # The count of what the worker could not keep rides on every message, so it survives
+        # a kill: here the worker runs C code at its deadline and never says "done".
+        code = program(
+            "for i in range(30000):\n    x = i\nImagePatch(image).exists('cup')\nreturn sum(range(10 ** 12))"
+        )
+        run = sandbox.run(code, scene.image, toolkit=scene.toolkit(), limits=vpd.SandboxLimits(timeout=1.5))
+        assert run.error is not None and run.error.kind == "timeout"
+        assert run.trace.truncated and run.trace.dropped_events >= 58_000
+        assert len(run.trace.assignments) + run.trace.dropped_events == 60_000
+
+    def test_the_trace_has_a_byte_budget(self, scene: Scene, sandbox: vpd.Sandbox) -> None:
+        registry = tool_registry.copy()
+
+        @vpd.tool(registry=registry)
+        def rows(table: list[str]) -> list[str]:
+            """The rows of a table, cleaned (each call's record keeps about 4,000 characters).
+
+            Args:
+                table: Its rows.
+
+            Returns:
+                The same rows.
+            """
+            return table
+
+        code = program("t = ['r' * 100] * 30\nfor i in range(1500):\n    n = len(rows(t))\nreturn n")
+        limits = vpd.SandboxLimits(timeout=120, max_tool_calls=2000)
+        run = sandbox.run(code, scene.image, toolkit=scene.toolkit(tools=registry), limits=limits)
+        assert run.ok and run.answer == 30  # the program got every result; the trace kept what fits
+        calls = run.trace.tool_calls
+        assert len(calls) == 1500 and run.trace.truncated
+        omitted = [c for c in calls if OMITTED in c.inputs]
+        assert 0 < len(omitted) < 1000 and all(c.output is None for c in omitted)
+        assert all(OMITTED in c.inputs for c in calls[calls.index(omitted[0]) :])  # once out, always out
+        assert len(run.trace.to_json()) < 5_000_000
+        assert "arguments not recorded" in trace_to_text(run.trace)
+
+    def test_long_prints_are_clipped_visibly(self, scene: Scene, sandbox: vpd.Sandbox) -> None:
+        run = sandbox.run(program("print('a' * 10000, 'b')\nreturn 1"), scene.image, toolkit=scene.toolkit())
+        (printed,) = run.trace.prints
+        assert printed.text == "a" * 4000 + "… [6003 more characters]"
+
+    def test_rejected_arguments_too_large_to_keep_mark_the_trace(self, scene: Scene, sandbox: vpd.Sandbox) -> None:
+        run = sandbox.run(program("return ImagePatch(image).find('y' * 5000)"), scene.image, toolkit=scene.toolkit())
+        (call,) = run.trace.tool_calls
+        assert set(call.inputs) == {OMITTED} and run.trace.truncated
+        assert "Calling find function. (arguments not recorded" in trace_to_text(run.trace)
+
+
+class TestProgramsCannotHideFromTheTrace:
+    """Class 3, statically: a ":=" that would run outside the statement tracing it is refused."""
+
+    @pytest.mark.parametrize(
+        "body",
+        ["f = lambda: (y := 1)\nreturn f()", "return sum((y := v) for v in [1, 2])", "return [(lambda: (z := 2))()]"],
+    )
+    def test_walrus_where_it_cannot_be_traced_is_refused(self, body: str, scene: Scene, sandbox: vpd.Sandbox) -> None:
+        run = sandbox.run(program(body), scene.image, toolkit=scene.toolkit())
+        assert run.error is not None and run.error.kind == "compile"  # refused before it runs
+        assert "assignment expressions (:=) are not allowed inside a" in run.error.message
+
+    def test_walrus_in_statements_and_comprehensions_is_traced(self, scene: Scene, sandbox: vpd.Sandbox) -> None:
+        run = sandbox.run(program("if (n := 3) > 2:\n    pass\nreturn n"), scene.image, toolkit=scene.toolkit())
+        assert run.answer == 3 and [a.name for a in run.trace.assignments] == ["n"]

@@ -297,3 +297,21 @@ def test_paddleocr_reads_a_sign_for_real() -> None:
     pytest.importorskip("paddle")
     (lines,) = PaddleOCRReader().read_text([sign("STOP 42 Main St.")])
     assert "STOP" in texts(lines)
+
+
+def test_rapidocr_pads_thin_strips_and_keeps_their_boxes(reader: RapidOCRReader) -> None:
+    from vpd.tools.backends.rapidocr import MAX_ASPECT, _padded
+
+    assert _padded(np.zeros((8, 400, 3), np.uint8)).shape == (100, 400, 3)  # wide: rows of white below
+    assert _padded(np.zeros((401, 8, 3), np.uint8)).shape == (401, 101, 3)  # tall: columns on the right
+    square = np.zeros((50, 60, 3), np.uint8)
+    assert _padded(square) is square
+    padded = _padded(np.zeros((10, 1000, 3), np.uint8))
+    assert padded.shape[1] <= MAX_ASPECT * padded.shape[0] and (padded[10:] == 255).all()
+    # A strip of text far wider than MAX_ASPECT is still read, with its box inside the strip.
+    strip = sign("EXIT 7 NORTH", size=(900, 60), font_size=40, at=(10, 8))
+    (lines,) = reader.read_text([strip])
+    assert texts(lines).replace(" ", "") == "EXIT7NORTH"
+    for line in lines:
+        x0, y0, x1, y1 = line.box
+        assert 0 <= x0 < x1 <= 900 and 0 <= y0 < y1 <= 60

@@ -145,6 +145,20 @@ def _transformer_class() -> type:
         def visit_TryStar(self, node: Any) -> ast.AST:
             return self._reject(node, "except* blocks")
 
+        def visit_Lambda(self, node: ast.Lambda) -> ast.AST:
+            self._no_walrus_inside(node, "lambda")
+            return cast(ast.AST, super().visit_Lambda(node))
+
+        def visit_GeneratorExp(self, node: ast.GeneratorExp) -> ast.AST:
+            self._no_walrus_inside(node, "generator expression")
+            return cast(ast.AST, super().visit_GeneratorExp(node))
+
+        def _no_walrus_inside(self, node: ast.AST, what: str) -> None:
+            # A ":=" is traced by a hook call at the statement that runs it; a lambda or a
+            # generator runs later, from another statement, where its loss could not be counted.
+            if any(isinstance(child, ast.NamedExpr) for child in ast.walk(node)):
+                self.error(node, f"assignment expressions (:=) are not allowed inside a {what}; assign in a statement.")
+
     return StrictTransformer
 
 

@@ -282,14 +282,6 @@ class Backend:
             options=dict(self.options),
         )
 
-    def count_tokens(self, text: str) -> int | None:
-        """Tokens ``text`` takes for this backend's model, or None when unknown here.
-
-        Language-model backends count with their tokenizer when it is already loaded (this
-        never loads a model). The default does not know.
-        """
-        return None
-
     def explain(self, queries: Sequence[str]) -> dict[str, Any]:
         """Facts about how this backend read ``queries``, recorded in traces.
 

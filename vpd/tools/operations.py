@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from vpd.tools.backend import Backend
     from vpd.tools.user_tools import ToolRegistry
 
-__all__ = ["MAX_MATCH_PAIRS", "MAX_PROMPT_TOKENS", "MAX_TEXT_CHARS", "MIN_REGION_SIDE", "ToolOperations"]
+__all__ = ["MAX_MATCH_PAIRS", "MAX_PROMPT_BYTES", "MAX_TEXT_CHARS", "MIN_REGION_SIDE", "ToolOperations"]
 
 T = TypeVar("T")
 
@@ -63,10 +63,11 @@ MAX_MATCH_PAIRS = 256
 #: crops carry nothing readable, and models that scale a crop's short side up to their
 #: input size blow a thin strip up into an enormous image.
 MIN_REGION_SIDE = 8
-#: Most tokens of a question sent to a language model (counted by the model's tokenizer
-#: when it has one loaded, else bounded by the text's UTF-8 bytes): text short in
-#: characters can be long in tokens, and prompt time grows with tokens.
-MAX_PROMPT_TOKENS = 1024
+#: Most UTF-8 bytes of a question sent to a VQA or language model, as composed (options
+#: included). Text short in characters can be long in tokens, and a model's time grows with
+#: its prompt's tokens; a tokenizer never makes more tokens than bytes, so this bounds them,
+#: the same way whichever model answers and whether or not it is loaded.
+MAX_PROMPT_BYTES = 2048
 
 _SHORT = "Answer the question with a single word or a short phrase, no explanation."
 _LONG = "Answer the question helpfully and concisely, in at most a few sentences."
@@ -275,22 +276,26 @@ class ToolOperations:
         """:meth:`check_box`, and a region at least :data:`MIN_REGION_SIDE` pixels on each side."""
         x0, y0, x1, y1 = box = self.check_box(image, box)
         if x1 - x0 < MIN_REGION_SIDE or y1 - y0 < MIN_REGION_SIDE:
+            width, height = image.size
+            if width < MIN_REGION_SIDE or height < MIN_REGION_SIDE:
+                raise InvalidArgumentError(
+                    f"{operation}() needs a region at least {MIN_REGION_SIDE} pixels wide and tall, and the whole "
+                    f"image is only {width}x{height}. Use a larger image (upscale it before solving)."
+                )
             raise InvalidArgumentError(
                 f"{operation}() needs a region at least {MIN_REGION_SIDE} pixels wide and tall; this one is "
                 f"{x1 - x0}x{y1 - y0}. Look at a larger region (crop less)."
             )
         return box
 
-    def check_prompt(self, text: str, what: str, capability: str) -> None:
-        """Reject text longer than :data:`MAX_PROMPT_TOKENS` tokens for ``capability``'s model."""
-        counted = None
-        if self.has(capability):
-            counted = self.backend(capability).count_tokens(text)
-        tokens = counted if counted is not None else len(text.encode("utf-8"))  # bytes bound tokens
-        if tokens > MAX_PROMPT_TOKENS:
-            how = "tokens" if counted is not None else "bytes of UTF-8 (an upper bound on tokens)"
+    @staticmethod
+    def check_prompt(text: str, what: str, fix: str = "Ask a shorter question.") -> None:
+        """Reject a question for a model longer than :data:`MAX_PROMPT_BYTES` bytes of UTF-8."""
+        size = len(text.encode("utf-8", "replace"))
+        if size > MAX_PROMPT_BYTES:
             raise InvalidArgumentError(
-                f"{what} is {tokens} {how}; the limit is {MAX_PROMPT_TOKENS}. Ask a shorter question."
+                f"{what} is {size} bytes of UTF-8; the limit is {MAX_PROMPT_BYTES} (it bounds the tokens a model "
+                f"reads). {fix}"
             )
 
     @staticmethod
@@ -390,12 +395,13 @@ class ToolOperations:
         """A short VQA answer about the region."""
         box = self.check_region(image, box, "simple_query")
         q = check_text(question, "question")
-        self.check_prompt(q, "question", "vqa")
+        self.check_prompt(q, "question")
         return self._operation(
             "simple_query", "vqa", image, box, {"question": q}, lambda call: self._vqa(call, image, box, q)
         )
 
     def _vqa(self, call: _Call, image: ImageData, box: Box, question: str) -> str:
+        self.check_prompt(question, "the question for the VQA model")  # every question, however composed
         answer = self._capability(
             call, "vqa", image, box, {"question": question}, lambda b: b.answer([self._crop(image, box)], [question])[0]
         )
@@ -406,6 +412,9 @@ class ToolOperations:
         box = self.check_region(image, box, "verify_property")
         name = check_text(object_name, "object_name")
         prop = check_text(property, "property")
+        question = f"Is the {name} {prop}? Answer yes or no."
+        if not self.has("match"):  # the question the VQA model will read, as composed
+            self.check_prompt(question, "verify_property's question", "Use a shorter object name and property.")
 
         def run(call: _Call) -> bool:
             if self.has("match"):
@@ -414,7 +423,7 @@ class ToolOperations:
                     call, "match", image, box, {"texts": texts}, lambda b: b.score([self._crop(image, box)], [texts])[0]
                 )
                 return _softmax_first(logits) > 0.5
-            return _yes(self._vqa(call, image, box, f"Is the {name} {prop}? Answer yes or no."))
+            return _yes(self._vqa(call, image, box, question))
 
         capability = "match" if self.has("match") else "vqa"
         return self._operation("verify_property", capability, image, box, {"object_name": name, "property": prop}, run)
@@ -423,6 +432,10 @@ class ToolOperations:
         """The option that best describes the region."""
         box = self.check_region(image, box, "best_text_match")
         opts = check_options(options)
+        listed = ", ".join(opts[:-1]) + f" or {opts[-1]}" if len(opts) > 1 else opts[0]
+        question = f"Which of these best describes it: {listed}?"
+        if not self.has("match"):  # the options are asked of the VQA model in one question
+            self.check_prompt(question, "best_text_match's question", "Pass fewer or shorter options.")
 
         def run(call: _Call) -> str:
             if self.has("match"):
@@ -430,9 +443,7 @@ class ToolOperations:
                     call, "match", image, box, {"texts": opts}, lambda b: b.score([self._crop(image, box)], [opts])[0]
                 )
                 return opts[max(range(len(opts)), key=lambda i: logits[i])]
-            listed = ", ".join(opts[:-1]) + f" or {opts[-1]}" if len(opts) > 1 else opts[0]
-            answer = self._vqa(call, image, box, f"Which of these best describes it: {listed}?")
-            return closest_option(answer, opts)
+            return closest_option(self._vqa(call, image, box, question), opts)
 
         capability = "match" if self.has("match") else "vqa"
         return self._operation("best_text_match", capability, image, box, {"options": opts}, run)
@@ -554,7 +565,7 @@ class ToolOperations:
         q = check_text(question, "question")
         if not isinstance(long_answer, bool):
             raise InvalidArgumentError("long_answer must be True or False.")
-        self.check_prompt(q, "question", "llm")
+        self.check_prompt(q, "question")
         messages: list[ChatMessage] = [
             {"role": "system", "content": _LONG if long_answer else _SHORT},
             {"role": "user", "content": q},

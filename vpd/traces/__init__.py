@@ -26,6 +26,7 @@ from vpd.traces.files import (
 from vpd.traces.text import BoxFormat, trace_to_text
 from vpd.traces.trace import (
     ERROR_KINDS,
+    OMITTED,
     TRACE_VERSION,
     Assignment,
     ErrorKind,
@@ -39,6 +40,7 @@ from vpd.traces.writer import TraceWriter
 
 __all__ = [
     "ERROR_KINDS",
+    "OMITTED",
     "TRACE_VERSION",
     "Assignment",
     "BadLine",

@@ -32,7 +32,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from vpd.traces.trace import PrintOutput, ToolCall, Trace
+from vpd.traces.trace import OMITTED, PrintOutput, ToolCall, Trace
 
 __all__ = [
     "BoxFormat",
@@ -55,10 +55,11 @@ BoxFormat = Literal["pixels", "normalized"]
 _ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
 # Characters that change how text around them is shown without being seen themselves:
 # controls (Cc: cursor moves, colours), format characters (Cf: bidi overrides and isolates,
-# zero-width spaces and joiners, soft hyphens) and line/paragraph separators (Zl, Zp).
-# Untrusted text shows them as escapes, so a program cannot reorder or add lines of a view
-# or of the execution-trace text.
-_HIDDEN = frozenset(("Cc", "Cf", "Zl", "Zp"))
+# zero-width spaces and joiners, soft hyphens), line/paragraph separators (Zl, Zp), and
+# code points with no agreed glyph: private use (Co), unassigned (Cn, which a later Unicode
+# may make a format character) and surrogates (Cs). Untrusted text shows them as escapes,
+# so a program cannot reorder or add lines of a view or of the execution-trace text.
+_HIDDEN = frozenset(("Cc", "Cf", "Co", "Cn", "Cs", "Zl", "Zp"))
 
 
 def clip(text: str, limit: int) -> str:
@@ -234,6 +235,9 @@ def _call_lines(call: ToolCall, boxes: _Boxes) -> list[str]:
         value = inputs.get(name, "")
         return one_line(value if isinstance(value, str) else answer_text(value), 300)
 
+    if OMITTED in inputs:  # recorded without its arguments (too large for the trace)
+        title = f"Calling {one_line(op, 100)} function. (arguments not recorded: {one_line(str(inputs[OMITTED]), 100)})"
+        return [title, f"Error: {one_line(call.error, 500)}" if call.error is not None else "Result: (not recorded)"]
     region = boxes.region(call)
     result_label = "Result"
     if op == "find":
@@ -312,8 +316,10 @@ def trace_to_text(trace: Trace, *, box_format: BoxFormat = "pixels", include_pri
             lines.extend(_call_lines(event, boxes))
         elif include_prints and isinstance(event, PrintOutput):
             lines.append(f"Program printed: {one_line(event.text.rstrip(chr(10)), 500)}")
-    if trace.truncated or trace.dropped_events:
+    if trace.dropped_events:
         lines.append(f"({trace.dropped_events} more events were not recorded)")
+    elif trace.truncated:
+        lines.append("(the trace is incomplete: some of what the program did was not recorded in full)")
     if trace.error is not None:
         where = f" at line {trace.error.line}" if trace.error.line else ""
         lines.append(f"Program error ({one_line(trace.error.kind, 50)}{where}): {one_line(trace.error.message, 500)}")

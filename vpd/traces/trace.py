@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 __all__ = [
     "ERROR_KINDS",
+    "OMITTED",
     "TRACE_VERSION",
     "Assignment",
     "ErrorKind",
@@ -34,6 +35,10 @@ __all__ = [
 
 #: Version of the trace format; bumped on any incompatible change.
 TRACE_VERSION = "vpd.trace/1"
+
+#: The only key of a :class:`ToolCall`'s ``inputs`` when its arguments were too large to
+#: keep; its value says how large they were. Such a trace is marked ``truncated``.
+OMITTED = "$omitted"
 
 ErrorKind = Literal[
     "compile", "static-check", "runtime", "timeout", "memory", "violation", "tool", "worker-crash", "answer"
@@ -94,7 +99,8 @@ class ToolCall:
         capability: The capability that answered (``detect``, ``ocr``, ..., ``tool``).
         backend: The backend that answered.
         model: Its model id, if any.
-        inputs: The call's arguments (JSON).
+        inputs: The call's arguments (JSON); ``{OMITTED: "<how large>"}`` when they were too
+            large to keep.
         output: A JSON summary of the result (boxes, text, numbers, booleans).
         box: The region the tool looked at, ``[x0, y0, x1, y1]`` top-left origin, if any.
         line: The program line that made the call (None outside a program, or unknown).

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import contextvars
 import errno
 import functools
 import heapq
@@ -42,6 +43,7 @@ from vpd.programs.sandbox import wire
 from vpd.programs.sandbox.limits import SandboxLimits
 from vpd.programs.sandbox.recording import TraceRecorder, bounded
 from vpd.programs.sandbox.run import CPUS, STOP_GRACE, ProgramRun
+from vpd.programs.sandbox.runners import Runners
 from vpd.traces.execution import Execution
 from vpd.traces.trace import ProgramError
 
@@ -145,7 +147,7 @@ class Sandbox:
         # (when, tie-breaker, run, kill): at a run's deadline the watchdog asks it to stop; if it
         # has not reported by STOP_GRACE later, a second entry kills it.
         self._deadlines: list[tuple[float, int, weakref.ref[ProgramRun], bool]] = []
-        self._runner: ThreadPoolExecutor | None = None
+        self._runners = Runners()
         self._watch_counter = itertools.count()
         self._active_lock = threading.Lock()
         self.active_runs = 0
@@ -334,9 +336,6 @@ class Sandbox:
         """Stop the template process (and any worker still running)."""
         with self._lock:
             self._stop_locked()
-            if self._runner is not None:
-                self._runner.shutdown(wait=False)
-                self._runner = None
 
     def __enter__(self) -> Sandbox:
         return self
@@ -397,13 +396,14 @@ class Sandbox:
         with self._active_lock:
             self.active_runs += 1
         # The conversation (and the tool work it serves) runs on a thread of its own, so that
-        # this call returns at the deadline even when a tool is still running.
-        future = self._runner_pool().submit(self._serve, run, deadline)
+        # this call returns at the deadline even when a tool is still running. It runs in a
+        # copy of this thread's context: tools see the caller's use_toolkit, record_tool_calls...
+        future = self._runners.submit(contextvars.copy_context().run, self._serve, run, deadline)
         try:
             answer, outcome = future.result(timeout=max(0.0, deadline - time.monotonic()) + _RETURN_AFTER_DEADLINE)
         except FutureTimeout:
             answer, outcome = run.abandon()
-        except Exception as exc:  # a bug of ours or of a tool: never lose the batch over one run
+        except BaseException as exc:  # a bug of ours or of a tool: never lose the batch over one run
             run.kill()
             answer, outcome = None, ProgramError("worker-crash", bounded(f"The host failed serving the run: {exc!r}"))
         wall = time.perf_counter() - started
@@ -419,13 +419,6 @@ class Sandbox:
             run.sock.close()
             with self._active_lock:
                 self.active_runs -= 1
-
-    def _runner_pool(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._runner is None:
-                # Threads are reused; one stays busy past its run only while an abandoned tool call finishes.
-                self._runner = ThreadPoolExecutor(max_workers=1024, thread_name_prefix="vpd-run")
-            return self._runner
 
     def run_many(
         self,

@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 from vpd.traces.execution import Execution
-from vpd.traces.trace import Assignment, PrintOutput, ProgramError, ToolCall, Trace, TraceEvent
+from vpd.traces.trace import OMITTED, Assignment, PrintOutput, ProgramError, ToolCall, Trace, TraceEvent
 
 __all__ = ["MAX_TRACE_BYTES", "MAX_TRACE_EVENTS", "TraceRecorder", "bounded", "jsonable"]
 
@@ -163,8 +163,11 @@ class TraceRecorder:
                 return
             if not served:  # rejected before any tool ran: still part of what the program did
                 inputs, size = _jsonable_sized(args) if isinstance(args, dict) else ({}, 2)
-                if size > _MAX_REJECTED_INPUT_CHARS or not self._fits(size):
-                    inputs = {"$omitted": f"{size} characters of arguments"}
+                if size > _MAX_REJECTED_INPUT_CHARS:
+                    self.trimmed += 1  # the trace keeps the call, not its arguments: it says so
+                    inputs = {OMITTED: f"{size} characters of arguments"}
+                elif not self._fits(size):
+                    inputs = {OMITTED: f"{size} characters of arguments"}
                 self.events.append(_rejected(len(self.events), op, inputs, line, seconds, failed or "rejected"))
                 return
             for position, call in enumerate(served):
@@ -172,7 +175,7 @@ class TraceRecorder:
                 error = call.error or (failed if position == len(served) - 1 else None)
                 (inputs, output, details), size = _jsonable_sized([call.inputs, call.output, call.details])
                 if not self._fits(size):
-                    note = {"$omitted": f"{size} characters over the trace's {MAX_TRACE_BYTES} budget"}
+                    note = {OMITTED: f"{size} characters over the trace's {MAX_TRACE_BYTES} budget"}
                     inputs, output, details = note, None, {}
                 self.events.append(
                     call.placed(

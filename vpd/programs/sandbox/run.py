@@ -221,6 +221,9 @@ class ProgramRun:
                     message = wire.receive_nowait(self.sock, deadline)
                     if message is None:
                         break
+                    if message.get("type") == "hello" and self.pid is None:
+                        self._hello(message)  # learns the pid: the worker is then killed below
+                        continue
                     self.recorder.note_worker_dropped(message.get("dropped"))
                     if "events" in message:
                         self.recorder.add_worker_events(message["events"])
@@ -237,9 +240,12 @@ class ProgramRun:
         assert self._stopping is not None
         outcome = self._stopping
         if outcome.kind == "timeout":
-            outcome = ProgramError(
-                "timeout", outcome.message + " A tool call was still running; its result is discarded.", outcome.line
+            why = (
+                " A tool call was still running; its result is discarded."
+                if self.server.busy
+                else " The host could not serve it in time."
             )
+            outcome = ProgramError("timeout", outcome.message + why, outcome.line)
         return None, outcome
 
     def _hello(self, message: dict[str, Any]) -> None:

@@ -119,6 +119,8 @@ class ToolServer:
         self.root = ImagePatch(image, toolkit=toolkit)
         self.calls = 0
         self.seconds = 0.0
+        # Whether a request is being served right now (read by a thread abandoning the run).
+        self.busy = False
         self.violation: str | None = None
         self.masks: dict[tuple[int, ...], Any] = {}
         self._mask_bytes = 0
@@ -126,6 +128,7 @@ class ToolServer:
     def serve(self, op: Any, args: Any) -> Served:
         """Serve one request; never raises (a failure is an error reply)."""
         start = time.perf_counter()
+        self.busy = True
         self.calls += 1
         calls: list[ToolCall] = []
         reply: dict[str, Any]
@@ -150,8 +153,9 @@ class ToolServer:
                     reply = {"error": {"kind": "tool", "message": bounded(exc), **failed}}
                 except VPDError as exc:
                     reply = {"error": {"kind": "tool", "message": bounded(exc)}}
-                except Exception as exc:  # a user tool's own bug: the program sees a ToolError
+                except BaseException as exc:  # a user tool's own bug (SystemExit included): a ToolError
                     reply = {"error": {"kind": "tool", "message": bounded(f"{type(exc).__name__}: {exc}")}}
+        self.busy = False
         seconds = time.perf_counter() - start
         self.seconds += seconds
         return Served(reply, calls, seconds)

@@ -43,7 +43,11 @@ __all__ = ["RemoteImage", "SandboxViolation", "ToolClient", "run_worker"]
 
 _PLAIN_TYPES = (str, bytes, list, dict, set, frozenset, tuple, int, float, bool, complex, range, slice)
 _MAX_EVENTS = 2000
+_BATCH_EVENTS = 50
+_BATCH_CHARS = 8_000
 _MAX_PRINT_CHARS = 20_000
+#: Most characters one print keeps; the rest is replaced by a note of how many there were.
+_MAX_PRINT_LINE_CHARS = 4000
 _MAX_VALUE_CHARS = 200
 _MAX_ANSWER_CHARS = wire.MAX_ANSWER_CHARS
 _MAX_ANSWER_ITEMS = wire.MAX_ANSWER_ITEMS
@@ -281,6 +285,9 @@ class ToolClient:
             raise InvalidArgumentError(message) from None
         except (WorkerStop, WorkerFailure):
             raise
+        except RecursionError:  # at the recursion limit nothing was sent: the program sees a RecursionError
+            self._reporter.restore(request.get("events", []))
+            raise
         except BaseException as exc:
             raise WorkerFailure(f"sending a tool call failed: {type(exc).__name__}") from None
         finally:
@@ -411,7 +418,7 @@ class Reporter:
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
-        self._buffer: list[dict[str, Any]] = []
+        self._buffer: list[tuple[dict[str, Any], int]] = []  # (event, characters)
         self._bytes = 0
         self._count = 0
         self.dropped = 0
@@ -429,12 +436,16 @@ class Reporter:
             self.dropped += 1
             return
         self._count += 1
-        self._buffer.append(event)
+        self._buffer.append((event, size))
         self._bytes += size
-        # Events are bounded (names 100, values 200, prints 20,000 characters), so a batch
-        # flushed at 32,000 characters stays far below the message limit even in UTF-8.
-        if len(self._buffer) >= 50 or self._bytes >= 8_000:
-            self.flush()
+        # Events are bounded (names 100, values 200, prints 4,000 characters), so a batch
+        # flushed at 8,000 characters stays far below the message limit even in UTF-8.
+        if len(self._buffer) >= _BATCH_EVENTS or self._bytes >= _BATCH_CHARS:
+            # Not contextlib.suppress: entering it is a call, which fails at the recursion limit.
+            try:  # noqa: SIM105
+                self.flush()
+            except RecursionError:
+                pass  # at the recursion limit: the events stay buffered, sent from a shallower frame
 
     def flush(self, carrier: dict[str, Any] | None = None) -> None:
         """Send the buffered events, on their own or inside ``carrier`` (a message about to be sent).
@@ -444,22 +455,47 @@ class Reporter:
         """
         if carrier is not None:  # the caller holds the stop signal until the carrier is sent
             carrier["dropped"] = self.not_recorded
-            if self._buffer:
-                carrier["events"], self._buffer, self._bytes = self._buffer, [], 0
-            return
-        if self._buffer:
+            if self._buffer and len(self._buffer) <= _BATCH_EVENTS and self._bytes <= _BATCH_CHARS:
+                carrier["events"] = self._take(len(self._buffer))
+                return
+        while self._buffer:  # in batches: events kept back at the recursion limit may have piled up
+            count, chars = 0, 0
+            for _, size in self._buffer:
+                if count == _BATCH_EVENTS or (count and chars + size > _BATCH_CHARS):
+                    break
+                count, chars = count + 1, chars + size
             _hold_stop()
             try:
-                batch, self._buffer, self._bytes = self._buffer, [], 0
-                self.send_events(batch)
+                batch = self._take(count)
+                try:
+                    self.send_events(batch)
+                except RecursionError:  # not sent: back to the front, sent from a shallower frame
+                    self._put_back(batch)
+                    raise
             finally:
                 _release_stop()
+
+    def _take(self, count: int) -> list[dict[str, Any]]:
+        taken, self._buffer = self._buffer[:count], self._buffer[count:]
+        self._bytes -= sum(size for _, size in taken)
+        return [event for event, _ in taken]
+
+    def _put_back(self, batch: list[dict[str, Any]]) -> None:
+        sized = [(event, len(str(event.get("value", event.get("text", ""))))) for event in batch]
+        self._buffer[:0] = sized
+        self._bytes += sum(size for _, size in sized)
+
+    def restore(self, batch: list[dict[str, Any]]) -> None:
+        """Put back events a message took but could not deliver (they go with the next one)."""
+        self._put_back(batch)
 
     def send_events(self, batch: list[dict[str, Any]]) -> None:
         """Send ``batch`` in a message of its own."""
         _hold_stop()
         try:
             wire.send(self._sock, {"type": "events", "events": batch, "dropped": self.not_recorded})
+        except RecursionError:
+            raise  # nothing was sent; the caller keeps the batch
         except BaseException as exc:  # losing trace events silently is not an option
             raise WorkerFailure(f"sending trace events failed: {type(exc).__name__}") from None
         finally:
@@ -483,12 +519,16 @@ class Reporter:
             self.dropped += 1
         return value
 
-    def print(self, line: int | None, text: str) -> None:
+    def print(self, line: int | None, text: str, total: int | None = None) -> None:
+        """Record a print of ``total`` characters, of which ``text`` is the start (all of it when None)."""
         room = _MAX_PRINT_CHARS - self.printed
         if room <= 0:
             self.dropped += 1
             return
-        text = text[: min(room, 4000)]
+        total = len(text) if total is None else total
+        keep = min(room, _MAX_PRINT_LINE_CHARS)
+        if total > keep:  # clipped visibly: the trace says how much the print held
+            text = f"{text[:keep]}… [{total - keep} more characters]"
         self.printed += len(text)
         try:
             self.add({"kind": "print", "line": line, "text": text}, len(text))
@@ -511,7 +551,14 @@ def _print_factory(reporter: Reporter) -> type:
             if type(sep) is not str or type(end) is not str:
                 raise TypeError("sep and end must be strings")
             parts = [o if type(o) is str else short(o, 1000) for o in objects]
-            reporter.print(program_line(), sep.join(parts)[:_MAX_PRINT_CHARS] + end[:10])
+            end = end[:10]
+            total = sum(map(len, parts)) + len(sep) * max(0, len(parts) - 1) + len(end)
+            if total <= _MAX_PRINT_LINE_CHARS:
+                text = sep.join(parts) + end
+            else:  # only the start the trace keeps is copied (each piece clipped keeps it the same)
+                keep = _MAX_PRINT_LINE_CHARS
+                text = sep[:keep].join(part[:keep] for part in parts)[:keep]
+            reporter.print(program_line(), text, total)
 
         def __call__(self) -> str:
             return ""
@@ -722,7 +769,12 @@ def run_worker(sock: socket.socket, job: dict[str, Any], code: CodeType) -> None
             wire.send(sock, done)
         except wire.WireError:
             done.update(
-                answer=None, error={"kind": "answer", "message": "the answer is too large to send", "line": None}
+                answer=None,
+                error={
+                    "kind": "answer",
+                    "message": "the answer is too large to send; return a smaller value (a summary, not the data)",
+                    "line": None,
+                },
             )
             wire.send(sock, done)
     except WorkerStop:

@@ -222,7 +222,8 @@ class DescribedVQA(Backend):
     def _describe_text(self, lines: list[TextLine] | None) -> str:
         if lines is None:
             return "Text read: unknown (no OCR available)."
-        texts = [line.text for line in lines if line.text.strip()][: int(self.options["max_text_lines"])]
+        # At most max_text_lines lines of at most 200 characters: the prompt stays bounded.
+        texts = [line.text.strip()[:200] for line in lines if line.text.strip()][: int(self.options["max_text_lines"])]
         if not texts:
             return "Text read: none."
         return "Text read: " + "; ".join(f'"{text}"' for text in texts) + "."

@@ -241,14 +241,6 @@ class LlamaCppChat(Backend):
         """
         return resolve_gguf(self.model_id, cache_dir=self.options["cache_dir"], progress=progress)
 
-    def count_tokens(self, text: str) -> int | None:
-        """Tokens of ``text`` for this model, when it is loaded (None otherwise)."""
-        key = self.model_key()
-        if key not in self.models:
-            return None
-        loaded = self.models.get(key, self._load)
-        return len(loaded.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
-
     @property
     def load_seconds(self) -> float | None:
         """Seconds it took to load the model into memory; ``None`` until it is loaded."""
