@@ -379,6 +379,29 @@ class TestTheDeadlineBoundsToolWork:
         assert run.answer == "request-42"
         assert [c.operation for c in calls] == ["exists", "whose"]
 
+    def test_a_batch_runs_in_the_callers_context_and_keeps_each_deadline(
+        self, scene: Scene, sandbox: vpd.Sandbox
+    ) -> None:
+        toolkit = scene.toolkit(tools=_slow_tools(threading.Lock()))
+        stuck = program("return slow(3.0)")
+        quick = program("return echo('abcd')")
+        # Two places, two stuck programs first: each is abandoned at its deadline and frees
+        # its place, so the quick ones run then, and the batch is back long before 3 s.
+        limits = vpd.SandboxLimits(timeout=0.5)
+        start = time.monotonic()
+        with vpd.record_tool_calls() as calls:
+            runs = sandbox.run_many(
+                [stuck, stuck, quick, quick, quick], scene.image, toolkit=toolkit, limits=limits, max_workers=2
+            )
+        elapsed = time.monotonic() - start
+        assert [r.error.kind if r.error else r.answer for r in runs] == ["timeout", "timeout", 4, 4, 4]
+        assert elapsed < 0.5 + self.TOLERANCE + 1.0, elapsed
+        assert sorted(c.operation for c in calls) == ["echo", "echo", "echo"]  # the slow calls never finished
+        with pytest.raises(vpd.VPDError, match="Program 1 must be a string"):
+            sandbox.run_many([quick, None], scene.image, toolkit=toolkit)  # type: ignore[list-item]
+        with pytest.raises(vpd.VPDError, match="max_workers must be a positive integer"):
+            sandbox.run_many([quick], scene.image, toolkit=toolkit, max_workers=0)
+
     def test_a_tool_raising_any_exception_costs_only_its_call(self, scene: Scene, sandbox: vpd.Sandbox) -> None:
         registry = tool_registry.copy()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import contextvars
+import dataclasses
 import errno
 import functools
 import heapq
@@ -31,8 +32,9 @@ import threading
 import time
 import weakref
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import wait as futures_wait
 from typing import TYPE_CHECKING, Any
 
 from vpd.errors import InvalidArgumentError, SandboxError
@@ -129,7 +131,15 @@ class Sandbox:
             each worker on demand: slower start-up, a little less memory).
 
     The template process starts on first use and is shared by every run of this sandbox;
-    :meth:`close` (also called at interpreter exit) stops it.
+    :meth:`close` stops it (use the sandbox as a context manager, or close it yourself; only
+    the default sandbox of :func:`~vpd.run_program` is closed at interpreter exit). Its
+    temporary directory is removed then, or, if the process died first, by the next
+    sandbox started on this machine.
+
+    Runs may be made from many threads at once; each one's conversation with its worker,
+    and the host-side tool work it asks for, runs on a thread of the sandbox's own, which
+    runs in a copy of the caller's context (``use_toolkit``, ``record_tool_calls`` and any
+    other context variable apply to the tools).
     """
 
     def __init__(self, limits: SandboxLimits | None = None, *, spares: int = 2) -> None:
@@ -356,13 +366,25 @@ class Sandbox:
         """Run one program (see :func:`run_program`)."""
         from vpd.tools.toolkit import current_toolkit
 
-        started = time.perf_counter()
-        limits = limits or self.limits
-        toolkit = toolkit or current_toolkit()
-        data = load_image(image)
-        info = {"sha256": data.sha256, "width": data.width, "height": data.height}
         if not isinstance(code, str):
             raise InvalidArgumentError(f"A program must be a string, not {type(code).__name__}.")
+        started = self._start(code, load_image(image), toolkit or current_toolkit(), limits or self.limits, meta)
+        if isinstance(started, Execution):
+            return started
+        # The conversation (and the tool work it serves) runs on a thread of its own, so that
+        # this call returns at the deadline even when a tool is still running. It runs in a
+        # copy of this thread's context: tools see the caller's use_toolkit, record_tool_calls...
+        future = self._runners.submit(contextvars.copy_context().run, self._serve, started.run, started.deadline)
+        with contextlib.suppress(FutureTimeout):
+            future.exception(timeout=started.returns_by - time.monotonic())
+        return self._finish(started, future)
+
+    def _start(
+        self, code: str, data: ImageData, toolkit: Toolkit, limits: SandboxLimits, meta: dict[str, Any] | None
+    ) -> _Started | Execution:
+        """Check and compile the program and hand it to a worker; an Execution if it cannot run."""
+        started = time.perf_counter()
+        info = {"sha256": data.sha256, "width": data.width, "height": data.height}
         try:
             errors = check_program(code, toolkit.tools)
         except RecursionError:
@@ -392,22 +414,26 @@ class Sandbox:
             raise
         finally:
             worker.close()
-        deadline = time.monotonic() + limits.timeout
         with self._active_lock:
             self.active_runs += 1
-        # The conversation (and the tool work it serves) runs on a thread of its own, so that
-        # this call returns at the deadline even when a tool is still running. It runs in a
-        # copy of this thread's context: tools see the caller's use_toolkit, record_tool_calls...
-        future = self._runners.submit(contextvars.copy_context().run, self._serve, run, deadline)
-        try:
-            answer, outcome = future.result(timeout=max(0.0, deadline - time.monotonic()) + _RETURN_AFTER_DEADLINE)
-        except FutureTimeout:
+        return _Started(run, code, info, meta, started, time.monotonic() + limits.timeout)
+
+    def _finish(self, started: _Started, future: Future[tuple[Any, ProgramError | None]]) -> Execution:
+        """The Execution of a started run: its outcome if it ended, else abandoned now."""
+        run = started.run
+        answer: Any
+        outcome: ProgramError | None
+        if not future.done():
             answer, outcome = run.abandon()
-        except BaseException as exc:  # a bug of ours or of a tool: never lose the batch over one run
+        elif future.exception() is not None:  # a bug of ours or of a tool: never lose the batch over one run
             run.kill()
-            answer, outcome = None, ProgramError("worker-crash", bounded(f"The host failed serving the run: {exc!r}"))
-        wall = time.perf_counter() - started
-        return run.recorder.execution(code, info, answer, outcome, wall, run.server.seconds, meta)
+            failure = bounded(f"The host failed serving the run: {future.exception()!r}")
+            answer, outcome = None, ProgramError("worker-crash", failure)
+        else:
+            answer, outcome = future.result()
+        wall = time.perf_counter() - started.wall_start
+        tools = run.server.seconds
+        return run.recorder.execution(started.code, started.info, answer, outcome, wall, tools, started.meta)
 
     def _serve(self, run: ProgramRun, deadline: float) -> tuple[Any, ProgramError | None]:
         """Talk to the worker until the run ends (on a runner thread); then close the socket."""
@@ -430,12 +456,25 @@ class Sandbox:
         max_workers: int | None = None,
         metas: Sequence[dict[str, Any] | None] | None = None,
     ) -> list[Execution]:
-        """Run many programs concurrently (see :func:`run_programs`)."""
+        """Run many programs concurrently (see :func:`run_programs`).
+
+        This thread starts each run and keeps every deadline; the runs' conversations run on
+        the sandbox's runner threads, at most ``max_workers`` at a time, each in a copy of
+        this thread's context. A run abandoned at its deadline frees its place at once.
+        """
         from vpd.tools.toolkit import current_toolkit
 
         toolkit = toolkit or current_toolkit()
+        limits = limits or self.limits
         if metas is not None and len(metas) != len(codes):
             raise InvalidArgumentError(f"Got {len(codes)} programs but {len(metas)} metas; pass one per program.")
+        for position, code in enumerate(codes):
+            if not isinstance(code, str):
+                raise InvalidArgumentError(f"Program {position} must be a string, not {type(code).__name__}.")
+        if max_workers is not None and (isinstance(max_workers, bool) or not isinstance(max_workers, int)):
+            raise InvalidArgumentError(f"max_workers must be a positive integer, got {max_workers!r}.")
+        if max_workers is not None and max_workers < 1:
+            raise InvalidArgumentError(f"max_workers must be a positive integer, got {max_workers!r}.")
         per_program: list[ImageData]
         if isinstance(images, (list, tuple)) and not _is_array_like(images):
             if len(images) != len(codes):
@@ -447,12 +486,55 @@ class Sandbox:
             shared = load_image(images)  # type: ignore[arg-type]
             per_program = [shared] * len(codes)
         workers = max_workers or max(2, (os.cpu_count() or 2) * 2)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vpd-program") as pool:
-            futures = [
-                pool.submit(self.run, code, image, toolkit=toolkit, limits=limits, meta=meta)
-                for code, image, meta in zip(codes, per_program, metas or [None] * len(codes))
-            ]
-            return [f.result() for f in futures]
+        context = contextvars.copy_context()
+        results: list[Execution | None] = [None] * len(codes)
+        waiting = iter(range(len(codes)))
+        running: dict[Future[tuple[Any, ProgramError | None]], tuple[int, _Started]] = {}
+        try:
+            while True:
+                while len(running) < workers:
+                    index = next(waiting, None)
+                    if index is None:
+                        break
+                    meta = metas[index] if metas is not None else None
+                    started = self._start(codes[index], per_program[index], toolkit, limits, meta)
+                    if isinstance(started, Execution):
+                        results[index] = started
+                        continue
+                    # A context can run on one thread at a time: each run gets its own copy.
+                    future = self._runners.submit(context.copy().run, self._serve, started.run, started.deadline)
+                    running[future] = (index, started)
+                if not running:
+                    break
+                soonest = min(started.returns_by for _, started in running.values())
+                timeout = max(0.0, soonest - time.monotonic())
+                done, _ = futures_wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
+                now = time.monotonic()
+                for future in [f for f, (_, started) in running.items() if f in done or started.returns_by <= now]:
+                    index, started = running.pop(future)
+                    results[index] = self._finish(started, future)
+        finally:
+            for future, (_, started) in running.items():  # left only if a run could not start (or Ctrl-C)
+                if not future.done():
+                    started.run.abandon()
+        return [r for r in results if r is not None]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Started:
+    """A run handed to its worker, with what its Execution needs."""
+
+    run: ProgramRun
+    code: str
+    info: dict[str, Any]
+    meta: dict[str, Any] | None
+    wall_start: float
+    deadline: float
+
+    @property
+    def returns_by(self) -> float:
+        """When the run's Execution comes back at the latest (the tool still running is abandoned)."""
+        return self.deadline + _RETURN_AFTER_DEADLINE
 
 
 def _is_array_like(value: Any) -> bool:
