@@ -402,6 +402,38 @@ class TestTheDeadlineBoundsToolWork:
         with pytest.raises(vpd.VPDError, match="max_workers must be a positive integer"):
             sandbox.run_many([quick], scene.image, toolkit=toolkit, max_workers=0)
 
+    def test_abandoned_calls_are_bounded(self, scene: Scene) -> None:
+        toolkit = scene.toolkit(tools=_slow_tools(threading.Lock()))
+        stuck, quick = program("return slow(2.0)"), program("return echo('ab')")
+        limits = vpd.SandboxLimits(timeout=0.3)
+        with vpd.Sandbox(max_abandoned=2) as box:
+            runs = box.run_many(
+                [stuck, stuck, stuck, quick], scene.image, toolkit=toolkit, limits=limits, max_workers=1
+            )
+            assert [r.error.kind for r in runs[:2]] == ["timeout", "timeout"] and box.abandoned_runs == 2
+            # Two calls still hold their threads: the next runs fail at once, and say why.
+            for refused in runs[2:]:
+                assert refused.error is not None and refused.error.kind == "tool"
+                assert "2 tool calls abandoned at their runs' deadlines are still running" in refused.error.message
+            time.sleep(2.0)  # the abandoned calls return; runs start again
+            assert box.abandoned_runs == 0 and box.run(quick, scene.image, toolkit=toolkit).answer == 2
+
+    def test_no_thread_for_a_run_is_a_clear_error_and_leaks_nothing(
+        self, scene: Scene, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        with vpd.Sandbox() as box:
+            assert box.run(program("return 1"), scene.image, toolkit=scene.toolkit()).answer == 1
+
+            def no_thread(*args: object) -> None:
+                raise RuntimeError("can't start new thread")
+
+            monkeypatch.setattr(box._runners, "submit", no_thread)
+            with pytest.raises(vpd.SandboxError, match="out of threads or memory"):
+                box.run(program("return 1"), scene.image, toolkit=scene.toolkit())
+            with pytest.raises(vpd.SandboxError, match="out of threads or memory"):
+                box.run_many([program("return 1")] * 3, scene.image, toolkit=scene.toolkit())
+            assert box.active_runs == 0
+
     def test_a_tool_raising_any_exception_costs_only_its_call(self, scene: Scene, sandbox: vpd.Sandbox) -> None:
         registry = tool_registry.copy()
 
@@ -603,7 +635,14 @@ class TestTracesNeverLoseEventsSilently:
     def test_long_prints_are_clipped_visibly(self, scene: Scene, sandbox: vpd.Sandbox) -> None:
         run = sandbox.run(program("print('a' * 10000, 'b')\nreturn 1"), scene.image, toolkit=scene.toolkit())
         (printed,) = run.trace.prints
-        assert printed.text == "a" * 4000 + "… [6003 more characters]"
+        assert printed.text == "a" * 3960 + "… [6043 more characters]"
+        many = sandbox.run(
+            program("for i in range(8):\n    print('b' * 5000)\nreturn 1"), scene.image, toolkit=scene.toolkit()
+        )
+        kept = many.trace.prints
+        assert all("more characters]" in p.text for p in kept)
+        assert 19_900 < sum(len(p.text) for p in kept) <= 20_000  # the prints' budget, each cut with a note
+        assert len(kept) + many.trace.dropped_events == 8 and many.trace.dropped_events >= 2 and many.trace.truncated
 
     def test_rejected_arguments_too_large_to_keep_mark_the_trace(self, scene: Scene, sandbox: vpd.Sandbox) -> None:
         run = sandbox.run(program("return ImagePatch(image).find('y' * 5000)"), scene.image, toolkit=scene.toolkit())
@@ -627,3 +666,46 @@ class TestProgramsCannotHideFromTheTrace:
     def test_walrus_in_statements_and_comprehensions_is_traced(self, scene: Scene, sandbox: vpd.Sandbox) -> None:
         run = sandbox.run(program("if (n := 3) > 2:\n    pass\nreturn n"), scene.image, toolkit=scene.toolkit())
         assert run.answer == 3 and [a.name for a in run.trace.assignments] == ["n"]
+
+    def test_recursing_to_the_limit_is_the_programs_error_and_nothing_is_lost(
+        self, scene: Scene, sandbox: vpd.Sandbox
+    ) -> None:
+        # Whatever the depth at which the limit is hit (in a hook, or sending events or a
+        # call), the program gets its RecursionError and every assignment is kept or counted.
+        for per_frame in range(1, 6):
+            assigns = "".join(f"    a{i} = n\n" for i in range(per_frame))
+            for call in ("", "    ImagePatch(image).exists('cup')\n"):
+                code = program(f"def f(n):\n{assigns}{call}    return f(n + 1)\nreturn f(0)")
+                run = sandbox.run(
+                    code, scene.image, toolkit=scene.toolkit(), limits=vpd.SandboxLimits(max_tool_calls=5000)
+                )
+                assert run.error is not None and run.error.kind == "runtime", (per_frame, call, run.error)
+                assert "RecursionError" in run.error.message
+
+    def test_events_taken_for_a_call_that_cannot_be_sent_are_kept(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import socket
+
+        from vpd.programs.sandbox import wire, worker
+
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        reporter = worker.Reporter(ours)
+        client = worker.ToolClient(ours, [], reporter)
+        for i in range(3):
+            reporter.assign(i + 1, "v", i)
+        attempts = []
+
+        def send(sock: socket.socket, message: dict) -> None:
+            attempts.append(message["type"])
+            if message["type"] == "call":
+                raise wire.WireError("too large with the events on board")
+            raise RecursionError("at the limit while sending the events alone")
+
+        monkeypatch.setattr(wire, "send", send)
+        try:
+            with pytest.raises(RecursionError):
+                client._call("find", name="x")
+        finally:
+            ours.close()
+            theirs.close()
+        assert attempts == ["call", "events"]
+        assert [e["value"] for e, _ in reporter._buffer] == ["0", "1", "2"] and reporter.not_recorded == 0

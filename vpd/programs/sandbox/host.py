@@ -15,7 +15,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import contextvars
-import dataclasses
 import errno
 import functools
 import heapq
@@ -31,10 +30,9 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, Future
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from concurrent.futures import wait as futures_wait
 from typing import TYPE_CHECKING, Any
 
 from vpd.errors import InvalidArgumentError, SandboxError
@@ -42,6 +40,7 @@ from vpd.image import ImageData, ImageSource, load_image
 from vpd.programs.checker import check_program, format_errors
 from vpd.programs.policy import compile_program
 from vpd.programs.sandbox import wire
+from vpd.programs.sandbox.batch import Outcome, Started, run_batch
 from vpd.programs.sandbox.limits import SandboxLimits
 from vpd.programs.sandbox.recording import TraceRecorder, bounded
 from vpd.programs.sandbox.run import CPUS, STOP_GRACE, ProgramRun
@@ -129,6 +128,9 @@ class Sandbox:
         limits: Default limits of each run.
         spares: Workers kept forked ahead of time, ready for the next programs (0 forks
             each worker on demand: slower start-up, a little less memory).
+        max_abandoned: Most tool calls abandoned at their runs' deadlines that may still be
+            running (each holds a thread until its tool returns); past it, new runs fail at
+            once with an error that says so, until some of those calls return.
 
     The template process starts on first use and is shared by every run of this sandbox;
     :meth:`close` stops it (use the sandbox as a context manager, or close it yourself; only
@@ -142,9 +144,14 @@ class Sandbox:
     other context variable apply to the tools).
     """
 
-    def __init__(self, limits: SandboxLimits | None = None, *, spares: int = 2) -> None:
+    def __init__(self, limits: SandboxLimits | None = None, *, spares: int = 2, max_abandoned: int = 64) -> None:
         if isinstance(spares, bool) or not isinstance(spares, int) or not 0 <= spares <= 64:
             raise InvalidArgumentError(f"spares must be an integer from 0 to 64, got {spares!r}.")
+        if isinstance(max_abandoned, bool) or not isinstance(max_abandoned, int) or max_abandoned < 1:
+            raise InvalidArgumentError(f"max_abandoned must be a positive integer, got {max_abandoned!r}.")
+        self.max_abandoned = max_abandoned
+        # Runs abandoned at their deadline whose tool call is still running on a runner thread.
+        self.abandoned_runs = 0
         self.limits = limits or SandboxLimits()
         self.spares = spares
         self._lock = threading.Lock()
@@ -368,20 +375,29 @@ class Sandbox:
 
         if not isinstance(code, str):
             raise InvalidArgumentError(f"A program must be a string, not {type(code).__name__}.")
-        started = self._start(code, load_image(image), toolkit or current_toolkit(), limits or self.limits, meta)
+        started = self.start_run(code, load_image(image), toolkit or current_toolkit(), limits or self.limits, meta)
         if isinstance(started, Execution):
             return started
         # The conversation (and the tool work it serves) runs on a thread of its own, so that
         # this call returns at the deadline even when a tool is still running. It runs in a
         # copy of this thread's context: tools see the caller's use_toolkit, record_tool_calls...
-        future = self._runners.submit(contextvars.copy_context().run, self._serve, started.run, started.deadline)
-        with contextlib.suppress(FutureTimeout):
-            future.exception(timeout=started.returns_by - time.monotonic())
-        return self._finish(started, future)
+        future: Future[Outcome] = Future()
+        context = contextvars.copy_context()
+        try:
+            self.spawn(lambda: future.set_result(context.run(self.serve_run, started)))
+        except BaseException:
+            self.discard_run(started)
+            raise
+        try:
+            outcome = future.result(timeout=started.returns_by - time.monotonic())
+        except FutureTimeout:
+            outcome = self.abandon_run(started) or future.result()  # (None: it ended meanwhile)
+        return self.execution_of(started, outcome)
 
-    def _start(
+    # The steps of a run, shared by run() and run_many() (vpd.programs.sandbox.batch).
+    def start_run(
         self, code: str, data: ImageData, toolkit: Toolkit, limits: SandboxLimits, meta: dict[str, Any] | None
-    ) -> _Started | Execution:
+    ) -> Started | Execution:
         """Check and compile the program and hand it to a worker; an Execution if it cannot run."""
         started = time.perf_counter()
         info = {"sha256": data.sha256, "width": data.width, "height": data.height}
@@ -394,6 +410,8 @@ class Sandbox:
                 compiled = _marshalled(code)  # compiled once, here; the worker runs this code object
             except (ValueError, RecursionError):  # marshal refuses a code object nested too deeply
                 errors = [ProgramError("compile", "The program is nested too deeply to run.")]
+        if not errors and self.abandoned_runs >= self.max_abandoned:
+            errors = [ProgramError("tool", self._too_many_abandoned())]
         if errors:
             error = ProgramError(errors[0].kind, format_errors(errors), errors[0].line)
             return TraceRecorder().execution(code, info, None, error, time.perf_counter() - started, 0.0, meta)
@@ -416,35 +434,72 @@ class Sandbox:
             worker.close()
         with self._active_lock:
             self.active_runs += 1
-        return _Started(run, code, info, meta, started, time.monotonic() + limits.timeout)
+        deadline = time.monotonic() + limits.timeout
+        return Started(run, code, info, meta, started, deadline, deadline + _RETURN_AFTER_DEADLINE)
 
-    def _finish(self, started: _Started, future: Future[tuple[Any, ProgramError | None]]) -> Execution:
-        """The Execution of a started run: its outcome if it ended, else abandoned now."""
+    def _too_many_abandoned(self) -> str:
+        return (
+            f"Not run: {self.abandoned_runs} tool calls abandoned at their runs' deadlines are still running "
+            f"in this process (the limit is {self.max_abandoned}), so the tools are slower than the runs' "
+            "timeout. Raise the timeout or make the tools faster; runs start again as those calls return."
+        )
+
+    def serve_run(self, started: Started) -> Outcome:
+        """Talk to the worker until the run ends (on a runner thread); never raises."""
         run = started.run
-        answer: Any
-        outcome: ProgramError | None
-        if not future.done():
-            answer, outcome = run.abandon()
-        elif future.exception() is not None:  # a bug of ours or of a tool: never lose the batch over one run
-            run.kill()
-            failure = bounded(f"The host failed serving the run: {future.exception()!r}")
-            answer, outcome = None, ProgramError("worker-crash", failure)
-        else:
-            answer, outcome = future.result()
-        wall = time.perf_counter() - started.wall_start
-        tools = run.server.seconds
-        return run.recorder.execution(started.code, started.info, answer, outcome, wall, tools, started.meta)
-
-    def _serve(self, run: ProgramRun, deadline: float) -> tuple[Any, ProgramError | None]:
-        """Talk to the worker until the run ends (on a runner thread); then close the socket."""
         try:
-            return run.serve(deadline)
+            return run.serve(started.deadline)
+        except BaseException as exc:  # a bug of ours or of a tool: never lose the batch over one run
+            run.kill()
+            return None, ProgramError("worker-crash", bounded(f"The host failed serving the run: {exc!r}"))
         finally:
             # Closed here, by its only user: an abandoned run's socket outlives the call that
             # abandoned it until its tool call returns, so its descriptor is never reused early.
             run.sock.close()
             with self._active_lock:
                 self.active_runs -= 1
+                run.served = True
+                if run.abandoned:
+                    self.abandoned_runs -= 1
+
+    def abandon_run(self, started: Started) -> Outcome | None:
+        """Abandon a run still being served past its deadline; None if its serving ended meanwhile."""
+        run = started.run
+        with self._active_lock:
+            if run.served:
+                return None
+            run.abandoned = True
+            self.abandoned_runs += 1
+        return run.abandon()
+
+    def execution_of(self, started: Started, outcome: Outcome) -> Execution:
+        """The run's Execution, from what it recorded and how it ended."""
+        answer, error = outcome
+        wall = time.perf_counter() - started.wall_start
+        run = started.run
+        return run.recorder.execution(started.code, started.info, answer, error, wall, run.server.seconds, started.meta)
+
+    def discard_run(self, started: Started) -> None:
+        """End a started run that nobody will serve (no thread could be started for it)."""
+        run = started.run
+        run.kill()
+        run.sock.close()
+        with self._active_lock:
+            self.active_runs -= 1
+            run.served = True
+
+    def spawn(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on a runner thread of this sandbox.
+
+        Raises:
+            SandboxError: No thread can be started (the process is out of threads or memory).
+        """
+        try:
+            self._runners.submit(fn)
+        except RuntimeError as exc:  # "can't start new thread"
+            raise SandboxError(
+                f"Could not start a thread to serve a program ({exc}); the process is out of threads or memory."
+            ) from exc
 
     def run_many(
         self,
@@ -456,16 +511,12 @@ class Sandbox:
         max_workers: int | None = None,
         metas: Sequence[dict[str, Any] | None] | None = None,
     ) -> list[Execution]:
-        """Run many programs concurrently (see :func:`run_programs`).
-
-        This thread starts each run and keeps every deadline; the runs' conversations run on
-        the sandbox's runner threads, at most ``max_workers`` at a time, each in a copy of
-        this thread's context. A run abandoned at its deadline frees its place at once.
-        """
+        """Run many programs concurrently (see :func:`run_programs` and :mod:`~vpd.programs.sandbox.batch`)."""
         from vpd.tools.toolkit import current_toolkit
 
         toolkit = toolkit or current_toolkit()
-        limits = limits or self.limits
+        if isinstance(codes, str) or not isinstance(codes, Sequence):
+            raise InvalidArgumentError("codes must be a list of programs (strings); for one program use run().")
         if metas is not None and len(metas) != len(codes):
             raise InvalidArgumentError(f"Got {len(codes)} programs but {len(metas)} metas; pass one per program.")
         for position, code in enumerate(codes):
@@ -485,56 +536,9 @@ class Sandbox:
         else:
             shared = load_image(images)  # type: ignore[arg-type]
             per_program = [shared] * len(codes)
+        jobs = list(zip(codes, per_program, metas or [None] * len(codes)))
         workers = max_workers or max(2, (os.cpu_count() or 2) * 2)
-        context = contextvars.copy_context()
-        results: list[Execution | None] = [None] * len(codes)
-        waiting = iter(range(len(codes)))
-        running: dict[Future[tuple[Any, ProgramError | None]], tuple[int, _Started]] = {}
-        try:
-            while True:
-                while len(running) < workers:
-                    index = next(waiting, None)
-                    if index is None:
-                        break
-                    meta = metas[index] if metas is not None else None
-                    started = self._start(codes[index], per_program[index], toolkit, limits, meta)
-                    if isinstance(started, Execution):
-                        results[index] = started
-                        continue
-                    # A context can run on one thread at a time: each run gets its own copy.
-                    future = self._runners.submit(context.copy().run, self._serve, started.run, started.deadline)
-                    running[future] = (index, started)
-                if not running:
-                    break
-                soonest = min(started.returns_by for _, started in running.values())
-                timeout = max(0.0, soonest - time.monotonic())
-                done, _ = futures_wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
-                now = time.monotonic()
-                for future in [f for f, (_, started) in running.items() if f in done or started.returns_by <= now]:
-                    index, started = running.pop(future)
-                    results[index] = self._finish(started, future)
-        finally:
-            for future, (_, started) in running.items():  # left only if a run could not start (or Ctrl-C)
-                if not future.done():
-                    started.run.abandon()
-        return [r for r in results if r is not None]
-
-
-@dataclasses.dataclass(frozen=True)
-class _Started:
-    """A run handed to its worker, with what its Execution needs."""
-
-    run: ProgramRun
-    code: str
-    info: dict[str, Any]
-    meta: dict[str, Any] | None
-    wall_start: float
-    deadline: float
-
-    @property
-    def returns_by(self) -> float:
-        """When the run's Execution comes back at the latest (the tool still running is abandoned)."""
-        return self.deadline + _RETURN_AFTER_DEADLINE
+        return run_batch(self, jobs, toolkit, limits or self.limits, workers)
 
 
 def _is_array_like(value: Any) -> bool:

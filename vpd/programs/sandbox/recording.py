@@ -129,7 +129,10 @@ class TraceRecorder:
                     text = item.get("text")
                     if not isinstance(text, str):
                         return False
-                    text = text[: max(0, _MAX_STDOUT - self._stdout_chars)]
+                    room = max(0, _MAX_STDOUT - self._stdout_chars)
+                    if len(text) > room:  # the worker keeps prints within this; a worker that does not is cut
+                        text = text[:room]
+                        self.trimmed += 1
                     self._stdout_chars += len(text)
                     self.stdout.append(text)
                     self.events.append(PrintOutput(len(self.events), line, text))
@@ -137,7 +140,9 @@ class TraceRecorder:
                     op, message = item.get("op"), item.get("error")
                     if not isinstance(op, str) or not isinstance(message, str):
                         return False
-                    self.events.append(_rejected(len(self.events), op, {}, line, 0.0, message))
+                    self.trimmed += 1  # the trace has the call, not its arguments
+                    inputs = {OMITTED: "arguments that could not be sent"}
+                    self.events.append(_rejected(len(self.events), op, inputs, line, 0.0, message))
                 else:
                     return False
         return True

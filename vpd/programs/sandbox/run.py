@@ -92,6 +92,9 @@ class ProgramRun:
         # Whether the worker reported everything it held (its "done" or "stopped" arrived).
         self._reported = False
         self.finished = False
+        # Set by the sandbox under its lock: the serving thread returned; the run was abandoned.
+        self.served = False
+        self.abandoned = False
 
     # -- the conversation ---------------------------------------------------------------------
     def serve(self, deadline: float) -> tuple[Any, ProgramError | None]:

@@ -81,11 +81,13 @@ class WireError(Exception):
 def send(sock: socket.socket, message: dict[str, Any]) -> None:
     """Send one message (raises :class:`WireError` if it is too large or not JSON).
 
-    Lone surrogates in strings (which UTF-8 cannot carry) become ``?``.
+    Lone surrogates in strings (which UTF-8 cannot carry) become ``?``. A ``RecursionError``
+    (the caller is near the recursion limit, or the message is nested too deeply) is
+    raised as it is, with nothing sent: the caller can keep what it was sending.
     """
     try:
         text = json.dumps(message, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError, RecursionError) as exc:
+    except (TypeError, ValueError) as exc:
         raise WireError(f"message is not JSON: {type(exc).__name__}") from exc
     data = text.encode("utf-8", "replace")
     if len(data) > MAX_MESSAGE_BYTES:

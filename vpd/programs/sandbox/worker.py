@@ -265,17 +265,21 @@ class ToolClient:
         self._calls += 1
         line = program_line()
         request: dict[str, Any] = {"type": "call", "id": self._calls, "op": op, "args": args, "line": line}
+        carried: list[dict[str, Any]] = []  # trace events taken along, and not yet sent
         _hold_stop()
         try:
             # Pending trace events ride along with the call (one message instead of two).
             self._reporter.flush(request)
+            carried = request.get("events", [])
             try:
                 wire.send(self._sock, request)
+                carried = []
             except wire.WireError:
                 if "events" not in request:
                     raise
                 # Too large with the events on board: the events go first, on their own.
                 self._reporter.send_events(request.pop("events"))
+                carried = []
                 wire.send(self._sock, request)
         except wire.WireError as exc:  # the arguments could not be encoded: nothing was sent
             # The host records the call it never saw, so the trace shows what the program tried.
@@ -286,7 +290,7 @@ class ToolClient:
         except (WorkerStop, WorkerFailure):
             raise
         except RecursionError:  # at the recursion limit nothing was sent: the program sees a RecursionError
-            self._reporter.restore(request.get("events", []))
+            self._reporter.restore(carried)  # sent later, from a shallower frame
             raise
         except BaseException as exc:
             raise WorkerFailure(f"sending a tool call failed: {type(exc).__name__}") from None
@@ -481,7 +485,7 @@ class Reporter:
         return [event for event, _ in taken]
 
     def _put_back(self, batch: list[dict[str, Any]]) -> None:
-        sized = [(event, len(str(event.get("value", event.get("text", ""))))) for event in batch]
+        sized = [(event, _event_size(event)) for event in batch]
         self._buffer[:0] = sized
         self._bytes += sum(size for _, size in sized)
 
@@ -503,7 +507,8 @@ class Reporter:
 
     def rejected(self, line: int | None, op: str, message: str) -> None:
         """Record a tool call that could not even be sent (its arguments were too large)."""
-        self.add({"kind": "rejected", "line": line, "op": op[:100], "error": message[:500]}, len(message[:500]))
+        event = {"kind": "rejected", "line": line, "op": op[:100], "error": message[:500]}
+        self.add(event, _event_size(event))
         self.flush()
 
     def assign(self, line: int, name: str, value: Any) -> Any:
@@ -514,7 +519,8 @@ class Reporter:
         """
         try:
             text = short(value)
-            self.add({"kind": "assign", "line": line, "name": name[:100], "value": text}, len(name[:100]) + len(text))
+            event = {"kind": "assign", "line": line, "name": name[:100], "value": text}
+            self.add(event, _event_size(event))
         except Exception:
             self.dropped += 1
         return value
@@ -527,13 +533,23 @@ class Reporter:
             return
         total = len(text) if total is None else total
         keep = min(room, _MAX_PRINT_LINE_CHARS)
-        if total > keep:  # clipped visibly: the trace says how much the print held
-            text = f"{text[:keep]}… [{total - keep} more characters]"
+        if total > keep:  # clipped visibly, within keep: the trace says how much the print held
+            if keep <= 40:  # no room left for the note: counted as not recorded
+                self.dropped += 1
+                return
+            head = keep - 40  # the note takes at most 40 characters
+            text = f"{text[:head]}… [{total - head} more characters]"
         self.printed += len(text)
         try:
-            self.add({"kind": "print", "line": line, "text": text}, len(text))
+            event = {"kind": "print", "line": line, "text": text}
+            self.add(event, _event_size(event))
         except Exception:
             self.dropped += 1
+
+
+def _event_size(event: dict[str, Any]) -> int:
+    """The characters of an event's text, what batches are bounded by."""
+    return sum(len(event.get(key, "")) for key in ("name", "value", "text", "op", "error"))
 
 
 def _print_factory(reporter: Reporter) -> type:
