@@ -62,6 +62,8 @@ def test_leave_one_out_over_ten_answers(matches: int, expected: float) -> None:
         ("black / white", refs(("black  white", 10)), 0.0),  # beside a space -> removed: "black  white" splits
         ("dont", refs(("don’t", 10)), 1.0),  # contractions get the script's typographic apostrophe
         ("dont", refs(("dont", 10)), 0.0),  # ...and identical references are compared as given
+        ("it's", refs(("it's", 10)), 0.0),  # the prediction becomes "it s"; identical references stay "it's"
+        ("it's", refs(("it's", 9), ("its", 1)), 1.0),  # differing references get the punctuation step too
         ("don't", refs(("don't", 3), ("do not", 7)), 0.9),  # differing references get punctuation: "don t"
         ("Yes", refs(("Yes", 5), ("yes", 5)), 1.0),  # references are not lower-cased
         ("a", refs(("a", 10)), 0.0),  # the prediction loses its article; identical references keep theirs

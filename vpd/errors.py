@@ -12,7 +12,8 @@ catch one type. Messages say what went wrong *and* what to do about it.
     │   └── BackendUnavailable a capability cannot run here (missing extra, weights, or LLM)
     ├── ToolError              a user tool (``@vpd.tool``) raised, or returned what no program can take
     ├── SandboxError           the sandbox itself cannot run programs (not a program's failure)
-    └── TraceFileError         a file of traces cannot be read or appended to (bad lines named by number)
+    ├── TraceFileError         a file of traces cannot be read or appended to (bad lines named by number)
+    └── DatasetError           a benchmark's files cannot be read, or have bad rows (named by line or index)
 
 A program that fails is data, not an exception: its :class:`~vpd.traces.Execution` says why.
 
@@ -25,6 +26,7 @@ __all__ = [
     "BackendError",
     "BackendUnavailable",
     "ConfigError",
+    "DatasetError",
     "ImageError",
     "InvalidArgumentError",
     "RegistrationError",
@@ -96,4 +98,14 @@ class TraceFileError(VPDError, ValueError):
 
     Bad lines are named by file and line number; ``read_traces(..., skip_bad=True)`` skips
     and lists them instead.
+    """
+
+
+class DatasetError(VPDError, ValueError):
+    """A dataset (a benchmark's questions and answers) cannot be read, or has bad rows.
+
+    Raised for a missing or unreadable file, a format that cannot be recognised, or
+    missing labels; and for bad rows with ``load_dataset(..., on_bad="raise")``, named by
+    file and line (or index) and id. With ``on_bad="skip"`` bad rows are listed in
+    ``Dataset.skipped`` instead.
     """
