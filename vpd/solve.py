@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from vpd.tools.protocols import TextGenerator
     from vpd.tools.toolkit import Toolkit
 
-__all__ = ["Candidate", "Solution", "SolveProgress", "SolveTimings", "solve"]
+__all__ = ["Candidate", "Solution", "SolveProgress", "SolveTimings", "Solver", "solve"]
 
 #: The progress callback of :func:`solve`: it receives a stage name and a short message.
 SolveProgress = Callable[[str, str], None]
@@ -253,125 +253,211 @@ def solve(
         BackendUnavailable: No LLM can be reached or loaded (the message says what to install or set).
         BackendError: The LLM failed after its retries.
     """
-    from vpd.programs.generation import GenerationConfig, ProgramGenerator, unique_programs
-    from vpd.programs.sandbox import default_sandbox
-    from vpd.tools.toolkit import current_toolkit
-
-    started = time.perf_counter()
     if not isinstance(question, str) or not question.strip():
         raise InvalidArgumentError("The question must be a non-empty string.")
-    question = question.strip()
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 64:
-        raise InvalidArgumentError(f"k must be an integer from 1 to 64, got {k!r}.")
-    say = progress or (lambda stage, message: None)
     data = load_image(image)
-    config = GenerationConfig(
-        k=k, temperature=temperature, max_repairs=max_repairs, examples=n_examples, seed=seed, max_workers=min(k, 8)
+    solver = Solver(
+        k=k,
+        toolkit=toolkit,
+        llm=llm,
+        api_base=api_base,
+        api_key=api_key,
+        temperature=temperature,
+        max_repairs=max_repairs,
+        examples=examples,
+        n_examples=n_examples,
+        cache=cache,
+        seed=seed,
+        limits=limits,
+        sandbox=sandbox,
+        progress=progress,
     )
-    toolkit, writer = resolve_llm(toolkit or current_toolkit(), llm, api_base=api_base, api_key=api_key)
+    return solver.solve(data, question, fallback=fallback, progress=progress)
 
-    ensure_file = getattr(writer, "ensure_model_file", None)
-    if callable(ensure_file):  # the embedded model: assembled from its parts on first use
-        shown: list[int] = []
 
-        def file_progress(done: int, total: int) -> None:
-            tenth = 10 * done // total if total else 10
-            if not shown or tenth > shown[-1]:
-                shown.append(tenth)
-                say("prepare", f"preparing the model file (first use only): {10 * tenth}%")
+class Solver:
+    """The machinery of :func:`solve`, prepared once for many questions.
 
-        ensure_file(file_progress)
-    load_seconds = 0.0
-    loader = getattr(writer, "load", None)
-    if callable(loader):
-        say("load", f"loading {_model_name(writer)}")
-        t0 = time.perf_counter()
-        loader()
-        load_seconds = time.perf_counter() - t0
+    The LLM is resolved (and loaded), the worked examples chosen from and the program
+    generator built once; :meth:`solve` then answers one question at a time, from any
+    number of threads. :func:`vpd.distill.synthesize` runs a dataset through one.
 
-    say("prompt", "choosing worked examples for the prompt")
-    t0 = time.perf_counter()
-    if examples is None:
-        examples = _builtin_library(toolkit)
-    generator = ProgramGenerator(writer, library=examples, cache=cache, config=config, tools=toolkit.tools)
-    messages = generator.prompt(question)  # the first selection loads the text embedder
-    prompt_seconds = time.perf_counter() - t0
-    say("generate", f"writing {k} program{'s' if k > 1 else ''} with {_model_name(writer)}")
-    t0 = time.perf_counter()
-    samples = generator.sample(question, k=k, messages=messages, progress=lambda message: say("generate", message))
-    llm_seconds = time.perf_counter() - t0
+    Args:
+        (as :func:`solve`, without the image and question): ``progress`` reports the
+        preparation (preparing and loading the model).
 
-    programs = unique_programs(samples)
-    executions: dict[str, Execution] = {}
-    if programs:
-        say("run", f"running {len(programs)} distinct program{'s' if len(programs) > 1 else ''}")
-        box = sandbox or default_sandbox()
-        codes = list(programs)
-        metas = [{"question": question, "samples": programs[code], "model": writer.cache_identity()} for code in codes]
-        runs = box.run_many(codes, data, toolkit=toolkit, limits=limits, metas=metas)
-        executions = dict(zip(codes, runs))
+    Raises:
+        InvalidArgumentError: A bad ``k`` or other argument.
+        BackendUnavailable: No LLM can be reached or loaded.
+    """
 
-    answers: list[str | None] = []
-    for s in samples:
-        execution = executions.get(s.program) if s.program is not None else None
-        answers.append(normalize_answer(execution.answer) if execution is not None and execution.ok else None)
-    winner, counts = vote(answers)
-    chosen_index = next((i for i, a in enumerate(answers) if winner is not None and a == winner), None)
-    candidates = tuple(
-        Candidate(
-            sample=s,
-            execution=executions.get(s.program) if s.program is not None else None,
-            answer=answer,
-            votes=counts.get(answer, 0) if answer is not None else 0,
-            chosen=i == chosen_index,
+    def __init__(
+        self,
+        *,
+        k: int = 5,
+        toolkit: Toolkit | None = None,
+        llm: TextGenerator | str | None = None,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        temperature: float = 0.7,
+        max_repairs: int = 2,
+        examples: ExampleLibrary | None = None,
+        n_examples: int = 4,
+        cache: CompletionCache | bool | None = None,
+        seed: int = 0,
+        limits: SandboxLimits | None = None,
+        sandbox: Sandbox | None = None,
+        progress: SolveProgress | None = None,
+    ) -> None:
+        from vpd.programs.generation import GenerationConfig, ProgramGenerator
+        from vpd.tools.toolkit import current_toolkit
+
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 64:
+            raise InvalidArgumentError(f"k must be an integer from 1 to 64, got {k!r}.")
+        say = progress or (lambda stage, message: None)
+        self.k = k
+        self.config = GenerationConfig(
+            k=k, temperature=temperature, max_repairs=max_repairs, examples=n_examples, seed=seed, max_workers=min(k, 8)
         )
-        for i, (s, answer) in enumerate(zip(samples, answers))
-    )
+        self.toolkit, self.writer = resolve_llm(toolkit or current_toolkit(), llm, api_base=api_base, api_key=api_key)
+        self.limits = limits
+        self.sandbox = sandbox
+        ensure_file = getattr(self.writer, "ensure_model_file", None)
+        if callable(ensure_file):  # the embedded model: assembled from its parts on first use
+            shown: list[int] = []
 
-    source: Literal["program", "fallback", "none"] = "none"
-    raw: Any = None
-    error: str | None = None
-    chosen = candidates[chosen_index] if chosen_index is not None else None
-    if chosen is not None and chosen.execution is not None:
-        source, raw = "program", chosen.execution.answer
-    else:
-        error = _why_no_answer(candidates)
-        if fallback and toolkit.has("vqa"):
-            say("fallback", "no program answered; asking the VQA model directly")
-            try:
-                raw = toolkit.simple_query(data, (0, 0, data.width, data.height), question)
-                winner = normalize_answer(raw)
-                source = "fallback" if winner is not None else "none"
-            except VPDError as exc:
-                error += f"; the VQA fallback failed too: {exc}"
+            def file_progress(done: int, total: int) -> None:
+                tenth = 10 * done // total if total else 10
+                if not shown or tenth > shown[-1]:
+                    shown.append(tenth)
+                    say("prepare", f"preparing the model file (first use only): {10 * tenth}%")
 
-    executed = list(executions.values())
-    timings = SolveTimings(
-        total=time.perf_counter() - started,
-        load=load_seconds,
-        prompt=prompt_seconds,
-        llm=llm_seconds,
-        tools=sum(e.tool_seconds for e in executed),
-        sandbox=sum(max(0.0, e.wall_seconds - e.tool_seconds) for e in executed),
-        prompt_tokens=sum(s.prompt_tokens for s in samples),
-        completion_tokens=sum(s.completion_tokens for s in samples),
-        cached_replies=sum(a.completion.cached for s in samples for a in s.attempts),
-    )
-    return Solution(
-        question=question,
-        answer=winner,
-        raw_answer=raw,
-        program=chosen.program if chosen is not None else None,
-        execution=chosen.execution if chosen is not None else None,
-        candidates=candidates,
-        votes=counts,
-        source=source,
-        model=writer.cache_identity(),
-        model_name=_model_name(writer),
-        timings=timings,
-        error=None if winner is not None else error,
-        image=data,
-    )
+            ensure_file(file_progress)
+        self.load_seconds = 0.0
+        loader = getattr(self.writer, "load", None)
+        if callable(loader):
+            say("load", f"loading {_model_name(self.writer)}")
+            t0 = time.perf_counter()
+            loader()
+            self.load_seconds = time.perf_counter() - t0
+        self.examples = examples if examples is not None else _builtin_library(self.toolkit)
+        self.generator = ProgramGenerator(
+            self.writer, library=self.examples, cache=cache, config=self.config, tools=self.toolkit.tools
+        )
+        self._loads_reported = False
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> str:
+        """The LLM that writes the programs (its cache identity: model and options)."""
+        return str(self.writer.cache_identity())
+
+    @property
+    def model_name(self) -> str:
+        """The same, short (backend and model), for display."""
+        return _model_name(self.writer)
+
+    def solve(
+        self, image: ImageSource, question: str, *, fallback: bool = True, progress: SolveProgress | None = None
+    ) -> Solution:
+        """Answer one question about an image (see :func:`solve`)."""
+        from vpd.programs.generation import unique_programs
+        from vpd.programs.sandbox import default_sandbox
+
+        started = time.perf_counter()
+        if not isinstance(question, str) or not question.strip():
+            raise InvalidArgumentError("The question must be a non-empty string.")
+        question = question.strip()
+        say = progress or (lambda stage, message: None)
+        data = load_image(image)
+        toolkit, writer, k = self.toolkit, self.writer, self.k
+        with self._lock:  # the model's loading time is counted in the first solution only
+            load_seconds, self._loads_reported = (0.0 if self._loads_reported else self.load_seconds), True
+
+        say("prompt", "choosing worked examples for the prompt")
+        t0 = time.perf_counter()
+        messages = self.generator.prompt(question)  # the first selection loads the text embedder
+        prompt_seconds = time.perf_counter() - t0
+        say("generate", f"writing {k} program{'s' if k > 1 else ''} with {_model_name(writer)}")
+        t0 = time.perf_counter()
+        samples = self.generator.sample(
+            question, k=k, messages=messages, progress=lambda message: say("generate", message)
+        )
+        llm_seconds = time.perf_counter() - t0
+
+        programs = unique_programs(samples)
+        executions: dict[str, Execution] = {}
+        if programs:
+            say("run", f"running {len(programs)} distinct program{'s' if len(programs) > 1 else ''}")
+            box = self.sandbox or default_sandbox()
+            codes = list(programs)
+            metas = [
+                {"question": question, "samples": programs[code], "model": writer.cache_identity()} for code in codes
+            ]
+            runs = box.run_many(codes, data, toolkit=toolkit, limits=self.limits, metas=metas)
+            executions = dict(zip(codes, runs))
+
+        answers: list[str | None] = []
+        for s in samples:
+            execution = executions.get(s.program) if s.program is not None else None
+            answers.append(normalize_answer(execution.answer) if execution is not None and execution.ok else None)
+        winner, counts = vote(answers)
+        chosen_index = next((i for i, a in enumerate(answers) if winner is not None and a == winner), None)
+        candidates = tuple(
+            Candidate(
+                sample=s,
+                execution=executions.get(s.program) if s.program is not None else None,
+                answer=answer,
+                votes=counts.get(answer, 0) if answer is not None else 0,
+                chosen=i == chosen_index,
+            )
+            for i, (s, answer) in enumerate(zip(samples, answers))
+        )
+
+        source: Literal["program", "fallback", "none"] = "none"
+        raw: Any = None
+        error: str | None = None
+        chosen = candidates[chosen_index] if chosen_index is not None else None
+        if chosen is not None and chosen.execution is not None:
+            source, raw = "program", chosen.execution.answer
+        else:
+            error = _why_no_answer(candidates)
+            if fallback and toolkit.has("vqa"):
+                say("fallback", "no program answered; asking the VQA model directly")
+                try:
+                    raw = toolkit.simple_query(data, (0, 0, data.width, data.height), question)
+                    winner = normalize_answer(raw)
+                    source = "fallback" if winner is not None else "none"
+                except VPDError as exc:
+                    error += f"; the VQA fallback failed too: {exc}"
+
+        executed = list(executions.values())
+        timings = SolveTimings(
+            total=time.perf_counter() - started + load_seconds,
+            load=load_seconds,
+            prompt=prompt_seconds,
+            llm=llm_seconds,
+            tools=sum(e.tool_seconds for e in executed),
+            sandbox=sum(max(0.0, e.wall_seconds - e.tool_seconds) for e in executed),
+            prompt_tokens=sum(s.prompt_tokens for s in samples),
+            completion_tokens=sum(s.completion_tokens for s in samples),
+            cached_replies=sum(a.completion.cached for s in samples for a in s.attempts),
+        )
+        return Solution(
+            question=question,
+            answer=winner,
+            raw_answer=raw,
+            program=chosen.program if chosen is not None else None,
+            execution=chosen.execution if chosen is not None else None,
+            candidates=candidates,
+            votes=counts,
+            source=source,
+            model=writer.cache_identity(),
+            model_name=_model_name(writer),
+            timings=timings,
+            error=None if winner is not None else error,
+            image=data,
+        )
 
 
 # The built-in library per model store: its example embeddings are computed once, and the
