@@ -3,7 +3,9 @@
 ``vpd tools`` shows which backend serves each capability, with which model, and why
 (:mod:`vpd.cli.tools`). ``vpd solve IMAGE QUESTION`` answers a question
 (:mod:`vpd.cli.solve`). ``vpd show TRACES.jsonl -o report.html`` writes a report to browse
-traces (:mod:`vpd.cli.show`). Options several commands share are in :mod:`vpd.cli.options`.
+traces (:mod:`vpd.cli.show`). ``vpd synthesize DATA --out RUN_DIR`` samples, runs and verifies
+programs for a labelled dataset (:mod:`vpd.cli.synthesize`). Options several commands share
+are in :mod:`vpd.cli.options`.
 A new command is a module with ``add_parser(subparsers)`` (which sets ``func`` to its
 ``run(args, out) -> int``), listed in :data:`COMMANDS`.
 """
@@ -16,13 +18,13 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import TextIO
 
-from vpd.cli import show, solve, tools
+from vpd.cli import show, solve, synthesize, tools
 from vpd.errors import VPDError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: The command modules, in the order ``vpd --help`` lists them.
-COMMANDS: tuple[ModuleType, ...] = (tools, solve, show)
+COMMANDS: tuple[ModuleType, ...] = (tools, solve, synthesize, show)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,19 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from vpd.tools.toolkit import Toolkit
 
-__all__ = ["add_toolkit_option", "toolkit_from_arg"]
+__all__ = ["add_llm_options", "add_toolkit_option", "toolkit_from_arg"]
+
+
+def add_llm_options(parser: argparse.ArgumentParser) -> None:
+    """``--llm``, ``--api-base``, ``--api-key``: the model that writes the programs."""
+    parser.add_argument(
+        "--llm",
+        metavar="MODEL",
+        help="litellm model string (openai/gpt-4o-mini, ollama/qwen2.5-coder, openai/<alias> with --api-base), "
+        "'local', 'local:0.5b' or a .gguf path (default: VPD_LLM, else the embedded local model)",
+    )
+    parser.add_argument("--api-base", metavar="URL", help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1")
+    parser.add_argument("--api-key", metavar="KEY", help="key for it (default: the provider's environment variable)")
 
 
 def add_toolkit_option(parser: argparse.ArgumentParser) -> None:

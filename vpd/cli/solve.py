@@ -13,7 +13,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
-from vpd.cli.options import add_toolkit_option, toolkit_from_arg
+from vpd.cli.options import add_llm_options, add_toolkit_option, toolkit_from_arg
 from vpd.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -33,14 +33,7 @@ def add_parser(sub: Any) -> None:
     solve.add_argument("image", help="path of the image")
     solve.add_argument("question", help="the question, in quotes")
     solve.add_argument("--k", type=int, default=5, help="programs to sample (default 5)")
-    solve.add_argument(
-        "--llm",
-        metavar="MODEL",
-        help="litellm model string (openai/gpt-4o-mini, ollama/qwen2.5-coder, openai/<alias> with --api-base), "
-        "'local', 'local:0.5b' or a .gguf path (default: VPD_LLM, else the embedded local model)",
-    )
-    solve.add_argument("--api-base", metavar="URL", help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1")
-    solve.add_argument("--api-key", metavar="KEY", help="key for it (default: the provider's environment variable)")
+    add_llm_options(solve)
     add_toolkit_option(solve)
     solve.add_argument("--temperature", type=float, default=0.7, help="sampling temperature of samples 1..k-1")
     solve.add_argument("--seed", type=int, default=0, help="base sampling seed")

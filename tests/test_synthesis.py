@@ -1,0 +1,259 @@
+"""vpd.distill.synthesize: k programs per labelled question from a scripted OpenAI-compatible
+server, run over a fake scene toolkit, scored with the dataset's metric; the run directory
+is resumable and crash-safe."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import vpd
+from vpd.distill.datasets import Dataset, Example
+from vpd.distill.runs import RunDirectory, read_records
+from vpd.distill.synthesis import SynthesisProgress, summarize, synthesize
+from vpd.errors import ConfigError
+from vpd.testing import Scene, SceneObject
+from vpd.testing.openai_server import FakeOpenAIServer
+
+pytest.importorskip("litellm")
+
+
+def _code(body: str) -> str:
+    lines = "\n".join("    " + line for line in body.strip().splitlines())
+    return f"```python\ndef execute_command(image):\n{lines}\n```"
+
+
+COUNT = _code("return len(ImagePatch(image).find('{0}'))")
+COUNT_WRONG = _code("return len(ImagePatch(image).find('{0}')) + 1")
+CRASH = _code("return ImagePatch(image).find('{0}')[10]")
+LOOP = _code("while True:\n    pass")
+NO_CODE = "I cannot answer that."
+
+# Per question word, the reply of each sample (seed): what each of the k programs does.
+SCRIPT = {
+    "cats": [COUNT_WRONG, COUNT, COUNT],  # sample 0 wrong, 1 and 2 right: sample 1 is chosen
+    "dogs": [CRASH, LOOP, COUNT_WRONG],  # nothing right
+    "birds": [NO_CODE, NO_CODE, NO_CODE],  # never a program
+}
+
+
+def _respond(calls: list[str]) -> Callable[[dict[str, Any]], Any]:
+    def respond(request: dict[str, Any]) -> Any:
+        question = request["messages"][-1]["content"]
+        for word, replies in SCRIPT.items():
+            if f"How many {word}" in question:
+                calls.append(word)
+                return replies[int(request.get("seed", 0)) % len(replies)].format(word[:-1])
+        return NO_CODE
+
+    return respond
+
+
+@pytest.fixture(scope="module")
+def scene() -> Scene:
+    return Scene(
+        320,
+        240,
+        [
+            SceneObject("cat", (10, 10, 60, 60)),
+            SceneObject("cat", (100, 10, 150, 60)),
+            SceneObject("dog", (20, 150, 90, 220)),
+        ],
+    )
+
+
+@pytest.fixture
+def dataset(tmp_path: Path, scene: Scene) -> Dataset:
+    image = tmp_path / "scene.png"
+    scene.image.save(image)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    rows = [
+        Example("q1", image, "How many cats are there?", ("2",), metric="count"),
+        Example("q2", image, "How many dogs are there?", ("1",), metric="count"),
+        Example("q3", image, "How many birds are there?", ("0",), metric="count"),
+        Example("q4", broken, "How many cats are there?", ("2",), metric="count"),
+    ]
+    return Dataset("toy", tuple(rows))
+
+
+def _synthesize(dataset: Dataset, out: Path, server: FakeOpenAIServer, scene: Scene, **kwargs: Any) -> Any:
+    options: dict[str, Any] = {
+        "k": 3,
+        "toolkit": scene.toolkit(),
+        "llm": server.model_string,
+        "api_base": server.base_url,
+        "api_key": "test",
+        "cache": False,
+        "max_repairs": 0,
+        "limits": vpd.SandboxLimits(timeout=1.0),
+    }
+    options.update(kwargs)
+    return synthesize(dataset, out, **options)
+
+
+def test_synthesis_scores_every_candidate_and_keeps_a_correct_program(
+    tmp_path: Path, dataset: Dataset, scene: Scene
+) -> None:
+    out = tmp_path / "run"
+    seen: list[SynthesisProgress] = []
+    with FakeOpenAIServer(_respond([])) as server:
+        summary = _synthesize(dataset, out, server, scene, progress=seen.append)
+    records = {r["id"]: r for r in read_records(out / "records.jsonl")}
+    assert sorted(records) == ["q1", "q2", "q3", "q4"]
+
+    cats = records["q1"]
+    assert [c["outcome"] for c in cats["candidates"]] == ["wrong", "correct", "correct"]
+    assert [c["prediction"] for c in cats["candidates"]] == ["3", "2", "2"]
+    assert cats["chosen"] == 1 and cats["verified"] and cats["score"] == 1.0
+    assert cats["references"] == ["2"] and cats["metric"] == "count"
+    chosen = cats["candidates"][1]
+    assert "find('cat')" in chosen["program"]
+    assert chosen["trace"]["program"].startswith("def execute_command")  # the records-layer trace
+    assert [e["operation"] for e in chosen["trace"]["events"] if e.get("type") == "tool_call"] == ["find"]
+
+    dogs = records["q2"]
+    assert [c["outcome"] for c in dogs["candidates"]] == ["runtime", "timeout", "wrong"]
+    assert not dogs["verified"] and dogs["chosen"] is None
+    assert "IndexError" in dogs["candidates"][0]["error"]
+
+    birds = records["q3"]
+    assert [c["outcome"] for c in birds["candidates"]] == ["no-code"] * 3
+    assert all(c["program"] is None and c["trace"] is None for c in birds["candidates"])
+
+    broken = records["q4"]
+    assert broken["error"].startswith("ImageError") and broken["candidates"] == [] and not broken["verified"]
+
+    assert summary.examples == 4 and summary.verified == 1
+    assert summary.verified_at == (0, 1, 1)  # the first correct program is sample 1
+    assert summary.outcomes == {"wrong": 2, "correct": 2, "runtime": 1, "timeout": 1, "no-code": 3}
+    assert summary.errors == 1
+    assert json.loads((out / "summary.json").read_text())["verified_share"] == 0.25
+    assert "k = 2:" in (out / "summary.txt").read_text()
+    assert (out / "verified_at_k.png").stat().st_size > 0
+    stored = json.loads((out / "run.json").read_text())
+    assert stored["kind"] == "synthesis" and stored["config"]["k"] == 3 and "python" in stored["versions"]
+    assert seen[-1].done == 4 and seen[-1].verified == 1 and seen[-1].total == 4
+
+
+def test_rerun_resumes_and_a_different_configuration_is_refused(tmp_path: Path, dataset: Dataset, scene: Scene) -> None:
+    out = tmp_path / "run"
+    calls: list[str] = []
+    with FakeOpenAIServer(_respond(calls)) as server:
+        _synthesize(dataset, out, server, scene, limit=2)
+        assert len(read_records(out / "records.jsonl")) == 2
+        first = len(calls)
+        summary = _synthesize(dataset, out, server, scene)  # the two finished ones are skipped
+        assert summary.examples == 4
+        assert calls[first:] == ["birds"] * 3  # q3's three samples; q4's image fails before any request
+        again = len(calls)
+        _synthesize(dataset, out, server, scene)
+        assert len(calls) == again  # nothing left to do
+        with pytest.raises(ConfigError, match="k: 3 then, 2 now"):
+            _synthesize(dataset, out, server, scene, k=2)
+    ids = [r["id"] for r in read_records(out / "records.jsonl")]
+    assert sorted(ids) == ["q1", "q2", "q3", "q4"] and len(ids) == len(set(ids))
+
+
+def test_a_torn_last_record_is_cut_and_its_example_done_again(tmp_path: Path, dataset: Dataset, scene: Scene) -> None:
+    out = tmp_path / "run"
+    with FakeOpenAIServer(_respond([])) as server:
+        _synthesize(dataset, out, server, scene, limit=2)
+        path = out / "records.jsonl"
+        data = path.read_bytes()
+        last_start = data.rstrip(b"\n").rfind(b"\n") + 1
+        torn_id = json.loads(data[last_start:])["id"]
+        path.write_bytes(data[: last_start + 40])  # killed while writing the second record
+        assert [r["id"] for r in read_records(path)] != [] and torn_id not in [r["id"] for r in read_records(path)]
+        _synthesize(dataset, out, server, scene, limit=2)
+    records = read_records(out / "records.jsonl")
+    assert sorted(r["id"] for r in records) == ["q1", "q2"]
+    assert all(line.startswith(b"{") for line in path.read_bytes().splitlines())  # no torn bytes left
+
+
+def test_one_process_at_a_time(tmp_path: Path, dataset: Dataset, scene: Scene) -> None:
+    out = tmp_path / "run"
+    with (
+        RunDirectory(out, "synthesis"),
+        FakeOpenAIServer(_respond([])) as server,
+        pytest.raises(ConfigError, match="Another process is working in"),
+    ):
+        _synthesize(dataset, out, server, scene)
+
+
+def test_summarize_counts_the_first_correct_sample() -> None:
+    def record(outcomes: list[str]) -> dict[str, Any]:
+        candidates = [{"index": i, "outcome": o} for i, o in enumerate(outcomes)]
+        return {"candidates": candidates, "verified": "correct" in outcomes, "error": None}
+
+    summary = summarize([record(["correct", "wrong"]), record(["wrong", "correct"]), record(["wrong", "wrong"])])
+    assert summary.verified_at == (1, 2) and summary.verified == 2 and summary.examples == 3
+    assert summary.outcomes == {"correct": 2, "wrong": 4}
+
+
+SUBPROCESS = """
+import sys
+import vpd
+from vpd.cli import main
+from vpd.testing import Scene, SceneObject
+scene = Scene(320, 240, [SceneObject("cat", (10, 10, 60, 60)), SceneObject("cat", (100, 10, 150, 60)),
+                         SceneObject("dog", (20, 150, 90, 220))])
+with vpd.use_toolkit(scene.toolkit()):
+    sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_mid_run_loses_nothing_finished_and_duplicates_nothing(tmp_path: Path, scene: Scene) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    image = tmp_path / "scene.png"
+    scene.image.save(image)
+    rows = [
+        {"id": f"q{i}", "image": "scene.png", "question": f"How many {'cats' if i % 2 else 'dogs'} are there?",
+         "answers": ["2" if i % 2 else "1"], "metric": "count"}
+        for i in range(16)
+    ]  # fmt: skip
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "run"
+    script = tmp_path / "run_cli.py"
+    script.write_text(SUBPROCESS)
+
+    def slow(request: dict[str, Any]) -> Any:
+        time.sleep(0.15)  # the run takes a while: the kill lands in the middle of it
+        return _respond([])(request)
+
+    with FakeOpenAIServer(slow) as server:
+        command = [sys.executable, str(script), "synthesize", str(data), "--out", str(out), "--k", "2", "--jobs", "2",
+                   "--llm", server.model_string, "--api-base", server.base_url, "--api-key", "test", "--no-cache",
+                   "--timeout", "2", "--quiet"]  # fmt: skip
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        records = out / "records.jsonl"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if records.exists() and records.read_bytes().count(b"\n") >= 4:
+                break
+            time.sleep(0.02)
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        os.killpg(process.pid, signal.SIGKILL)  # the CLI and its sandbox, at once
+        process.wait()
+        before = read_records(records)
+        assert 4 <= len(before) < 16
+        finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert finished.returncode == 0, finished.stderr
+    after = read_records(records)
+    ids = [r["id"] for r in after]
+    assert sorted(ids, key=lambda i: int(i[1:])) == [f"q{i}" for i in range(16)] and len(set(ids)) == 16
+    assert [r["id"] for r in after[: len(before)]] == [r["id"] for r in before]  # kept as they were
+    assert all(line.startswith(b"{") and line.endswith(b"}") for line in records.read_bytes().splitlines())
+    assert all(r["verified"] for r in after if r["question"].startswith("How many cats"))
+    assert "verified: 8 (50.0%)" in finished.stdout
