@@ -139,6 +139,17 @@ def test_synthesis_scores_every_candidate_and_keeps_a_correct_program(
     assert stored["kind"] == "synthesis" and stored["config"]["k"] == 3 and "python" in stored["versions"]
     assert seen[-1].done == 4 and seen[-1].verified == 1 and seen[-1].total == 4
 
+    # vpd show reads a run's records: one entry per candidate that ran.
+    shown = vpd.read_traces(out / "records.jsonl").records
+    assert [r.id for r in shown] == ["q1#0", "q1#1", "q1#2", "q2#0", "q2#1", "q2#2"]
+    assert [r.correct for r in shown[:3]] == [False, True, True] and shown[1].extra["chosen"] is True
+    assert shown[0].question == "How many cats are there?" and shown[0].label == ["2"]
+    assert shown[0].image_path is not None and shown[0].image_path.name == "scene.png"
+    from vpd.cli import main
+
+    assert main(["show", str(out / "records.jsonl"), "-o", str(tmp_path / "report.html")]) == 0
+    assert "q1#1" in (tmp_path / "report.html").read_text()
+
 
 def test_rerun_resumes_and_a_different_configuration_is_refused(tmp_path: Path, dataset: Dataset, scene: Scene) -> None:
     out = tmp_path / "run"

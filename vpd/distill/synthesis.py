@@ -40,6 +40,7 @@ from vpd.distill.metrics import score
 from vpd.distill.runs import RunDirectory
 from vpd.errors import ImageError, InvalidArgumentError
 from vpd.traces.answers import normalize_answer
+from vpd.traces.files import SYNTHESIS_VERSION
 
 if TYPE_CHECKING:
     from vpd.distill.datasets import Dataset, Example
@@ -52,8 +53,8 @@ if TYPE_CHECKING:
 
 __all__ = ["RECORD_VERSION", "SynthesisProgress", "SynthesisSummary", "summarize", "synthesize"]
 
-#: The version of a synthesis record (one line of ``records.jsonl``).
-RECORD_VERSION = "vpd.synthesis/1"
+#: The version of a synthesis record (one line of ``records.jsonl``; ``vpd show`` reads them).
+RECORD_VERSION = SYNTHESIS_VERSION
 #: The configuration keys that must match for a run directory to be resumed.
 _IDENTITY = (
     "dataset",

@@ -17,7 +17,12 @@
        "image": "images/17.jpg",  # optional: the image the program ran on
        "rationale": "..."}        # optional: a rationale written from this trace
 
-  Other keys are kept and shown as extra fields.
+  Other keys are kept and shown as extra fields; or
+* a synthesis record (``{"version": "vpd.synthesis/1", "id", "question", "image",
+  "references", "candidates": [{"index", "trace", "outcome", "score", ...}], "chosen"}``,
+  one line of a ``vpd synthesize`` run's ``records.jsonl``): each candidate with a trace is
+  read as a record of its own, ``id#index``, labelled with the references, correct when its
+  outcome is ``correct`` (candidates without a program have no trace to show).
 
 ``question``, ``label``, ``image`` and ``rationale`` may also sit in the trace's ``meta``;
 the record's own keys win. When there is a label and no ``correct``, the answer is
@@ -47,6 +52,7 @@ from vpd.traces.trace import Assignment, PrintOutput, ToolCall, Trace
 
 __all__ = [
     "RECORD_KEYS",
+    "SYNTHESIS_VERSION",
     "BadLine",
     "TraceRecord",
     "TraceRecords",
@@ -57,6 +63,8 @@ __all__ = [
     "read_traces",
 ]
 
+#: The version of a synthesis record (a line of a ``vpd synthesize`` run's records).
+SYNTHESIS_VERSION = "vpd.synthesis/1"
 #: The keys a record wrapping a trace may have besides its extra fields.
 RECORD_KEYS = ("trace", "id", "question", "label", "correct", "image", "rationale")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -227,6 +235,35 @@ def parse_record(data: dict[str, Any]) -> ParsedRecord:
     return ParsedRecord(trace, fields, question, label, correct, image_text, rationale)
 
 
+def _records(data: dict[str, Any], source: str, base: Path, images_dir: Path | None) -> list[TraceRecord]:
+    """The records of one line: one, or one per traced candidate of a synthesis record."""
+    if data.get("version") != SYNTHESIS_VERSION:
+        return [_record(data, source, base, images_dir)]
+    candidates = data.get("candidates")
+    if not isinstance(candidates, list) or not all(isinstance(c, dict) for c in candidates):
+        raise ValueError("a synthesis record's 'candidates' must be a list of objects")
+    references = data.get("references")
+    records = []
+    for candidate in candidates:
+        if candidate.get("trace") is None:
+            continue  # no program, so nothing ran: there is no trace to show
+        wrapper = {
+            "trace": candidate["trace"],
+            "id": f"{data.get('id')}#{candidate.get('index')}",
+            "question": data.get("question"),
+            "label": references,
+            "correct": candidate.get("outcome") == "correct",
+            "image": data.get("image"),
+            "outcome": candidate.get("outcome"),
+            "prediction": candidate.get("prediction"),
+            "score": candidate.get("score"),
+            "chosen": candidate.get("index") == data.get("chosen"),
+            "metric": data.get("metric"),
+        }
+        records.append(_record(wrapper, source, base, images_dir))
+    return records
+
+
 def _record(data: dict[str, Any], source: str, base: Path, images_dir: Path | None) -> TraceRecord:
     checked = parse_record(data)
     trace, fields = checked.trace, checked.fields
@@ -315,7 +352,7 @@ def iter_traces(
             if not raw.strip():
                 continue
             try:
-                yield _record(parse_line(raw), f"{path.name}:{number}", path.parent, images)
+                yield from _records(parse_line(raw), f"{path.name}:{number}", path.parent, images)
             except RecursionError:  # an answer or label nested too deeply to judge
                 yield BadLine(str(path), number, "nested too deeply to read")
             except ValueError as exc:
