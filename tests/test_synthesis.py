@@ -268,3 +268,43 @@ def test_kill_9_mid_run_loses_nothing_finished_and_duplicates_nothing(tmp_path: 
     assert all(line.startswith(b"{") and line.endswith(b"}") for line in records.read_bytes().splitlines())
     assert all(r["verified"] for r in after if r["question"].startswith("How many cats"))
     assert "verified: 8 (50.0%)" in finished.stdout
+
+
+def test_verified_programs_become_worked_examples(tmp_path: Path, dataset: Dataset, scene: Scene) -> None:
+    from vpd.programs.library import ExampleLibrary
+
+    out = tmp_path / "run"
+    with FakeOpenAIServer(_respond([])) as server:
+        _synthesize(dataset, out, server, scene)
+    library = ExampleLibrary.from_run(out, similarity="lexical")
+    (example,) = library.examples  # q1 only: the other questions have no correct program
+    assert example.question == "How many cats are there?" and "find('cat')" in example.program
+    assert example.tags == ("verified", "count") and example.source == "records.jsonl:q1"
+    assert len(ExampleLibrary.from_run(out / "records.jsonl", builtin=True, similarity="lexical")) > 1
+    # A run still being written (a torn last line) loads what is complete.
+    records = out / "records.jsonl"
+    records.write_bytes(records.read_bytes() + b'{"version": "vpd.synth')
+    assert len(ExampleLibrary.from_run(out, similarity="lexical")) == 1
+    with pytest.raises(vpd.VPDError, match="pass a `vpd synthesize` run"):
+        ExampleLibrary.from_run(tmp_path / "nowhere")
+    (tmp_path / "other.jsonl").write_text('{"version": "vpd.trace/1"}\n')
+    with pytest.raises(vpd.VPDError, match="not a synthesis record"):
+        ExampleLibrary.from_run(tmp_path / "other.jsonl")
+
+    # vpd solve --examples RUN_DIR puts the verified program in the prompt.
+    from vpd.cli import main
+
+    requests: list[str] = []
+
+    def respond(request: dict[str, Any]) -> Any:
+        requests.append(json.dumps(request["messages"]))
+        return COUNT.format("dog")
+
+    image = tmp_path / "scene.png"
+    with FakeOpenAIServer(respond) as server, vpd.use_toolkit(scene.toolkit()):
+        code = main(["solve", str(image), "How many dogs are there?", "--k", "1", "--examples", str(out),
+                     "--llm", server.model_string, "--api-base", server.base_url, "--api-key", "t", "--no-cache",
+                     "--quiet"])  # fmt: skip
+    # The verified program (its own spelling), and none of the built-in examples.
+    assert code == 0 and requests and "return len(ImagePatch(image).find('cat'))" in requests[0]
+    assert 'image_patch.find(\\"cat\\")' not in requests[0]

@@ -17,7 +17,9 @@ from vpd.cli.options import add_llm_options, add_toolkit_option, toolkit_from_ar
 from vpd.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
+    from vpd.programs.library import ExampleLibrary
     from vpd.solve import Solution
+    from vpd.tools.toolkit import Toolkit
 
 __all__ = ["add_parser", "run"]
 
@@ -35,6 +37,12 @@ def add_parser(sub: Any) -> None:
     solve.add_argument("--k", type=int, default=5, help="programs to sample (default 5)")
     add_llm_options(solve)
     add_toolkit_option(solve)
+    solve.add_argument(
+        "--examples",
+        metavar="PATH",
+        help="worked examples for the prompt: a `vpd synthesize` run directory (its verified programs) or a TOML "
+        "file or folder of examples (default: the built-in ones)",
+    )
     solve.add_argument("--temperature", type=float, default=0.7, help="sampling temperature of samples 1..k-1")
     solve.add_argument("--seed", type=int, default=0, help="base sampling seed")
     solve.add_argument("--timeout", type=float, default=None, help="seconds per program run")
@@ -62,11 +70,13 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     limits = SandboxLimits(timeout=args.timeout) if args.timeout else None
     # Without --toolkit: the current toolkit (VPD_* environment, or one set with vpd.use_toolkit).
     toolkit = toolkit_from_arg(args.toolkit) if args.toolkit else current_toolkit()
+    examples = _examples(args.examples, toolkit) if args.examples else None
     solution = solve(
         args.image,
         args.question,
         k=args.k,
         toolkit=toolkit,
+        examples=examples,
         llm=args.llm,
         api_base=args.api_base,
         api_key=args.api_key,
@@ -88,6 +98,18 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         _write_html(solution, args.html)
         progress("html", f"wrote {args.html}")
     return 0 if solution.ok else 3
+
+
+def _examples(path: str, toolkit: Toolkit) -> ExampleLibrary:
+    """The library ``--examples`` names: a synthesis run's verified programs, or TOML examples."""
+    from pathlib import Path
+
+    from vpd.programs.library import ExampleLibrary
+
+    where = Path(path).expanduser()
+    if where.suffix == ".jsonl" or (where.is_dir() and (where / "records.jsonl").exists()):
+        return ExampleLibrary.from_run(where, models=toolkit.models, tools=toolkit.tools)
+    return ExampleLibrary.from_path(where, models=toolkit.models, tools=toolkit.tools)
 
 
 def _write_html(solution: Solution, path: str) -> None:

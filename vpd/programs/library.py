@@ -324,6 +324,77 @@ class ExampleLibrary:
                 raise
         return added
 
+    @classmethod
+    def from_run(cls, path: str | Path, *, builtin: bool = False, **options: Any) -> ExampleLibrary:
+        """The verified programs of a ``vpd synthesize`` run as worked examples.
+
+        Args:
+            path: The run directory, or its ``records.jsonl``.
+            builtin: Also keep the examples shipped with vpd.
+            **options: Keyword arguments of :class:`ExampleLibrary`.
+        """
+        library = cls(_builtin_examples() if builtin else (), **options)
+        library.load_run(path)
+        return library
+
+    def load_run(self, path: str | Path) -> list[Example]:
+        """Add the chosen program of each verified question of a ``vpd synthesize`` run.
+
+        Each becomes an example named after its question, tagged ``verified`` and with its
+        metric, its source ``records.jsonl:<id>``. A torn last line (a run still being
+        written, or killed) is left out.
+
+        Args:
+            path: The run directory, or its ``records.jsonl``.
+
+        Returns:
+            The examples added.
+
+        Raises:
+            InvalidArgumentError: No records file, a line that is not a record (other than the
+                last), or a verified program that does not pass the static check with this
+                library's tools (the message names the question's id).
+        """
+        from vpd.traces.files import SYNTHESIS_VERSION
+
+        file = Path(path).expanduser()
+        if file.is_dir():
+            file = file / "records.jsonl"
+        try:
+            lines = file.read_bytes().split(b"\n")
+        except OSError as exc:
+            raise InvalidArgumentError(
+                f"No synthesis records at {str(file)!r} ({exc.strerror or exc}); pass a `vpd synthesize` run "
+                "directory or its records.jsonl."
+            ) from None
+        added = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                if number == len(lines):  # torn: the run was killed or is still writing it
+                    continue
+                raise InvalidArgumentError(f"{file}:{number} is not a synthesis record (not JSON).") from None
+            if not isinstance(record, dict) or record.get("version") != SYNTHESIS_VERSION:
+                raise InvalidArgumentError(f"{file}:{number} is not a synthesis record ({SYNTHESIS_VERSION}).")
+            chosen = record.get("chosen")
+            if not record.get("verified") or chosen is None:
+                continue
+            program = next((c.get("program") for c in record.get("candidates", []) if c.get("index") == chosen), None)
+            question = record.get("question")
+            if not isinstance(program, str) or not isinstance(question, str):
+                raise InvalidArgumentError(f"{file}:{number}: the chosen candidate has no program or question.")
+            tags = ("verified", str(record.get("metric") or "exact"))
+            example = Example(question, program, tags, _slug(question), f"{file.name}:{record.get('id')}")
+            try:
+                stored = self.add_example(example, unique_name=True)
+            except InvalidArgumentError as exc:
+                raise InvalidArgumentError(f"{file}:{number} (id {record.get('id')!r}): {exc}") from None
+            added.append(stored)
+        return added
+
     def add(self, question: str, program: str, *, tags: Iterable[str] = (), name: str | None = None) -> Example:
         """Add your own example, e.g. a program whose answer you verified.
 
