@@ -26,7 +26,7 @@ PROGRAM = """def execute_command(image):
 """
 EXPECTED = """\
 Calling find function. Detect cup
-Detection result: 2 cup detected: [100, 300, 180, 400], [400, 100, 480, 200]
+Detection result: 2 cups detected: [100, 300, 180, 400], [400, 100, 480, 200]
 Calling verify_property function. Verify whether the cup in region [100, 300, 180, 400] is red
 Result: True
 Calling find function. Detect sign
@@ -80,7 +80,7 @@ def test_normalized_boxes_and_prints(scene: Scene, sandbox: vpd.Sandbox) -> None
     assert text.splitlines() == [
         "Program printed: hi\\nthere",
         "Calling find function. Detect cup",
-        "Detection result: 2 cup detected: [0.156, 0.625, 0.281, 0.833], [0.625, 0.208, 0.750, 0.417]",
+        "Detection result: 2 cups detected: [0.156, 0.625, 0.281, 0.833], [0.625, 0.208, 0.750, 0.417]",
         "Program output: 2",
     ]
 
@@ -190,3 +190,11 @@ def test_repr_of_long_and_failed_traces() -> None:
     assert lines[-2] == "  error timeout (line 7): too slow" and lines[-1] == "  (12 events were not recorded)"
     assert "... 46 more events on this line" in format_trace(trace, width=100, max_rows=1000)
     assert "(not tied to a program line)" in format_trace(trace, width=100, max_rows=1000)
+
+
+def test_detections_are_counted_in_plural() -> None:
+    from vpd.traces.text import plural
+
+    cases = {"cup": "cups", "red bus": "red buses", "box": "boxes", "dish": "dishes", "puppy": "puppies",
+             "toy": "toys", "person": "people", "traffic light": "traffic lights", "sheep": "sheep"}  # fmt: skip
+    assert {word: plural(word) for word in cases} == cases

@@ -5,7 +5,7 @@ into a rationale (Hu et al., 2024, Sec. 3): one "Calling ... function." line per
 call, then its result, then the program's output::
 
     Calling find function. Detect cup
-    Detection result: 2 cup detected: [100, 300, 180, 400], [400, 100, 480, 200]
+    Detection result: 2 cups detected: [100, 300, 180, 400], [400, 100, 480, 200]
     Calling verify_property function. Verify whether the cup in region [100, 300, 180, 400] is red
     Result: True
     Program output: yes
@@ -219,6 +219,30 @@ class _Boxes:
         return one_line(answer_text(value), limit)
 
 
+_IRREGULAR = {
+    "person": "people", "man": "men", "woman": "women", "child": "children", "mouse": "mice", "foot": "feet",
+    "tooth": "teeth", "goose": "geese", "knife": "knives", "leaf": "leaves", "shelf": "shelves", "wolf": "wolves",
+    "sheep": "sheep", "fish": "fish", "deer": "deer", "people": "people", "glasses": "glasses", "scissors": "scissors",
+}  # fmt: skip
+
+
+def plural(noun: str) -> str:
+    """The plural of an English noun phrase (its last word inflected): ``"red bus"`` -> ``"red buses"``."""
+    head, _, last = noun.rpartition(" ")
+    lower = last.lower()
+    if not lower or not lower[-1].isalpha():
+        return noun
+    if lower in _IRREGULAR:
+        word = _IRREGULAR[lower]
+    elif lower.endswith(("s", "x", "z", "ch", "sh")):
+        word = last + "es"
+    elif lower.endswith("y") and len(lower) > 1 and lower[-2] not in "aeiou":
+        word = last[:-1] + "ies"
+    else:
+        word = last + "s"
+    return f"{head} {word}" if head else word
+
+
 def call_arguments(inputs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
     """Positional and keyword arguments of a call: user tools record ``{"args", "kwargs"}``."""
     if inputs and set(inputs) <= {"args", "kwargs"}:
@@ -247,7 +271,9 @@ def _call_lines(call: ToolCall, boxes: _Boxes) -> list[str]:
         found_boxes = [b for b in (box_of(item) for item in found) if b is not None]
         if call.error is None:
             shown = ", ".join(boxes.box(b) for b in found_boxes)
-            result = f"{len(found_boxes)} {what} detected: {shown}" if found_boxes else f"no {what} detected"
+            count = len(found_boxes)
+            named = what if count == 1 else plural(what)
+            result = f"{count} {named} detected: {shown}" if found_boxes else f"no {plural(what)} detected"
             return [f"Calling find function. {head}", f"Detection result: {result}"]
     elif op == "exists":
         head = f"Check whether there is a {arg('object_name')}{region}"
