@@ -91,11 +91,11 @@ class RunDirectory:
         ConfigError: Another process holds the directory, or it holds another kind of run.
     """
 
-    def __init__(self, path: str | os.PathLike[str], kind: str) -> None:
+    def __init__(self, path: str | os.PathLike[str], kind: str = "synthesis") -> None:
         self.path = Path(path)
         self.kind = kind
         self._lock_fd: int | None = None
-        self._fd: int | None = None
+        self._fds: dict[str, int] = {}
 
     def __enter__(self) -> RunDirectory:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -116,9 +116,9 @@ class RunDirectory:
 
     def close(self) -> None:
         """Stop appending and release the directory."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing releases the flock
             self._lock_fd = None
@@ -169,23 +169,24 @@ class RunDirectory:
         return dict(config)
 
     # -- records ----------------------------------------------------------------------------
-    def records(self) -> list[dict[str, Any]]:
-        """The finished records; a torn last line (from a killed process) is cut off the file."""
-        path = self.path / RECORDS
+    def records(self, name: str = RECORDS) -> list[dict[str, Any]]:
+        """The finished records of ``name``; a torn last line (from a killed process) is cut off the file."""
+        path = self.path / name
         records, good_end = _scan(path)
         if path.exists() and path.stat().st_size > good_end:
             with open(path, "r+b") as handle:
                 handle.truncate(good_end)
         return [record for record, _ in records]
 
-    def append(self, record: Mapping[str, Any]) -> None:
-        """Append one record as one line, in one ``write``."""
+    def append(self, record: Mapping[str, Any], name: str = RECORDS) -> None:
+        """Append one record to ``name`` as one line, in one ``write``."""
         line = (json.dumps(record, ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n").encode("utf-8")
-        if self._fd is None:
-            self._fd = os.open(self.path / RECORDS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = self._fds.get(name)
+        if fd is None:
+            fd = self._fds[name] = os.open(self.path / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         view = memoryview(line)
         while view:  # one write in practice; a partial one is finished (or left torn by a kill)
-            written = os.write(self._fd, view)
+            written = os.write(fd, view)
             view = view[written:]
 
     def iter_lines(self) -> Iterator[dict[str, Any]]:
