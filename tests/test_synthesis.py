@@ -308,3 +308,38 @@ def test_verified_programs_become_worked_examples(tmp_path: Path, dataset: Datas
     # The verified program (its own spelling), and none of the built-in examples.
     assert code == 0 and requests and "return len(ImagePatch(image).find('cat'))" in requests[0]
     assert 'image_patch.find(\\"cat\\")' not in requests[0]
+
+
+def test_synthesize_rewrite_export_into_a_training_set(tmp_path: Path, dataset: Dataset, scene: Scene) -> None:
+    datasets = pytest.importorskip("datasets")
+    from vpd.cli import main
+    from vpd.distill.export import export_run
+
+    out = tmp_path / "run"
+    with FakeOpenAIServer(_respond([])) as server:
+        _synthesize(dataset, out, server, scene)
+    assert main(["rewrite", str(out), "--template", "--quiet"]) == 0
+    summary = export_run(out, tmp_path / "train")
+    assert (summary.rows, summary.with_rationale, summary.label_only, summary.left_out) == (3, 1, 2, 1)
+    rows = [json.loads(line) for line in (tmp_path / "train" / "train.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["q1", "q2", "q3"]
+    cats = rows[0]
+    assert cats["answer"] == "2" and cats["rationale"].endswith("So the answer is 2.") and "[0.031" in cats["rationale"]
+    assert rows[1] == {"id": "q2", "image": str(tmp_path / "scene.png"), "question": "How many dogs are there?",
+                       "answer": "1", "rationale": None}  # fmt: skip
+    loaded = datasets.load_from_disk(str(tmp_path / "train" / "hf"))
+    assert loaded.num_rows == 3 and loaded[0]["rationale"] == cats["rationale"] and loaded[1]["rationale"] is None
+    card = (tmp_path / "train" / "README.md").read_text()
+    assert "| 3 | 1 | 2 | 0 | 0 | 1 |" in card and "top-left" in card and "dataset `toy`" in card
+    # The CLI, JSONL only.
+    assert main(["export", str(out), "--out", str(tmp_path / "cli"), "--no-hf"]) == 0
+    assert (tmp_path / "cli" / "train.jsonl").exists() and not (tmp_path / "cli" / "hf").exists()
+    with pytest.raises(vpd.VPDError, match="run `vpd synthesize` first"):
+        export_run(tmp_path / "nothing", tmp_path / "x")
+
+
+def test_label_only_rows_take_the_most_common_reference() -> None:
+    from vpd.distill.export import _label
+
+    assert _label({"references": ["down", "table", "down", "at table", "table", "down"]}) == "down"
+    assert _label({"references": ["a", "b"]}) == "a"  # a tie: the first

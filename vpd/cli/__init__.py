@@ -5,7 +5,8 @@
 (:mod:`vpd.cli.solve`). ``vpd show TRACES.jsonl -o report.html`` writes a report to browse
 traces (:mod:`vpd.cli.show`). ``vpd synthesize DATA --out RUN_DIR`` samples, runs and verifies
 programs for a labelled dataset (:mod:`vpd.cli.synthesize`); ``vpd rewrite RUN_DIR`` turns
-the verified ones into rationales (:mod:`vpd.cli.rewrite`). Options several commands share
+the verified ones into rationales (:mod:`vpd.cli.rewrite`) and ``vpd export RUN_DIR --out DIR``
+writes the training set (:mod:`vpd.cli.export`). Options several commands share
 are in :mod:`vpd.cli.options`.
 A new command is a module with ``add_parser(subparsers)`` (which sets ``func`` to its
 ``run(args, out) -> int``), listed in :data:`COMMANDS`.
@@ -19,13 +20,13 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import TextIO
 
-from vpd.cli import rewrite, show, solve, synthesize, tools
+from vpd.cli import export, rewrite, show, solve, synthesize, tools
 from vpd.errors import VPDError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: The command modules, in the order ``vpd --help`` lists them.
-COMMANDS: tuple[ModuleType, ...] = (tools, solve, synthesize, rewrite, show)
+COMMANDS: tuple[ModuleType, ...] = (tools, solve, synthesize, rewrite, export, show)
 
 
 def build_parser() -> argparse.ArgumentParser:

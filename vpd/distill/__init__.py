@@ -4,11 +4,16 @@
 * :mod:`vpd.distill.metrics`: the benchmarks' official answer metrics (:func:`score`);
 * :mod:`vpd.distill.synthesis`: k programs per labelled question, run and verified
   (:func:`synthesize`, ``vpd synthesize``), into a resumable run directory
-  (:mod:`vpd.distill.runs`).
+  (:mod:`vpd.distill.runs`);
+* :mod:`vpd.distill.rewriter`: verified programs' traces as rationales (:func:`rewrite_run`,
+  ``vpd rewrite``);
+* :mod:`vpd.distill.export`: the training set (:func:`export_run`, ``vpd export``).
 """
 
 from vpd.distill.datasets import DATASET_FORMATS, BadRow, Dataset, Example, from_hf, load_dataset
+from vpd.distill.export import ExportSummary, export_run
 from vpd.distill.metrics import METRICS, score
+from vpd.distill.rewriter import LLMRewriter, RewriteSummary, TemplateRewriter, check_rationale, rewrite_run
 from vpd.distill.runs import read_records
 from vpd.distill.synthesis import SynthesisProgress, SynthesisSummary, summarize, synthesize
 
@@ -18,11 +23,18 @@ __all__ = [
     "BadRow",
     "Dataset",
     "Example",
+    "ExportSummary",
+    "LLMRewriter",
+    "RewriteSummary",
     "SynthesisProgress",
     "SynthesisSummary",
+    "TemplateRewriter",
+    "check_rationale",
+    "export_run",
     "from_hf",
     "load_dataset",
     "read_records",
+    "rewrite_run",
     "score",
     "summarize",
     "synthesize",
