@@ -84,3 +84,24 @@ def test_vote_nobody() -> None:
 
 def test_huge_integers_do_not_crash() -> None:
     assert normalize_answer(10**5000) == "an integer of 16610 bits"
+
+
+@pytest.mark.parametrize(
+    "question,kind",
+    [("Is the cup red?", "yes/no"), ("Are there two dogs?", "yes/no"), ("Is the cup red or blue?", "any"),
+     ("How many cats are there?", "count"), ("What color is the bus?", "open"), ("Where is he looking?", "open"),
+     ("Name the animal.", "any"), ("", "any")],
+)  # fmt: skip
+def test_question_kinds(question: str, kind: str) -> None:
+    from vpd.traces.answers import question_kind
+
+    assert question_kind(question) == kind
+
+
+def test_answers_of_the_wrong_kind_lose_their_vote() -> None:
+    # "yes" twice would win; but the question asks for a colour.
+    assert vote(["yes", "red", "yes"], "What color is the bus?") == ("red", {"red": 1})
+    assert vote(["3", "three cats", "cat"], "How many cats are there?") == ("3", {"3": 1})
+    assert vote(["red", "yes", "red"], "Is the bus red?") == ("yes", {"yes": 1})
+    assert vote(["red", "blue"], "Is the bus red?") == ("red", {"red": 1, "blue": 1})  # none fits: all vote
+    assert vote(["yes", "red", "yes"]) == ("yes", {"yes": 2, "red": 1})  # without the question, as before

@@ -214,6 +214,7 @@ def solve(
     limits: SandboxLimits | None = None,
     sandbox: Sandbox | None = None,
     fallback: bool = True,
+    typed_vote: bool = True,
     progress: SolveProgress | None = None,
 ) -> Solution:
     """Answer a question about an image with programs written by an LLM.
@@ -241,6 +242,9 @@ def solve(
         limits: Sandbox limits per program.
         sandbox: The sandbox (default: the process-wide one).
         fallback: Ask the toolkit's VQA model directly when no program answers.
+        typed_vote: Answers of the wrong kind for the question lose their vote (a yes/no
+            question answered with a colour, a counting question with text, a "what"
+            question with yes/no; see :func:`vpd.traces.answers.answer_fits`), unless none fits.
         progress: Called with ``(stage, message)`` as the work advances (the CLI prints it).
 
     Returns:
@@ -270,6 +274,7 @@ def solve(
         seed=seed,
         limits=limits,
         sandbox=sandbox,
+        typed_vote=typed_vote,
         progress=progress,
     )
     return solver.solve(data, question, fallback=fallback, progress=progress)
@@ -307,6 +312,7 @@ class Solver:
         seed: int = 0,
         limits: SandboxLimits | None = None,
         sandbox: Sandbox | None = None,
+        typed_vote: bool = True,
         progress: SolveProgress | None = None,
     ) -> None:
         from vpd.programs.generation import GenerationConfig, ProgramGenerator
@@ -322,6 +328,7 @@ class Solver:
         self.toolkit, self.writer = resolve_llm(toolkit or current_toolkit(), llm, api_base=api_base, api_key=api_key)
         self.limits = limits
         self.sandbox = sandbox
+        self.typed_vote = typed_vote
         ensure_file = getattr(self.writer, "ensure_model_file", None)
         if callable(ensure_file):  # the embedded model: assembled from its parts on first use
             shown: list[int] = []
@@ -401,7 +408,7 @@ class Solver:
         for s in samples:
             execution = executions.get(s.program) if s.program is not None else None
             answers.append(normalize_answer(execution.answer) if execution is not None and execution.ok else None)
-        winner, counts = vote(answers)
+        winner, counts = vote(answers, question if self.typed_vote else None)
         chosen_index = next((i for i, a in enumerate(answers) if winner is not None and a == winner), None)
         candidates = tuple(
             Candidate(

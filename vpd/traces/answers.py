@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["judge", "normalize_answer", "vote"]
+__all__ = ["answer_fits", "judge", "normalize_answer", "question_kind", "vote"]
 
 _NUMBER_WORDS = {
     "zero": "0",
@@ -117,18 +117,64 @@ def _normalize_text(value: str) -> str | None:
     return text
 
 
-def vote(answers: Sequence[str | None]) -> tuple[str | None, dict[str, int]]:
+_AUXILIARIES = frozenset({
+    "is", "are", "was", "were", "am", "do", "does", "did", "can", "could", "has", "have", "had", "will", "would",
+    "should", "shall", "may", "might", "must",
+})  # fmt: skip
+_WH = frozenset({"what", "which", "who", "whom", "whose", "where", "when", "why", "how"})
+
+
+def question_kind(question: str) -> str:
+    """What kind of answer a question asks for: ``"yes/no"``, ``"count"``, ``"open"`` or ``"any"``.
+
+    ``"yes/no"``: it starts with an auxiliary verb (``Is``, ``Are``, ``Does``...) and offers
+    no choice (no `` or ``); ``"count"``: it starts with ``How many``; ``"open"``: another
+    question word (``What``, ``Which``, ``Where``...); ``"any"``: anything else.
+    """
+    words = re.findall(r"[a-z']+", question.lower())
+    if not words:
+        return "any"
+    if words[:2] == ["how", "many"]:
+        return "count"
+    if words[0] in _AUXILIARIES:
+        return "any" if "or" in words else "yes/no"
+    if words[0] in _WH:
+        return "open"
+    return "any"
+
+
+def answer_fits(question: str, answer: str) -> bool:
+    """Whether a normalised answer is of the kind the question asks for (see :func:`question_kind`).
+
+    A yes/no question answered with something else, a counting question answered with
+    anything but a number, and an open question answered yes or no do not fit.
+    """
+    kind = question_kind(question)
+    if kind == "yes/no":
+        return answer in ("yes", "no")
+    if kind == "count":
+        return bool(_NUMERIC.match(answer))
+    if kind == "open":
+        return answer not in ("yes", "no")
+    return True
+
+
+def vote(answers: Sequence[str | None], question: str | None = None) -> tuple[str | None, dict[str, int]]:
     """Self-consistency: the most frequent answer among ``answers`` (None entries do not vote).
 
     Ties go to the tied answer that appears first in ``answers``: callers list samples in
-    order, and sample 0 is the greedy one, the model's own best guess.
+    order, and sample 0 is the greedy one, the model's own best guess. Given the question,
+    answers of the wrong kind (:func:`answer_fits`) lose their vote, unless no answer fits.
 
     Args:
         answers: Normalised answers, one per candidate, in sample order.
+        question: The question, to check each answer's kind against.
 
     Returns:
         The winning answer (None when nobody voted) and the vote count per answer.
     """
+    if question is not None and any(a is not None and answer_fits(question, a) for a in answers):
+        answers = [a if a is not None and answer_fits(question, a) else None for a in answers]
     counts: dict[str, int] = {}
     for answer in answers:
         if answer is not None:
