@@ -59,6 +59,7 @@ bench: install
 	$(BIN)/python benchmarks/offline_backends.py
 	$(BIN)/python benchmarks/sandbox.py
 	$(BIN)/python benchmarks/solve.py
+	$(BIN)/python benchmarks/synthesis.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache
