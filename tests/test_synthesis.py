@@ -158,8 +158,12 @@ def test_rerun_resumes_and_a_different_configuration_is_refused(tmp_path: Path, 
         _synthesize(dataset, out, server, scene, limit=2)
         assert len(read_records(out / "records.jsonl")) == 2
         first = len(calls)
-        summary = _synthesize(dataset, out, server, scene)  # the two finished ones are skipped
+        seen: list[SynthesisProgress] = []
+        summary = _synthesize(dataset, out, server, scene, progress=seen.append)  # the two finished ones are skipped
         assert summary.examples == 4
+        # The progress counts the whole run, the examples finished before included.
+        assert [p.done for p in seen] == [3, 4] and [p.done_here for p in seen] == [1, 2]
+        assert seen[-1].verified == 1 and seen[-1].outcomes["correct"] == 2 and seen[-1].outcomes["runtime"] == 1
         assert calls[first:] == ["birds"] * 3  # q3's three samples; q4's image fails before any request
         again = len(calls)
         _synthesize(dataset, out, server, scene)

@@ -226,7 +226,9 @@ def synthesize(
     chosen_examples = list(dataset)[:limit] if limit is not None else list(dataset)
     limits = limits or SandboxLimits()
     with RunDirectory(out, "synthesis") as run_dir:
-        done = {str(record.get("id")) for record in run_dir.records()}
+        chosen_ids = {example.id for example in chosen_examples}
+        earlier = [record for record in run_dir.records() if str(record.get("id")) in chosen_ids]
+        done = {str(record.get("id")) for record in earlier}
         solver = Solver(
             k=k,
             toolkit=toolkit,
@@ -263,7 +265,7 @@ def synthesize(
             solver,
             pending,
             len(chosen_examples),
-            len(chosen_examples) - len(pending),
+            earlier,
             min_score,
             jobs,
             progress,
@@ -278,15 +280,18 @@ def _run(
     solver: Solver,
     pending: Sequence[Example],
     total: int,
-    done_before: int,
+    earlier: Sequence[dict[str, Any]],
     min_score: float,
     jobs: int,
     progress: Callable[[SynthesisProgress], None] | None,
 ) -> None:
     lock = threading.Lock()
     started = time.monotonic()
-    state = {"done": done_before, "here": 0, "verified": 0}
-    outcomes: Counter[str] = Counter()
+    # The counts start from the finished examples, so a resumed run reports the whole run.
+    state = {"done": len(earlier), "here": 0, "verified": sum(bool(r.get("verified")) for r in earlier)}
+    outcomes: Counter[str] = Counter(
+        c.get("outcome") for r in earlier for c in r.get("candidates") or () if isinstance(c, dict)
+    )
 
     def work(example: Example) -> None:
         record = synthesis_record(example, solver, min_score)
