@@ -192,6 +192,22 @@ def test_the_loss_is_split_by_task_over_reply_tokens_only() -> None:
     assert only_labels["rationale"][1] == 0 and float(only_labels["rationale"][0]) == 0.0
 
 
+def test_the_trainer_weighs_the_rationale_loss_by_lambda(models: dict[str, Path], data: Path, tmp_path: Path) -> None:
+    from vpd.distill.training.loss import DistillationTrainer
+
+    processor = transformers.AutoProcessor.from_pretrained(models["llava"])
+    model = transformers.AutoModelForImageTextToText.from_pretrained(models["llava"]).eval()
+    batch = VisionChatCollator(processor)(tasks_of(load_rows(data))[:3])
+    arguments = transformers.TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    trainer = DistillationTrainer(model=model, args=arguments, rationale_weight=0.25)
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, batch)
+        logits = model(**{k: v for k, v in batch.items() if k not in ("labels", "task")}).logits
+    parts = task_losses(logits, batch["labels"], batch["task"])
+    assert math.isclose(float(loss), float(parts["label"][0]) + 0.25 * float(parts["rationale"][0]), rel_tol=1e-5)
+    assert "labels" in batch and "task" in batch  # the caller's batch is left as it was
+
+
 # ---------------------------------------------------------------- training
 
 
@@ -268,8 +284,14 @@ def test_resuming_from_a_checkpoint_continues_the_same_run(models: dict[str, Pat
     with pytest.raises(_Stop):
         train(data, models["llava"], tmp_path / "cut", config, progress=False, callbacks=[StopAfterFour()])
     assert (tmp_path / "cut" / "checkpoints" / "checkpoint-3").is_dir()
-    resumed = train(data, models["llava"], tmp_path / "cut", config, progress=False)
-    assert resumed.steps == 6
+    steps_here: list[int] = []
+
+    class Count(transformers.TrainerCallback):  # type: ignore[misc]
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            steps_here.append(state.global_step)
+
+    resumed = train(data, models["llava"], tmp_path / "cut", config, progress=False, callbacks=[Count()])
+    assert resumed.steps == 6 and steps_here == [4, 5, 6]  # continued from checkpoint-3, not started over
     expected = {e["step"]: e["loss"] for e in whole.history if "loss" in e}
     got = {e["step"]: e["loss"] for e in resumed.history if "loss" in e}
     assert sorted(got) == [1, 2, 3, 4, 5, 6]
