@@ -51,6 +51,7 @@ def test_template_rationale_keeps_the_evidence_and_ends_with_the_answer(trace: T
         ("There are two cats. So the answer is 2.", "drops the evidence"),
         ("find('cat') gives [0.050, 0.100, 0.300, 0.600]. So the answer is 2.", "leaks code"),
         ("ImagePatch at 0.05 0.1 0.3 0.6 ... So the answer is 2.", "leaks code"),
+        ("The simple_query function said 2 at [0.050, 0.100, 0.300, 0.600]. So the answer is 2.", "leaks code"),
         ("", "empty"),
     ],
 )

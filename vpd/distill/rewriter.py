@@ -49,7 +49,10 @@ __all__ = [
 
 _CODE = re.compile(
     r"```|\bdef \w+\(|execute_command|ImagePatch|image_patch|\breturn\b|"
-    r"\b(find|exists|simple_query|verify_property|best_text_match|best_image_match|depth|crop|ocr|llm_query)\("
+    r"\b(find|exists|simple_query|verify_property|best_text_match|best_image_match|depth|crop|ocr|llm_query)\(|"
+    # The API's own names are never English: "the simple_query function said no" is code talk.
+    r"\b(simple_query|verify_property|best_text_match|best_image_match|llm_query|bool_to_yesno|"
+    r"coerce_to_numeric|compute_depth|process_guesses)\b"
 )
 _FINAL = re.compile(r"answer is[:\s]+(.+?)\s*\.?\s*$", re.IGNORECASE | re.DOTALL)
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
