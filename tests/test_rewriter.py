@@ -125,3 +125,21 @@ def test_cli_rewrite_template(tmp_path: Path, trace: Trace, capsys: pytest.Captu
     (run / "records.jsonl").write_text(json.dumps(record) + "\n")
     assert main(["rewrite", str(run), "--template", "--quiet"]) == 0
     assert "1 accepted, 0 rejected" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("There are 2 cats. So the answer is 2.", "2"),
+        ("The answer is: yes", "yes"),
+        ("So the answer is green. So the answer is blue.", "blue"),  # the last statement counts
+        ("So the answer is 3.5.", "3.5"),
+        ("The answer is 2.\nThen I looked again.", None),  # only the last line counts
+        ("No answer here.", None),
+        ("", None),
+    ],
+)
+def test_final_answer_reads_the_last_statement(text: str, answer: str | None) -> None:
+    from vpd.distill.rewriter import final_answer
+
+    assert final_answer(text) == answer

@@ -43,6 +43,7 @@ __all__ = [
     "TemplateRewriter",
     "check_rationale",
     "evidence_of",
+    "final_answer",
     "rewrite_run",
     "shipped_examples",
 ]
@@ -54,7 +55,7 @@ _CODE = re.compile(
     r"\b(simple_query|verify_property|best_text_match|best_image_match|llm_query|bool_to_yesno|"
     r"coerce_to_numeric|compute_depth|process_guesses)\b"
 )
-_FINAL = re.compile(r"answer is[:\s]+(.+?)\s*\.?\s*$", re.IGNORECASE | re.DOTALL)
+_ANSWER_IS = re.compile(r"answer is[:\s]+", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
@@ -92,6 +93,23 @@ def evidence_of(trace: Trace) -> tuple[list[str], list[str]]:
     return list(dict.fromkeys(boxes)), list(dict.fromkeys(values))
 
 
+def final_answer(rationale: str) -> str | None:
+    """The answer a rationale ends with ("... So the answer is 2." gives "2"), or None.
+
+    Only the last line counts, as the rewriter's rationales and a student's explanations
+    end with the answer.
+    """
+    lines = rationale.strip().splitlines() if isinstance(rationale, str) else []
+    if not lines:
+        return None
+    # The last "answer is" of the line: "... the answer is 2. So the answer is 3." says 3.
+    found = list(_ANSWER_IS.finditer(lines[-1]))
+    if not found:
+        return None
+    answer = lines[-1][found[-1].end() :].strip().rstrip(".").strip()
+    return answer or None
+
+
 def check_rationale(rationale: str, *, answer: str, trace: Trace) -> list[str]:
     """Why a rationale cannot be used (empty when it can).
 
@@ -103,11 +121,11 @@ def check_rationale(rationale: str, *, answer: str, trace: Trace) -> list[str]:
     problems = []
     if not rationale or not rationale.strip():
         return ["it is empty"]
-    final = _FINAL.search(rationale.strip().splitlines()[-1])
+    final = final_answer(rationale)
     if final is None:
         problems.append('it does not end with the answer ("So the answer is ...")')
-    elif normalize_answer(final.group(1)) != normalize_answer(answer):
-        problems.append(f"it ends with the answer {final.group(1)!r}, but the program answered {answer!r}")
+    elif normalize_answer(final) != normalize_answer(answer):
+        problems.append(f"it ends with the answer {final!r}, but the program answered {answer!r}")
     boxes, values = evidence_of(trace)
     numbers = _NUMBER.findall(rationale)
     kept_box = any(_has_sequence(numbers, _NUMBER.findall(box)) for box in boxes)

@@ -36,6 +36,7 @@ __all__ = [
     "Task",
     "TrainingRow",
     "VisionChatCollator",
+    "conversation_texts",
     "load_rows",
     "tasks_of",
 ]
@@ -183,6 +184,36 @@ def load_rows(data: str | os.PathLike[str] | Sequence[Mapping[str, Any]] | Any) 
     return rows
 
 
+def _has_template(processor: Any) -> bool:
+    tokenizer = getattr(processor, "tokenizer", processor)
+    return bool(getattr(processor, "chat_template", None) or getattr(tokenizer, "chat_template", None))
+
+
+def conversation_texts(processor: Any, prompt: str, target: str | None = None) -> tuple[str, str]:
+    """The text the model sees: (the prompt up to where its reply starts, the whole conversation).
+
+    The user's turn is the image and ``prompt``; the assistant's turn is ``target`` (the
+    whole conversation is the prompt when ``target`` is None, as at inference). The model's
+    own chat template lays them out; a model without one (or whose template does not
+    extend the prompt with the reply) gets a plain layout: the image token, the prompt, a
+    newline, the reply and the end-of-sequence token. Training and :class:`Student` use
+    this one function, so the student is asked exactly as it was taught.
+    """
+    tokenizer = getattr(processor, "tokenizer", processor)
+    user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
+    if _has_template(processor):
+        text = processor.apply_chat_template([user], add_generation_prompt=True, tokenize=False)
+        if target is None:
+            return text, text
+        reply = {"role": "assistant", "content": [{"type": "text", "text": target}]}
+        whole = processor.apply_chat_template([user, reply], tokenize=False)
+        if whole.startswith(text):
+            return text, whole
+    image_token = getattr(processor, "image_token", "") or ""
+    text = f"{image_token}{prompt}\n"
+    return text, text if target is None else text + target + (tokenizer.eos_token or "")
+
+
 class VisionChatCollator:
     """Batches :class:`Task` s for a vision-language model, with the labels masked (module docstring).
 
@@ -201,23 +232,10 @@ class VisionChatCollator:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.max_length = max_length
-        self.has_template = bool(
-            getattr(processor, "chat_template", None) or getattr(self.tokenizer, "chat_template", None)
-        )
 
     def texts(self, task: Task) -> tuple[str, str]:
         """The prompt (up to where the reply starts) and the whole conversation, as text."""
-        user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": task.prompt}]}
-        reply = {"role": "assistant", "content": [{"type": "text", "text": task.target}]}
-        if self.has_template:
-            prompt = self.processor.apply_chat_template([user], add_generation_prompt=True, tokenize=False)
-            whole = self.processor.apply_chat_template([user, reply], tokenize=False)
-            if whole.startswith(prompt):
-                return prompt, whole
-        # No template (or one whose reply does not extend the prompt): a plain layout.
-        image_token = getattr(self.processor, "image_token", "") or ""
-        prompt = f"{image_token}{task.prompt}\n"
-        return prompt, prompt + task.target + (self.tokenizer.eos_token or "")
+        return conversation_texts(self.processor, task.prompt, task.target)
 
     def __call__(self, tasks: Sequence[Task]) -> dict[str, Any]:
         """The batch: the processor's tensors, ``labels`` (reply tokens only) and ``task`` (0 label, 1 rationale)."""
