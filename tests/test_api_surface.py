@@ -21,7 +21,7 @@ from vpd.tools.registry import BackendRegistry, backend_registry
 
 def test_import_vpd_is_light():
     code = (
-        "import sys, vpd, vpd.testing, vpd.programs, vpd.tools.toolkit, vpd.cli, vpd.render, vpd.traces; "
+        "import sys, vpd, vpd.testing, vpd.programs, vpd.tools.toolkit, vpd.cli, vpd.render, vpd.traces, vpd.distill; "
         "print(sorted(m for m in ('torch','transformers','litellm','onnxruntime','cv2','sentence_transformers',"
         "'rapidocr','numpy','PIL','llama_cpp','peft','trl','accelerate','datasets','ray') if m in sys.modules))"
     )

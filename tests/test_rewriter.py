@@ -134,6 +134,8 @@ def test_cli_rewrite_template(tmp_path: Path, trace: Trace, capsys: pytest.Captu
         ("The answer is: yes", "yes"),
         ("So the answer is green. So the answer is blue.", "blue"),  # the last statement counts
         ("So the answer is 3.5.", "3.5"),
+        ('So the answer is "no".', "no"),
+        ("So the answer is 'fire hydrant'.", "fire hydrant"),
         ("The answer is 2.\nThen I looked again.", None),  # only the last line counts
         ("No answer here.", None),
         ("", None),

@@ -28,7 +28,7 @@ from vpd.programs.completions import CompletionCache
 from vpd.programs.generation import GenerationConfig, ProgramGenerator, ProgramSample
 from vpd.programs.library import Example, ExampleLibrary
 from vpd.programs.sandbox import Sandbox, SandboxLimits, run_program, run_programs
-from vpd.solve import Candidate, Solution, SolveTimings, solve
+from vpd.solve import Candidate, Solution, Solver, SolveTimings, solve
 from vpd.tools.backend import Backend
 from vpd.tools.cache import ResultCache
 from vpd.tools.config import BackendSpec, ToolkitConfig
@@ -57,6 +57,7 @@ __all__ = [
     "Candidate",
     "Solution",
     "SolveTimings",
+    "Solver",
     "normalize_answer",
     "solve",
     "vote",

@@ -6,7 +6,10 @@
 traces (:mod:`vpd.cli.show`). ``vpd synthesize DATA --out RUN_DIR`` samples, runs and verifies
 programs for a labelled dataset (:mod:`vpd.cli.synthesize`); ``vpd rewrite RUN_DIR`` turns
 the verified ones into rationales (:mod:`vpd.cli.rewrite`) and ``vpd export RUN_DIR --out DIR``
-writes the training set (:mod:`vpd.cli.export`). Options several commands share
+writes the training set (:mod:`vpd.cli.export`); ``vpd train DATA --student MODEL --out DIR``
+fine-tunes a student on it (:mod:`vpd.cli.train`) and ``vpd ask --student DIR IMAGE QUESTION``
+asks the student (:mod:`vpd.cli.ask`); ``vpd eval DATA --out DIR --teacher --student DIR``
+scores them side by side (:mod:`vpd.cli.evaluate`). Options several commands share
 are in :mod:`vpd.cli.options`.
 A new command is a module with ``add_parser(subparsers)`` (which sets ``func`` to its
 ``run(args, out) -> int``), listed in :data:`COMMANDS`.
@@ -20,13 +23,13 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import TextIO
 
-from vpd.cli import export, rewrite, show, solve, synthesize, tools
+from vpd.cli import ask, evaluate, export, rewrite, show, solve, synthesize, tools, train
 from vpd.errors import VPDError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: The command modules, in the order ``vpd --help`` lists them.
-COMMANDS: tuple[ModuleType, ...] = (tools, solve, synthesize, rewrite, export, show)
+COMMANDS: tuple[ModuleType, ...] = (tools, solve, synthesize, rewrite, export, train, ask, evaluate, show)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,9 +6,10 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from vpd.distill.datasets import Dataset
     from vpd.tools.toolkit import Toolkit
 
-__all__ = ["add_llm_options", "add_toolkit_option", "toolkit_from_arg"]
+__all__ = ["add_dataset_options", "add_llm_options", "add_toolkit_option", "dataset_from_args", "toolkit_from_arg"]
 
 
 def add_llm_options(parser: argparse.ArgumentParser) -> None:
@@ -42,3 +43,20 @@ def toolkit_from_arg(value: str | None) -> Toolkit:
     if value in PRESETS or value == "auto":
         return Toolkit(ToolkitConfig(preset=value))
     return Toolkit.from_toml(value)
+
+
+def add_dataset_options(parser: argparse.ArgumentParser) -> None:
+    """``data`` (positional), ``--format``, ``--images``, ``--split``: a labelled dataset."""
+    from vpd.distill.datasets import DATASET_FORMATS
+
+    parser.add_argument("data", help="the dataset file (vpd JSONL, or a benchmark's own questions file)")
+    parser.add_argument("--format", default="auto", choices=("auto", *DATASET_FORMATS), help="the dataset's format")
+    parser.add_argument("--images", metavar="DIR", help="the images folder (for the benchmarks' own formats)")
+    parser.add_argument("--split", help="the part of the dataset (e.g. TallyQA simple or complex)")
+
+
+def dataset_from_args(args: argparse.Namespace) -> Dataset:
+    """The dataset :func:`add_dataset_options` describes."""
+    from vpd.distill.datasets import load_dataset
+
+    return load_dataset(args.data, args.format, images=args.images, split=args.split)

@@ -13,7 +13,13 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
-from vpd.cli.options import add_llm_options, add_toolkit_option, toolkit_from_arg
+from vpd.cli.options import (
+    add_dataset_options,
+    add_llm_options,
+    add_toolkit_option,
+    dataset_from_args,
+    toolkit_from_arg,
+)
 from vpd.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -24,8 +30,6 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(sub: Any) -> None:
     """Add the ``synthesize`` subcommand to the ``vpd`` parser's subparsers."""
-    from vpd.distill.datasets import DATASET_FORMATS
-
     parser = sub.add_parser(
         "synthesize",
         help="sample k programs per labelled question, run them, keep the correct ones",
@@ -33,13 +37,10 @@ def add_parser(sub: Any) -> None:
         "the sandbox runs them, each answer is scored with the dataset's official metric, and a correct program "
         "is kept. Rerun the same command to resume.",
     )
-    parser.add_argument("data", help="the dataset file (vpd JSONL, or a benchmark's own questions file)")
+    add_dataset_options(parser)
     parser.add_argument(
         "--out", required=True, metavar="RUN_DIR", help="the run directory (created; resumed if it exists)"
     )
-    parser.add_argument("--format", default="auto", choices=("auto", *DATASET_FORMATS), help="the dataset's format")
-    parser.add_argument("--images", metavar="DIR", help="the images folder (for the benchmarks' own formats)")
-    parser.add_argument("--split", help="the part of the dataset (e.g. TallyQA simple or complex)")
     parser.add_argument("--k", type=int, default=5, help="programs sampled per question (default 5, as the paper)")
     add_llm_options(parser)
     add_toolkit_option(parser)
@@ -56,14 +57,13 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
     """Run ``vpd synthesize``; returns the exit code (0 done)."""
-    from vpd.distill.datasets import load_dataset
     from vpd.distill.synthesis import synthesize
     from vpd.programs.sandbox import SandboxLimits
     from vpd.tools.toolkit import current_toolkit
 
     if args.timeout is not None and args.timeout <= 0:
         raise InvalidArgumentError("--timeout must be a positive number of seconds.")
-    dataset = load_dataset(args.data, args.format, images=args.images, split=args.split)
+    dataset = dataset_from_args(args)
     toolkit = toolkit_from_arg(args.toolkit) if args.toolkit else current_toolkit()
     bar = _ProgressBar(sys.stderr, quiet=args.quiet)
     summary = synthesize(

@@ -107,6 +107,9 @@ def final_answer(rationale: str) -> str | None:
     if not found:
         return None
     answer = lines[-1][found[-1].end() :].strip().rstrip(".").strip()
+    # 'So the answer is "no".' states no: quotes around the whole answer are not part of it.
+    if len(answer) >= 2 and answer[0] == answer[-1] and answer[0] in "\"'`":
+        answer = answer[1:-1].strip()
     return answer or None
 
 
