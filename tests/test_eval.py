@@ -99,7 +99,7 @@ def test_teacher_and_student_side_by_side_on_the_same_questions(
     assert summaries[0].questions == 3 and abs(summaries[0].accuracy - 1 / 3) < 1e-9 and summaries[0].errors == 1
 
     student = Student.load(base=base)
-    summaries = evaluate(dataset, out, student, name="base-tiny", batch_size=2)
+    summaries = evaluate(dataset, out, student, name="base-tiny", batch_size=3)
     rows = read_records(out / "base-tiny" / "predictions.jsonl")
     assert [r["id"] for r in rows] == ["q1", "q2", "q3"]  # the bad image failed alone, not its batch
     assert rows[2]["error"].startswith("ImageError") and rows[0]["error"] is None and rows[0]["tokens"] > 0
