@@ -86,6 +86,8 @@ def test_example_checks_its_fields_and_round_trips(tmp_path):
         ({"metric": "choice"}, "needs the choices"),
         ({"metric": "choice", "choices": ("x", "y"), "answers": ("z",)}, "not among the choices"),
         ({"choices": ()}, "bad choices"),
+        ({"metric": "vqa"}, "one reference answer for metric 'vqa'"),
+        ({"metric": "direct-answer"}, "load with metric='exact'"),
     ]
     for change, message in bad_fields:
         fields = {"id": "q", "image": image, "question": "Q?", "answers": ("a",), **change}
@@ -137,7 +139,7 @@ def test_jsonl_rows_with_relative_and_absolute_images(tmp_path):
             {"id": "q1", "image": "images/a.jpg", "question": "How many cups?", "answers": ["2", "two"]},
             "",
             {"id": 7, "image": str(elsewhere), "question": "Count?", "answers": 3, "difficulty": "easy"},
-            {"id": "q3", "image": "images/a.jpg", "question": "Colour?", "answers": "red", "metric": "vqa"},
+            {"id": "q3", "image": "images/a.jpg", "question": "Colour?", "answers": ["red", "red"], "metric": "vqa"},
             {"id": "q4", "image": "images/a.jpg", "question": "Pick", "answers": ["b"], "choices": ["a", "b"]},
             {"id": "q5", "image": "images/a.jpg", "question": "Size?", "answers": [2.0, 1.5], "extra": {"x": 1}},
         ],
@@ -149,7 +151,7 @@ def test_jsonl_rows_with_relative_and_absolute_images(tmp_path):
     assert q1.answers == ("2", "two") and q1.metric == "exact" and q1.source == "set.jsonl:1"
     assert q7.id == "7" and q7.image == elsewhere.resolve() and q7.answers == ("3",) and q7.source == "set.jsonl:3"
     assert dict(q7.extra) == {"difficulty": "easy"}
-    assert q3.metric == "vqa" and q3.answers == ("red",)
+    assert q3.metric == "vqa" and q3.answers == ("red", "red")
     assert q4.choices == ("a", "b") and q4.metric == "choice"
     assert q5.answers == ("2", "1.5") and dict(q5.extra) == {"x": 1}
     # metric= is the default of rows that name none; images= moves the base of relative paths
@@ -177,6 +179,7 @@ BAD_JSONL_ROWS = [
     ({"id": "w2", "image": "a.jpg", "question": "Q?", "answers": [True]}, "w2", "bad answers"),
     ({"id": "w3", "image": "a.jpg", "question": "Q?", "answers": ["x"], "choices": "x"}, "w3", "bad choices"),
     ({"id": "w4", "image": "a.jpg", "question": "Q?", "answers": ["x"], "metric": "f1"}, "w4", "bad metric"),
+    ({"id": "w6", "image": "a.jpg", "question": "Q?", "answers": ["x"], "metric": "vqa"}, "w6", "one reference answer"),
     ({"id": "w5", "image": "a.jpg", "question": "Q?", "answers": ["x"], "extra": [1]}, "w5", "bad field"),
     ({"id": "ok", "image": "a.jpg", "question": "Q?", "answers": ["x"], "metric": "choice"}, "ok", "bad choices"),
     ({"id": "good", "image": "a.jpg", "question": "Q?", "answers": ["x"]}, "", ""),
@@ -199,10 +202,10 @@ def test_jsonl_bad_rows_are_skipped_listed_and_warned_about_once(tmp_path):
     assert [(row.source, row.id) for row in dataset.skipped] == [(source, ident) for source, ident, _ in expected]
     for row, (_, _, why) in zip(dataset.skipped, expected):
         assert row.reason.startswith(why), (row, why)
-    assert "first used at bad.jsonl:19" in dataset.skipped[-1].reason
+    assert "first used at bad.jsonl:20" in dataset.skipped[-1].reason
     assert len(caught) == 1
     message = str(caught[0].message)
-    assert "Skipped 19 rows of 20" in message and "dataset.skipped" in message
+    assert "Skipped 20 rows of 21" in message and "dataset.skipped" in message
     assert "bad.jsonl:1: not JSON" in message and "2 bad id" in message and "1 duplicate id" in message
 
 
@@ -211,10 +214,10 @@ def test_jsonl_bad_rows_raise_naming_file_line_id_and_reason(tmp_path):
     with pytest.raises(DatasetError) as info:
         load_dataset(path, on_bad="raise")
     message = str(info.value)
-    assert str(path) in message and "19 rows of 20" in message and "on_bad='skip'" in message
+    assert str(path) in message and "20 rows of 21" in message and "on_bad='skip'" in message
     assert "bad.jsonl:5 (id 'm1'): image not found: " in message
     assert "bad.jsonl:10 (id 'n1'): no answers" in message
-    assert "... and 9 more" in message and "duplicate id" not in message  # ten listed, then a count
+    assert "... and 10 more" in message and "duplicate id" not in message  # ten listed, then a count
     lines = [
         {"id": "a", "image": "a.jpg", "question": "Q?", "answers": ["x"]},
         {"id": "a", "image": "a.jpg", "question": "Q?", "answers": ["x"]},
@@ -347,9 +350,11 @@ def test_okvqa_beside_vqav2_each_finds_its_own_annotations(tmp_path):
     ok = vqa_files(tmp_path, images, prefix="")
     data = json.loads((tmp_path / "mscoco_val2014_annotations.json").read_text())
     for note in data["annotations"]:
-        note["answers"] = [{"answer": "okvqa", "raw_answer": "okvqa", "answer_confidence": "yes", "answer_id": 1}]
+        note["answers"] = [
+            {"answer": "okvqa", "raw_answer": "okvqa", "answer_confidence": "yes", "answer_id": n} for n in (1, 2)
+        ]
     write_json(tmp_path / "mscoco_val2014_annotations.json", data)
-    assert load_quietly(ok, images=images)[0][0].answers == ("okvqa",)
+    assert load_quietly(ok, images=images)[0][0].answers == ("okvqa", "okvqa")
     assert load_quietly(ok, "okvqa", images=images)[0][0].metric == "vqa"
     assert load_quietly(v2, images=images)[0][0].answers[0] == "black"
     with pytest.raises(DatasetError, match="is a VQA annotations file"):
@@ -514,7 +519,8 @@ def test_octotools_metric_follows_the_answers(tmp_path):
     words = [{"pid": "0", "question": "Which?", "answer": "red", "image": "images/a.jpg"}]
     only = load_quietly(write_json(path, words))[0]
     assert only[0].metric == "exact" and only[0].answers == ("red",)
-    assert load_quietly(path, metric="vqa")[0][0].metric == "vqa"
+    forced, _ = load_quietly(path, metric="vqa")  # one answer cannot be scored with VQA accuracy
+    assert len(forced) == 0 and forced.skipped[0].reason.startswith("one reference answer for metric 'vqa'")
 
 
 # --- auto-detection ----------------------------------------------------------------------------
@@ -621,7 +627,7 @@ def test_from_hf_with_pil_images_paths_and_vqa_answers(tmp_path):
             "question_id": [1, 2, 3, 4],
             "image": [red, blue, red, red],
             "question": ["What color?", "What color?", "Same?", ""],
-            "answers": [[{"answer": "red"}] * 3, [{"answer": "blue"}], [{"answer": "yes"}], [{"answer": "x"}]],
+            "answers": [[{"answer": "red"}] * 3, [{"answer": "blue"}] * 2, [{"answer": "yes"}] * 2, [{"answer": "x"}]],
             "answer_type": ["other", "other", "yes/no", "other"],
         }
     )
@@ -655,8 +661,10 @@ def test_from_hf_with_pil_images_paths_and_vqa_answers(tmp_path):
         }
     )
     with pytest.raises(DatasetError, match=r"#2 \(id 'p3'\): image not found"):
-        from_hf(paths, images_dir=tmp_path / "pics", choices_field="options", on_bad="raise")
-    loaded = from_hf(paths.select(range(2)), images_dir=tmp_path / "pics", choices_field="options")
+        from_hf(paths, images_dir=tmp_path / "pics", choices_field="options", on_bad="raise", metric="exact")
+    loaded = from_hf(paths.select(range(2)), images_dir=tmp_path / "pics", choices_field="options", metric="exact")
+    with pytest.raises(DatasetError, match="one reference answer for metric 'vqa'"):  # the default metric
+        from_hf(paths.select([0]), images_dir=tmp_path / "pics", on_bad="raise")
     with pytest.raises(DatasetError, match="answer not among the choices|bad choices"):
         from_hf(paths.select([0]), images_dir=tmp_path / "pics", metric="choice", on_bad="raise")
     assert loaded[1].choices == ("a", "b") and loaded[0].image == loaded[1].image == (tmp_path / "pics" / "a.jpg")
@@ -719,7 +727,10 @@ def test_shared_sample_data_loads_whole():
     if not SHARED_DATA.is_dir():
         pytest.skip(f"sample data not found at {SHARED_DATA} (it lives beside the checkout, see README)")
     vqa, caught = load_quietly(SHARED_DATA / "vqav2-mini" / "data.json")
-    assert caught == [] and len(vqa) == 300 and vqa.skipped == () and vqa.name == "vqav2-mini"
+    # One row has a single human answer: VQA accuracy cannot score it, so it is skipped, with a warning.
+    assert len(caught) == 1 and "Skipped 1 row of 300" in str(caught[0].message)
+    assert len(vqa) == 299 and vqa.name == "vqav2-mini"
+    assert [(r.id, r.reason.split(":")[0]) for r in vqa.skipped] == [("110", "one reference answer for metric 'vqa'")]
     assert {e.metric for e in vqa} == {"vqa"} and all(e.image.is_file() for e in vqa)
     assert vqa.by_id("0").answers[0] == "down" and len(vqa.by_id("0").answers) == 10
     clevr, caught = load_quietly(SHARED_DATA / "clevr-math" / "data.json", "octotools")

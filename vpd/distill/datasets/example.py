@@ -102,6 +102,12 @@ class Example:
             object.__setattr__(self, "choices", choices)
         if self.metric not in METRICS:
             raise DatasetError(f"bad metric: {self.metric!r} is not one of {', '.join(METRICS)}")
+        if self.metric in ("vqa", "direct-answer") and len(self.answers) < 2:
+            # The leave-one-out formula gives every prediction 0 against one answer.
+            raise DatasetError(
+                f"one reference answer for metric {self.metric!r}: VQA accuracy needs the human answers "
+                "(ten in VQAv2); give them all, or load with metric='exact'"
+            )
         if self.metric == "choice":
             if self.choices is None:
                 raise DatasetError("bad choices: metric 'choice' needs the choices")
