@@ -106,7 +106,7 @@ def _text_config(transformers: Any, tokenizer: Any, hidden: int, layers: int, ki
         "num_hidden_layers": layers,
         "num_attention_heads": 4,
         "num_key_value_heads": 2,
-        "max_position_embeddings": 512,
+        "max_position_embeddings": 8192,
         "pad_token_id": tokenizer.pad_token_id,
         "eos_token_id": tokenizer.eos_token_id,
         "bos_token_id": None,
@@ -227,7 +227,15 @@ def tiny_vlm(
     return out
 
 
-def tiny_causal_lm(path: str | os.PathLike[str], *, hidden_size: int = 64, layers: int = 2, seed: int = 0) -> Path:
+def tiny_causal_lm(
+    path: str | os.PathLike[str],
+    *,
+    hidden_size: int = 64,
+    layers: int = 2,
+    seed: int = 0,
+    vocab_size: int = 600,
+    corpus: Iterable[str] = (),
+) -> Path:
     """Write a tiny random Qwen2 causal LM and its tokenizer (ChatML chat template) to ``path``.
 
     The folder loads with ``AutoModelForCausalLM`` / ``AutoTokenizer``, as a program writer
@@ -238,6 +246,9 @@ def tiny_causal_lm(path: str | os.PathLike[str], *, hidden_size: int = 64, layer
         hidden_size: The model's width (a multiple of 4).
         layers: Its layers.
         seed: Seeds the random weights.
+        vocab_size: The tokenizer's vocabulary size.
+        corpus: More text for the tokenizer to learn merges from: text the tests feed the
+            model (e.g. vpd's program prompt) then takes fewer tokens.
 
     Returns:
         The folder.
@@ -250,7 +261,7 @@ def tiny_causal_lm(path: str | os.PathLike[str], *, hidden_size: int = 64, layer
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    tokenizer = tiny_tokenizer()
+    tokenizer = tiny_tokenizer(vocab_size=vocab_size, corpus=corpus)
     model = transformers.Qwen2ForCausalLM(_text_config(transformers, tokenizer, hidden_size, layers, kind="qwen2"))
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id

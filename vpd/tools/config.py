@@ -341,8 +341,10 @@ def llm_spec(value: str, *, source: str = "code", options: Mapping[str, Any] | N
 
     Args:
         value: ``"local"``, ``"local:0.5b"``, a known local model name, or a path ending in
-            ``.gguf`` (the embedded ``llama_cpp`` backend); the name of a registered llm
-            backend; or a litellm model string (``"openai/gpt-4o-mini"``...).
+            ``.gguf`` (the embedded ``llama_cpp`` backend); ``"transformers:MODEL"`` or a
+            model folder (a saved causal LM, or a LoRA adapter of ``vpd train-writer``: the
+            ``transformers`` backend); the name of a registered llm backend; or a litellm
+            model string (``"openai/gpt-4o-mini"``...).
         source: Where the value came from (shown by ``vpd tools``).
         options: Backend options to attach.
 
@@ -369,6 +371,12 @@ def llm_spec(value: str, *, source: str = "code", options: Mapping[str, Any] | N
     spec = known_model(text)
     if spec is not None:
         return BackendSpec(backend="llama_cpp", model=spec.name, options=opts, source=source)
+    if text.lower().startswith("transformers:"):
+        return BackendSpec(backend="transformers", model=text.split(":", 1)[1], options=opts, source=source)
+    folder = Path(text).expanduser()
+    if folder.is_dir() and ((folder / "adapter_config.json").is_file() or (folder / "config.json").is_file()):
+        # A fine-tuned writer (vpd train-writer's adapter) or any saved causal LM.
+        return BackendSpec(backend="transformers", model=text, options=opts, source=source)
     if text.lower().endswith(".gguf"):
         return BackendSpec(backend="llama_cpp", model=text, options=opts, source=source)
     if text.lower().startswith("local:") or text.lower().startswith("qwen2.5-coder-"):

@@ -3,11 +3,13 @@
 :class:`HubBackend` knows how to tell, without touching the network, whether a
 checkpoint is on disk (a local directory or the Hugging Face cache), and turns the
 errors of ``from_pretrained`` into :class:`~vpd.errors.BackendUnavailable` messages that
-say what to do.
+say what to do. :func:`load_causal_lm` loads a text model from a hub id, a folder, a GGUF
+file or a LoRA adapter folder (the program writer's backend and its trainer share it).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -17,7 +19,7 @@ from typing import Any, ClassVar
 from vpd.errors import BackendError, BackendUnavailable
 from vpd.tools.backend import Availability, Backend, resolve_torch_dtype
 
-__all__ = ["HubBackend", "weights_on_disk"]
+__all__ = ["HubBackend", "adapter_base", "load_causal_lm", "weights_on_disk"]
 
 
 def weights_on_disk(model: str | None, filename: str = "config.json") -> Availability:
@@ -137,3 +139,58 @@ class HubBackend(Backend):
                 )
             moved[key] = value
         return moved
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def adapter_base(folder: Path) -> str | None:
+    """The base model a PEFT adapter folder was trained on (``vpd_train.json``, else ``adapter_config.json``)."""
+    base = _read_json(folder / "vpd_train.json").get("base") or _read_json(folder / "adapter_config.json").get(
+        "base_model_name_or_path"
+    )
+    return str(base) if base else None
+
+
+def load_causal_lm(source: str, *, dtype: Any = None) -> tuple[Any, Any]:
+    """(model, tokenizer) for a hub id, a folder, a ``.gguf`` file, or an adapter folder on any of those.
+
+    Raises:
+        BackendUnavailable: transformers (or peft, or gguf for a GGUF file) is missing, or
+            an adapter folder does not name its base.
+    """
+    import transformers
+
+    path = Path(source).expanduser()
+    if (path / "adapter_config.json").is_file():
+        base = adapter_base(path)
+        if base is None:
+            raise BackendUnavailable(f"The adapter folder {path} does not say which base model it adapts.")
+        try:
+            import peft
+        except ImportError as exc:
+            raise BackendUnavailable("Loading a LoRA adapter needs peft: pip install 'vpd[train]'.") from exc
+        model, tokenizer = load_causal_lm(base, dtype=dtype)
+        if (path / "tokenizer_config.json").is_file():
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
+        return peft.PeftModel.from_pretrained(model, str(path)), tokenizer
+    options: dict[str, Any] = {} if dtype is None else {"dtype": dtype}
+    if path.suffix.lower() == ".gguf":
+        try:
+            import gguf  # noqa: F401  (transformers reads GGUF files through it)
+        except ImportError as exc:
+            raise BackendUnavailable(
+                "Loading a .gguf file with transformers needs the gguf package: pip install gguf."
+            ) from exc
+        folder, name = str(path.parent), path.name
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, **options)
+        return model, tokenizer
+    tokenizer = transformers.AutoTokenizer.from_pretrained(source)
+    model = transformers.AutoModelForCausalLM.from_pretrained(source, **options)
+    return model, tokenizer

@@ -49,6 +49,7 @@ _BUILTINS: tuple[tuple[str, str, str], ...] = (
     ("match", "siglip", "vpd.tools.backends.clip:SiglipMatcher"),
     ("llm", "litellm", "vpd.tools.backends.litellm_llm:LiteLLMChat"),
     ("llm", "llama_cpp", "vpd.tools.backends.llama_cpp:LlamaCppChat"),
+    ("llm", "transformers", "vpd.tools.backends.transformers_llm:TransformersChat"),
 )
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "VisionChatCollator",
     "conversation_texts",
     "load_rows",
+    "reply_labels",
     "tasks_of",
 ]
 
@@ -214,6 +215,46 @@ def conversation_texts(processor: Any, prompt: str, target: str | None = None) -
     return text, text if target is None else text + target + (tokenizer.eos_token or "")
 
 
+def reply_labels(
+    tokenizer: Any,
+    input_ids: Any,
+    attention_mask: Any,
+    prompts: Sequence[str],
+    wholes: Sequence[str],
+    names: Sequence[str],
+) -> Any:
+    """Labels for right-padded sequences: each reply's tokens, everything else :data:`IGNORE_INDEX`.
+
+    The text after the prompt is the sequence's last tokens: they are counted with the
+    tokenizer alone (no image tokens there). The labels cover the reply up to its
+    end-of-turn token, not the whitespace a template puts after it.
+
+    Raises:
+        DatasetError: A reply whose tokens differ in context (the tokenizer merges across
+            the prompt's end), or one that covers the whole sequence; named by ``names``.
+    """
+    import torch
+
+    labels = torch.full_like(input_ids, IGNORE_INDEX)
+    lengths = attention_mask.sum(dim=1).tolist()
+    for i, (prompt, whole) in enumerate(zip(prompts, wholes, strict=True)):
+        end = int(lengths[i])
+        suffix = tokenizer(whole[len(prompt) :], add_special_tokens=False)["input_ids"]
+        reply = tokenizer(whole[len(prompt) :].rstrip(), add_special_tokens=False)["input_ids"]
+        if not reply or list(suffix[: len(reply)]) != list(reply):
+            reply = suffix
+        start = end - len(suffix)
+        if start <= 0:
+            raise DatasetError(f"The {names[i]}: the reply covers the whole sequence.")
+        if input_ids[i, start:end].tolist() != list(suffix):
+            raise DatasetError(
+                f"The {names[i]}: the reply's tokens differ in context (the tokenizer merges across the "
+                "prompt's end); the labels cannot be placed exactly."
+            )
+        labels[i, start : start + len(reply)] = input_ids[i, start : start + len(reply)]
+    return labels
+
+
 class VisionChatCollator:
     """Batches :class:`Task` s for a vision-language model, with the labels masked (module docstring).
 
@@ -252,30 +293,10 @@ class VisionChatCollator:
             prompts.append(prompt)
             wholes.append(whole)
         batch = self.processor(images=images, text=wholes, padding=True, return_tensors="pt")
-        input_ids = batch["input_ids"]
+        names = [f"{task.kind} task of row {task.row.id!r}" for task in tasks]
+        labels = reply_labels(self.tokenizer, batch["input_ids"], batch["attention_mask"], prompts, wholes, names)
         lengths = batch["attention_mask"].sum(dim=1).tolist()
-        labels = torch.full_like(input_ids, IGNORE_INDEX)
-        for i, (prompt, whole) in enumerate(zip(prompts, wholes, strict=True)):
-            # The text after the prompt is the sequence's last tokens: count them with the
-            # tokenizer alone (no image tokens there). The labels cover the reply up to its
-            # end-of-turn token, not the whitespace a template puts after it.
-            end = int(lengths[i])
-            suffix = self.tokenizer(whole[len(prompt) :], add_special_tokens=False)["input_ids"]
-            reply = self.tokenizer(whole[len(prompt) :].rstrip(), add_special_tokens=False)["input_ids"]
-            if not reply or list(suffix[: len(reply)]) != list(reply):
-                reply = suffix
-            start = end - len(suffix)
-            if start <= 0:
-                raise DatasetError(
-                    f"Task {tasks[i].kind} of row {tasks[i].row.id!r}: the reply covers the whole sequence."
-                )
-            if input_ids[i, start:end].tolist() != list(suffix):
-                raise DatasetError(
-                    f"Task {tasks[i].kind} of row {tasks[i].row.id!r}: the reply's tokens differ in context "
-                    "(the tokenizer merges across the prompt's end); the labels cannot be placed exactly."
-                )
-            labels[i, start : start + len(reply)] = input_ids[i, start : start + len(reply)]
-        if self.max_length is not None and input_ids.shape[1] > self.max_length:
+        if self.max_length is not None and batch["input_ids"].shape[1] > self.max_length:
             longest = max(range(len(tasks)), key=lambda i: lengths[i])
             raise DatasetError(
                 f"Row {tasks[longest].row.id!r} ({tasks[longest].kind} task) is {int(lengths[longest])} tokens, "

@@ -26,7 +26,7 @@ from vpd.distill.training.config import TrainConfig
 from vpd.distill.training.data import Task, TrainingRow, VisionChatCollator, load_rows, tasks_of
 from vpd.errors import BackendUnavailable, ConfigError, InvalidArgumentError
 
-__all__ = ["TRAIN_RECORD", "TrainResult", "split_rows", "train"]
+__all__ = ["TRAIN_RECORD", "TrainResult", "run_lora", "split_rows", "train"]
 
 TRAIN_RECORD = "vpd_train.json"
 CHECKPOINTS = "checkpoints"
@@ -275,7 +275,7 @@ def train(
     if not isinstance(config, TrainConfig):
         raise InvalidArgumentError(f"config must be a TrainConfig, got {type(config).__name__}.")
     rows = load_rows(data)
-    torch, transformers, peft = _require()
+    torch, transformers, _ = _require()
     out = Path(out)
     train_rows, eval_rows = split_rows(rows, config.eval_fraction, config.seed)
     rationales = config.rationale_weight > 0
@@ -303,7 +303,52 @@ def train(
     targets: Any = config.target_modules
     if targets == "language-model":
         targets = language_model_linear_layers(model)
-    elif isinstance(targets, tuple):
+    return run_lora(
+        model,
+        processor,
+        targets,
+        _RowTasks(train_tasks),
+        _RowTasks(eval_tasks) if eval_tasks else None,
+        _FlatCollator(VisionChatCollator(processor, max_length=config.max_length)),
+        config,
+        out,
+        base=str(student),
+        identity=identity,
+        checkpoint=checkpoint,
+        counts={
+            "train_rows": len(train_rows),
+            "rationale_rows": sum(row.rationale is not None for row in train_rows),
+            "eval_rows": len(eval_rows),
+        },
+        progress=progress,
+        callbacks=callbacks,
+    )
+
+
+def run_lora(
+    model: Any,
+    processor: Any,
+    targets: Any,
+    train_dataset: Any,
+    eval_dataset: Any,
+    collator: Any,
+    config: TrainConfig,
+    out: Path,
+    *,
+    base: str,
+    identity: dict[str, Any],
+    checkpoint: str | None,
+    counts: dict[str, int],
+    progress: bool,
+    callbacks: Sequence[Any],
+    kind: str = "student",
+) -> TrainResult:
+    """Wrap ``model`` with LoRA on ``targets`` and run the distillation Trainer; save adapter and processor.
+
+    Shared by :func:`train` (vision-language students) and the program writer's trainer.
+    """
+    torch, transformers, peft = _require()
+    if isinstance(targets, tuple):
         targets = list(targets)
     lora = peft.LoraConfig(
         r=config.lora_rank,
@@ -320,26 +365,23 @@ def train(
 
     from vpd.distill.training.loss import DistillationTrainer
 
-    collator = _FlatCollator(VisionChatCollator(processor, max_length=config.max_length))
-    arguments = _training_arguments(transformers, torch, config, out, bool(eval_tasks), progress)
+    arguments = _training_arguments(transformers, torch, config, out, eval_dataset is not None, progress)
     trainer = DistillationTrainer(
         model=model,
         args=arguments,
-        train_dataset=_RowTasks(train_tasks),
-        eval_dataset=_RowTasks(eval_tasks) if eval_tasks else None,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
         data_collator=collator,
         rationale_weight=config.rationale_weight,
         callbacks=list(callbacks) or None,
     )
-    rationale_rows = sum(row.rationale is not None for row in train_rows)
     record: dict[str, Any] = {
         "version": "vpd.train/1",
-        "base": str(student),
+        "kind": kind,
+        "base": base,
         "identity": identity,
         "config": config.to_dict(),
-        "train_rows": len(train_rows),
-        "rationale_rows": rationale_rows,
-        "eval_rows": len(eval_rows),
+        **counts,
         "finished": False,
     }
     (out / TRAIN_RECORD).write_text(json.dumps(record, indent=1), encoding="utf-8")
@@ -347,27 +389,21 @@ def train(
     output = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - started
     metrics: dict[str, float] = {}
-    if eval_tasks:
+    if eval_dataset is not None:
         metrics = {k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, (int, float))}
     trainer.save_model(str(out))
     processor.save_pretrained(str(out))
     history = tuple(dict(entry) for entry in trainer.state.log_history)
     last = next((entry for entry in reversed(history) if "loss" in entry), {})
-    record.update(
-        finished=True,
-        steps=trainer.state.global_step,
-        seconds=seconds,
-        eval=metrics,
-        history=list(history),
-    )
+    record.update(finished=True, steps=trainer.state.global_step, seconds=seconds, eval=metrics, history=list(history))
     (out / TRAIN_RECORD).write_text(json.dumps(record, indent=1), encoding="utf-8")
     return TrainResult(
         path=out,
-        base=str(student),
+        base=base,
         steps=trainer.state.global_step,
-        train_rows=len(train_rows),
-        rationale_rows=rationale_rows,
-        eval_rows=len(eval_rows),
+        train_rows=counts.get("train_rows", 0),
+        rationale_rows=counts.get("rationale_rows", 0),
+        eval_rows=counts.get("eval_rows", 0),
         loss=last.get("loss"),
         loss_label=last.get("loss_label"),
         loss_rationale=last.get("loss_rationale"),

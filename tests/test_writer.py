@@ -1,0 +1,114 @@
+"""The distilled program writer: LoRA on a tiny random causal LM from verified programs, then solving with it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import vpd
+from vpd.distill.training import TrainConfig
+from vpd.errors import ConfigError, DatasetError
+
+if os.environ.get("CI"):
+    import peft  # noqa: F401
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+else:
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    pytest.importorskip("peft")
+
+from vpd.distill.training.writer import WriterPair, train_writer, writer_pairs
+from vpd.testing import Scene, SceneObject
+from vpd.testing.tiny_models import tiny_causal_lm
+from vpd.tools.config import llm_spec
+
+CATS = "def execute_command(image):\n    return len(ImagePatch(image).find('cat'))"
+DOGS = "def execute_command(image):\n    return bool_to_yesno(ImagePatch(image).exists('dog'))"
+
+
+def _record(qid: str, question: str, programs: list[str | None], chosen: int | None) -> dict[str, Any]:
+    return {
+        "version": "vpd.synthesis/1",
+        "id": qid,
+        "question": question,
+        "verified": chosen is not None,
+        "chosen": chosen,
+        "candidates": [{"index": i, "program": p} for i, p in enumerate(programs)],
+    }
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Path:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    records = [
+        _record("q1", "How many cats are there?", ["def execute_command(image):\n    return 3", CATS], 1),
+        _record("q2", "Is there a dog?", [DOGS, DOGS], 0),
+        _record("q3", "What is the sign?", [None, "def execute_command(image):\n    return 'x'"], None),
+        _record("q4", "How many cats are there?", [CATS], 0),  # the same pair again
+    ]
+    (folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + '{"torn')
+    return folder
+
+
+def test_writer_pairs_are_the_verified_chosen_programs(run: Path, tmp_path: Path) -> None:
+    pairs = writer_pairs(run)
+    assert [(p.id, p.program) for p in pairs] == [("q1", CATS), ("q2", DOGS)]
+    assert pairs[0].source.endswith("records.jsonl:q1")
+    with pytest.raises(ConfigError, match="run `vpd synthesize` first"):
+        writer_pairs(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "records.jsonl").write_text(json.dumps(_record("x", "Q?", ["p"], None)) + "\n")
+    with pytest.raises(DatasetError, match="No verified programs"):
+        writer_pairs(tmp_path / "empty")
+
+
+def test_a_tuned_writer_trains_and_serves_vpd_solve(run: Path, tmp_path: Path) -> None:
+    from vpd.programs.prompt import render_prompt
+    from vpd.tools.backends.transformers_llm import TransformersChat
+
+    # A tokenizer that knows the prompt's words keeps the sequences short (about 2k tokens).
+    base = tiny_causal_lm(tmp_path / "base", vocab_size=4000, corpus=[render_prompt("Q?")[0]["content"]] * 3)
+    config = TrainConfig(
+        max_steps=8, learning_rate=2e-2, modules_to_save=("lm_head",), eval_fraction=0, warmup_ratio=0.0,
+        lora_dropout=0.0, logging_steps=1, batch_size=2,
+    )  # fmt: skip
+    result = train_writer(run, base, tmp_path / "writer", config, n_examples=0, progress=False)
+    losses = [e["loss_label"] for e in result.history if "loss_label" in e and "eval_loss" not in e]
+    assert losses[-1] < 0.7 * losses[0] and result.train_rows == 2
+    stored = json.loads((tmp_path / "writer" / "vpd_train.json").read_text())
+    assert stored["kind"] == "writer" and stored["base"] == str(base) and stored["n_examples"] == 0
+
+    # The tuned writer is an llm backend: a folder (or transformers:FOLDER) selects it.
+    spec = llm_spec(str(tmp_path / "writer"))
+    assert (spec.backend, spec.model) == ("transformers", str(tmp_path / "writer"))
+    assert llm_spec(f"transformers:{base}").backend == "transformers"
+    tuned, plain = TransformersChat(str(tmp_path / "writer")), TransformersChat(str(base))
+    messages = render_prompt("How many cats are there?")
+    reply = tuned.generate(messages, max_tokens=8)
+    assert reply.prompt_tokens == len(
+        tuned.load()[1].apply_chat_template(messages, add_generation_prompt=True, tokenize=True)["input_ids"]
+    )
+    assert reply.completion_tokens is not None and 0 < reply.completion_tokens <= 8
+    assert reply.text != plain.generate(messages, max_tokens=8).text  # the adapter is applied
+    assert tuned.generate(messages, max_tokens=8).text == reply.text  # greedy: the same reply
+    assert tuned.cache_identity() != plain.cache_identity() and "@" in tuned.cache_identity()
+
+    scene = Scene(200, 150, [SceneObject("cat", (10, 10, 60, 60))])
+    solution = vpd.solve(
+        scene.image, "How many cats are there?", llm=str(tmp_path / "writer"), toolkit=scene.toolkit(),
+        k=1, n_examples=0, cache=False, fallback=False, max_repairs=0,
+    )  # fmt: skip
+    assert solution.model_name.startswith("transformers") and solution.timings.completion_tokens > 0
+
+
+def test_writer_pairs_can_be_given_directly_and_bad_settings_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(vpd.InvalidArgumentError, match="n_examples"):
+        train_writer([WriterPair("a", "Q?", CATS, "x")], "base", tmp_path, n_examples=-1)
+    with pytest.raises(DatasetError, match="No writer pairs"):
+        train_writer([], "base", tmp_path)

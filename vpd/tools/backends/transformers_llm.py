@@ -1,0 +1,171 @@
+"""A chat model run by Hugging Face transformers: any causal LM, a LoRA adapter on one, or a GGUF.
+
+The backend for program writers fine-tuned with ``vpd train-writer`` (a base model plus a
+PEFT adapter), and for any causal LM checkpoint: ``--llm transformers:DIR`` (or a folder
+path; see :func:`vpd.tools.config.llm_spec`).
+
+The model may be:
+
+* a hub id or a folder saved with ``save_pretrained``;
+* a folder with a PEFT adapter (``adapter_config.json``): its base comes from the
+  adapter's ``vpd_train.json`` (or ``adapter_config.json``), and the adapter's tokenizer is used;
+* a ``.gguf`` file, which transformers dequantises and loads (``pip install gguf``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from vpd.errors import BackendUnavailable
+from vpd.tools.backend import Availability
+from vpd.tools.backends._chat import check_conversation, check_sampling
+from vpd.tools.hub import HubBackend, load_causal_lm
+from vpd.tools.types import ChatMessage, Completion
+
+__all__ = ["TransformersChat"]
+
+
+class TransformersChat(HubBackend):
+    """Chat with a causal LM through transformers (see the module docstring).
+
+    Implements :class:`~vpd.tools.protocols.LanguageModel` (``chat``) and
+    :class:`~vpd.tools.protocols.TextGenerator` (``generate``). Calls are serialised;
+    ``seed`` makes a sampled reply reproducible.
+
+    Options:
+        top_p: Nucleus sampling when the temperature is above 0 (0.95).
+    """
+
+    capability: ClassVar[str] = "llm"
+    name: ClassVar[str] = "transformers"
+    default_model: ClassVar[str | None] = None
+    extra: ClassVar[str | None] = "train"
+    description: ClassVar[str] = "causal LM run by transformers (hub id, folder, LoRA adapter folder or .gguf)"
+    option_defaults: ClassVar[dict[str, Any]] = {"top_p": 0.95}
+
+    def __init__(self, model: str | None = None, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def check_available(cls, model: str | None = None) -> Availability:
+        """Torch and transformers installed, and the model a local file or folder (or a cached hub id)."""
+        if model is not None and (Path(model).expanduser().is_file() or Path(model).expanduser().is_dir()):
+            return super(HubBackend, cls).check_available(model)
+        return super().check_available(model)
+
+    def model_key(self) -> Hashable:
+        """One loaded model per source, device and dtype."""
+        return ("transformers-llm", self.model_id, self.device, str(self.torch_dtype))
+
+    def cache_identity(self) -> str:
+        """The model and, for an adapter, a digest of its weights (a retrained adapter writes new replies)."""
+        path = Path(str(self.model_id)).expanduser()
+        digest = ""
+        weights = path / "adapter_model.safetensors"
+        if weights.is_file():
+            digest = "@" + hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+        elif path.is_file():
+            digest = f"@{path.stat().st_size}"
+        return f"llm/transformers/{self.model_id}{digest}/top_p={self.options['top_p']!r}"
+
+    def _load(self) -> tuple[Any, Any]:
+        if not self.model_id:
+            raise BackendUnavailable(
+                "The llm backend 'transformers' needs a model: a hub id, a folder, an adapter folder or a .gguf "
+                "file (e.g. --llm transformers:runs/writer).",
+                capability=self.capability,
+                backend=self.name,
+            )
+        path = Path(self.model_id).expanduser()
+        if self.model_id.startswith((".", "/", "~")) and not path.exists():
+            raise BackendUnavailable(
+                f"The model {self.model_id!r} for the llm backend 'transformers' does not exist.",
+                capability=self.capability,
+                backend=self.name,
+            )
+        try:
+            model, tokenizer = load_causal_lm(str(self.model_id), dtype=self.torch_dtype)
+        except (OSError, ValueError) as exc:
+            detail = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise BackendUnavailable(
+                f"Could not load {self.model_id!r} with transformers ({detail}).",
+                capability=self.capability,
+                backend=self.name,
+            ) from exc
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return model.to(self.device).eval(), tokenizer
+
+    def generate(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        temperature: float = 0.0,
+        max_tokens: int = 512,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> Completion:
+        """Sample one reply (greedy at temperature 0) with the model's chat template.
+
+        Raises:
+            InvalidArgumentError: Malformed messages or sampling settings.
+            BackendUnavailable: The model cannot be loaded.
+            BackendError: Generation failed.
+        """
+        import torch
+
+        prepared = check_conversation(0, messages)
+        stops = check_sampling(temperature=temperature, max_tokens=max_tokens, seed=seed, stop=stop)
+        model, tokenizer = self.load()
+        with self._lock, self.model_errors(f"transformers generation with {self.model_id}"):
+            ids = tokenizer.apply_chat_template(prepared, add_generation_prompt=True, return_tensors="pt")
+            if not isinstance(ids, torch.Tensor):  # transformers 5 returns a BatchEncoding
+                ids = ids["input_ids"]
+            ids = ids.to(self.device)
+            sampling: dict[str, Any] = {"do_sample": False}
+            if temperature > 0:
+                if seed is not None:
+                    torch.manual_seed(seed)
+                sampling = {"do_sample": True, "temperature": float(temperature), "top_p": float(self.options["top_p"])}
+            started = time.perf_counter()
+            with torch.no_grad():
+                output = model.generate(
+                    input_ids=ids,
+                    attention_mask=torch.ones_like(ids),
+                    max_new_tokens=max_tokens,
+                    pad_token_id=tokenizer.pad_token_id,
+                    **sampling,
+                )
+            seconds = time.perf_counter() - started
+        new = output[0, ids.shape[1] :].tolist()
+        text = tokenizer.decode(new, skip_special_tokens=True)
+        finish = "length" if len(new) >= max_tokens else "stop"
+        for marker in stops:
+            if marker in text:
+                text, finish = text[: text.index(marker)], "stop"
+        return Completion(
+            text=text,
+            model=str(self.model_id),
+            prompt_tokens=int(ids.shape[1]),
+            completion_tokens=len(new),
+            seconds=seconds,
+            finish_reason=finish,
+        )
+
+    def chat(
+        self,
+        conversations: Sequence[Sequence[ChatMessage]],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+    ) -> list[str]:
+        """Complete each conversation, one after the other."""
+        for index, conversation in enumerate(conversations):
+            check_conversation(index, conversation)
+        return [self.generate(c, temperature=temperature, max_tokens=max_tokens).text for c in conversations]
