@@ -112,3 +112,16 @@ def test_writer_pairs_can_be_given_directly_and_bad_settings_are_refused(tmp_pat
         train_writer([WriterPair("a", "Q?", CATS, "x")], "base", tmp_path, n_examples=-1)
     with pytest.raises(DatasetError, match="No writer pairs"):
         train_writer([], "base", tmp_path)
+
+
+def test_vpd_train_writer(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vpd.cli import main
+    from vpd.programs.prompt import render_prompt
+
+    base = tiny_causal_lm(tmp_path / "base", vocab_size=4000, corpus=[render_prompt("Q?")[0]["content"]] * 3)
+    code = main(
+        ["train-writer", str(run), "--base", str(base), "--out", str(tmp_path / "w"), "--max-steps", "1",
+         "--n-examples", "0", "--eval-fraction", "0", "--quiet"]
+    )  # fmt: skip
+    assert code == 0 and "trained 1 steps on 2 verified programs" in capsys.readouterr().out
+    assert json.loads((tmp_path / "w" / "vpd_train.json").read_text())["n_examples"] == 0

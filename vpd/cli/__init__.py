@@ -23,13 +23,13 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import TextIO
 
-from vpd.cli import ask, evaluate, export, rewrite, show, solve, synthesize, tools, train
+from vpd.cli import ask, evaluate, export, rewrite, show, solve, synthesize, tools, train, train_writer
 from vpd.errors import VPDError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: The command modules, in the order ``vpd --help`` lists them.
-COMMANDS: tuple[ModuleType, ...] = (tools, solve, synthesize, rewrite, export, train, ask, evaluate, show)
+COMMANDS: tuple[ModuleType, ...] = (tools, solve, synthesize, rewrite, export, train, ask, evaluate, train_writer, show)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -47,6 +47,7 @@ def add_parser(sub: Any) -> None:
     teacher.add_argument("--k", type=int, default=1, help="programs per question, voted (default 1)")
     add_llm_options(teacher)
     add_toolkit_option(teacher)
+    teacher.add_argument("--n-examples", type=int, default=4, help="worked examples in the prompt (default 4)")
     teacher.add_argument("--timeout", type=float, default=None, help="seconds per program run")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.set_defaults(func=run)
@@ -89,6 +90,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             llm=args.llm,
             api_base=args.api_base,
             api_key=args.api_key,
+            n_examples=args.n_examples,
             limits=SandboxLimits(timeout=args.timeout) if args.timeout else None,
         )
         summaries = evaluate(dataset, args.out, solver, limit=args.limit, progress=progress("teacher"))

@@ -43,6 +43,9 @@ def add_parser(sub: Any) -> None:
         help="worked examples for the prompt: a `vpd synthesize` run directory (its verified programs) or a TOML "
         "file or folder of examples (default: the built-in ones)",
     )
+    solve.add_argument(
+        "--n-examples", type=int, default=4, help="worked examples in the prompt (default 4; 0 for the API only)"
+    )
     solve.add_argument("--temperature", type=float, default=0.7, help="sampling temperature of samples 1..k-1")
     solve.add_argument("--seed", type=int, default=0, help="base sampling seed")
     solve.add_argument("--timeout", type=float, default=None, help="seconds per program run")
@@ -77,6 +80,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         k=args.k,
         toolkit=toolkit,
         examples=examples,
+        n_examples=args.n_examples,
         llm=args.llm,
         api_base=args.api_base,
         api_key=args.api_key,

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from vpd.errors import InvalidArgumentError
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "add_train_options", "config_from_args", "run"]
 
 
 def add_parser(sub: Any) -> None:
@@ -29,6 +29,15 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("data", help="the folder or train.jsonl that `vpd export` wrote")
     parser.add_argument("--student", required=True, metavar="MODEL", help="base model: hub id or folder")
     parser.add_argument("--out", required=True, metavar="DIR", help="where the adapter and checkpoints go")
+    add_train_options(parser)
+    parser.set_defaults(func=run)
+
+
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    """The training settings (TrainConfig fields), ``--config``, ``--restart`` and ``--quiet``.
+
+    Settings not given stay unset, so TrainConfig's defaults (or ``--config``'s values) apply.
+    """
     parser.add_argument("--epochs", type=float, help="passes over the data (default 1)")
     parser.add_argument("--max-steps", type=int, help="optimizer steps (overrides --epochs)")
     parser.add_argument("--batch-size", type=int, help="rows per device and step (default 4)")
@@ -53,11 +62,9 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--config", metavar="FILE", help="a JSON file of TrainConfig fields (options given win)")
     parser.add_argument("--restart", action="store_true", help="start over instead of resuming")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    # Settings not given stay unset, so TrainConfig's defaults (or --config's values) apply.
     for action in parser._actions:
         if action.dest in _FIELDS:
             action.default = argparse.SUPPRESS
-    parser.set_defaults(func=run)
 
 
 #: Options and the TrainConfig fields they set.
