@@ -167,7 +167,6 @@ def _training_arguments(
         "lr_scheduler_type": config.scheduler,
         "num_train_epochs": config.epochs,
         "max_steps": config.max_steps if config.max_steps is not None else -1,
-        "optim": "adamw_torch",
         "bf16": bf16,
         "fp16": fp16,
         "gradient_checkpointing": config.gradient_checkpointing,
