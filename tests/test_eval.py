@@ -166,6 +166,10 @@ def test_vpd_eval_prints_teacher_and_students_and_vpd_ask_answers(
         == 0
     )
     assert "trained 2 steps on 1 rows" in capsys.readouterr().out
+    from vpd.distill.evaluate import describe
+
+    identity = describe(Student.load(adapter=tmp_path / "adapter"))
+    assert identity["adapter_sha256"] and len(identity["adapter_sha256"]) == 16  # retrained weights: another system
     stored = json.loads((tmp_path / "adapter" / "vpd_train.json").read_text())
     assert stored["config"]["max_steps"] == 2 and stored["config"]["lora_rank"] == 8  # unset options keep the defaults
 
@@ -209,6 +213,8 @@ def test_train_options_reach_the_config(tmp_path: Path) -> None:
         ]
     )
     config = config_from_args(args)
+    one = build_parser().parse_args(["train", "d", "--student", "m", "--out", "o", "--target-modules", "all-linear"])
+    assert config_from_args(one).target_modules == "all-linear"  # a keyword, not a list of one name
     assert config.lora_rank == 4 and config.learning_rate == 0.01 and config.modules_to_save == ("lm_head",)
     assert config == TrainConfig(lora_rank=4, learning_rate=0.01, modules_to_save=("lm_head",))
     assert train is not None

@@ -170,6 +170,17 @@ def test_labels_cover_exactly_the_reply_and_its_end_of_turn(models: dict[str, Pa
         assert tokenizer.decode(ids[: kept[0]]).endswith("<|im_start|>assistant\n")
     assert batch["task"].tolist() == [0, 1, 0]
     assert tokenizer.padding_side == "right"
+    # Left padding (some processors default to it) gives the same labels, moved with the tokens.
+    from vpd.distill.training.data import conversation_texts, reply_labels
+
+    lengths = batch["attention_mask"].sum(dim=1)
+    shifts = [int(batch["input_ids"].shape[1] - n) for n in lengths]
+    left_ids = torch.stack([torch.roll(row, s) for row, s in zip(batch["input_ids"], shifts, strict=True)])
+    left_mask = torch.stack([torch.roll(row, s) for row, s in zip(batch["attention_mask"], shifts, strict=True)])
+    texts = [conversation_texts(processor, t.prompt, t.target) for t in tasks]
+    left = reply_labels(tokenizer, left_ids, left_mask, [p for p, _ in texts], [w for _, w in texts], ["x"] * 3)
+    expected = torch.stack([torch.roll(row, s) for row, s in zip(batch["labels"], shifts, strict=True)])
+    assert torch.equal(left, expected)
 
 
 def test_the_loss_is_split_by_task_over_reply_tokens_only() -> None:
@@ -299,6 +310,11 @@ def test_resuming_from_a_checkpoint_continues_the_same_run(models: dict[str, Pat
 
     with pytest.raises(ConfigError, match="other settings .*learning_rate"):
         train(data, models["llava"], tmp_path / "cut", TrainConfig(max_steps=6, learning_rate=5e-4), progress=False)
+    # Starting over removes the old run's checkpoints: a later resume must not pick them up.
+    again = TrainConfig(max_steps=2, learning_rate=5e-4, eval_fraction=0)
+    train(data, models["llava"], tmp_path / "cut", again, progress=False, resume=False)
+    assert not (tmp_path / "cut" / "checkpoints" / "checkpoint-3").exists()
+    assert not (tmp_path / "cut" / "checkpoints" / "checkpoint-6").exists()
 
 
 def test_a_saved_adapter_reloads_to_identical_outputs(models: dict[str, Path], data: Path, tmp_path: Path) -> None:

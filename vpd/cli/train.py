@@ -105,6 +105,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
     for option, name in _FIELDS.items():
         if hasattr(args, option):
             value = getattr(args, option)
+            if option == "target_modules" and isinstance(value, list) and len(value) == 1:
+                value = value[0]  # one value: a keyword ("all-linear", "language-model") or a regex
             values[name] = tuple(value) if isinstance(value, list) else value
     return TrainConfig.from_dict(values)
 

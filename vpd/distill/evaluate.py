@@ -13,6 +13,7 @@ so "teacher vs student" and "before vs after distillation" are one table.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import statistics
@@ -115,7 +116,9 @@ def _student_records(student: Student, examples: Sequence[Example], explain: boo
     from vpd.traces.answers import normalize_answer
 
     try:
-        replies = student.answer([e.image for e in examples], [e.question for e in examples], explain=explain)
+        replies = student.answer(
+            [e.image for e in examples], [e.question for e in examples], explain=explain, batch_size=len(examples)
+        )
     except VPDError as exc:
         if len(examples) == 1:  # this question's image (or the model) failed: scored 0, recorded
             record = _base(examples[0])
@@ -139,8 +142,23 @@ def describe(system: Student | Solver) -> dict[str, Any]:
     from vpd.distill.student import Student
 
     if isinstance(system, Student):
-        return {"kind": "student", "base": system.base, "adapter": str(system.adapter) if system.adapter else None}
-    return {"kind": "teacher", "model": system.model, "k": system.k, "toolkit": repr(system.toolkit)}
+        weights = system.adapter / "adapter_model.safetensors" if system.adapter else None
+        # The weights' digest: a student retrained into the same folder is another system.
+        digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16] if weights and weights.is_file() else None
+        return {
+            "kind": "student",
+            "base": system.base,
+            "adapter": str(system.adapter) if system.adapter else None,
+            "adapter_sha256": digest,
+        }
+    return {
+        "kind": "teacher",
+        "model": system.model,
+        "k": system.k,
+        "toolkit": repr(system.toolkit),
+        "n_examples": system.config.examples,
+        "timeout": system.limits.timeout if system.limits is not None else None,
+    }
 
 
 def evaluate(

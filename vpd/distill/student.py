@@ -26,6 +26,9 @@ from vpd.image import ImageSource, load_image
 
 __all__ = ["Student", "StudentAnswer"]
 
+#: End-of-turn tokens of common chat templates (ChatML, SmolVLM/Idefics3, Gemma, Llama 3).
+_END_OF_TURN = ("<|im_end|>", "<end_of_utterance>", "<end_of_turn>", "<|eot_id|>", "<|end|>")
+
 
 @dataclass(frozen=True)
 class StudentAnswer:
@@ -163,6 +166,22 @@ class Student:
         model.to(device).eval()
         return cls(model, processor, base=str(base), adapter=adapter_path, **instructions)
 
+    def _stop_ids(self, tokenizer: Any) -> list[int]:
+        """Tokens that end a reply: the model's end-of-sequence ids and the chat template's end of turn.
+
+        Training labels teach the template's end-of-turn token, which is not always the
+        generation config's end-of-sequence token (``<|im_end|>`` vs ``<|endoftext|>``).
+        """
+        ids: list[int] = []
+        configured = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        for value in (configured, tokenizer.eos_token_id):
+            ids += value if isinstance(value, list) else [value] if isinstance(value, int) else []
+        for token in _END_OF_TURN:
+            found = tokenizer.convert_tokens_to_ids(token)
+            if isinstance(found, int) and found != tokenizer.unk_token_id and token in tokenizer.get_vocab():
+                ids.append(found)
+        return sorted(set(ids))
+
     def save_merged(self, path: str | os.PathLike[str]) -> Path:
         """Write the base with the adapter folded in (and the processor): a plain model folder.
 
@@ -240,7 +259,11 @@ class Student:
             batch = self.processor(images=pictures, text=prompts, padding=True, return_tensors="pt").to(device)
             with torch.no_grad():
                 output = self.model.generate(
-                    **batch, max_new_tokens=limit, do_sample=False, pad_token_id=tokenizer.pad_token_id
+                    **batch,
+                    max_new_tokens=limit,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=self._stop_ids(tokenizer),
                 )
             seconds = (time.perf_counter() - began) / len(chunk)
             new = output[:, batch["input_ids"].shape[1] :]

@@ -75,7 +75,8 @@ def _question_turn(question: str) -> ChatMessage:
     return {"role": "user", "content": f"Question: {' '.join(question.split())}"}
 
 
-def _program_turn(program: str) -> ChatMessage:
+def program_turn(program: str) -> ChatMessage:
+    """The assistant turn that gives ``program``, fenced as the solver expects replies."""
     return {"role": "assistant", "content": _fenced(program, "python")}
 
 
@@ -116,7 +117,7 @@ def render_prompt(
     system = f"{SYSTEM_PROMPT}\n\nThe API:\n{_fenced(api, 'python')}"
     messages: list[ChatMessage] = [{"role": "system", "content": system}]
     for example in reversed(list(examples)):
-        messages += [_question_turn(example.question), _program_turn(example.program)]
+        messages += [_question_turn(example.question), program_turn(example.program)]
     messages.append(_question_turn(question))
     return messages
 
@@ -153,7 +154,7 @@ def repair_messages(
     )
     return [
         *messages,
-        _program_turn(_bounded(program, _MAX_PROGRAM_CHARS)),
+        program_turn(_bounded(program, _MAX_PROGRAM_CHARS)),
         {"role": "user", "content": feedback},
     ]
 

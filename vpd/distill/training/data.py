@@ -185,9 +185,28 @@ def load_rows(data: str | os.PathLike[str] | Sequence[Mapping[str, Any]] | Any) 
     return rows
 
 
-def _has_template(processor: Any) -> bool:
+def _templated(processor: Any, prompt: str, target: str | None) -> tuple[str, str] | None:
+    """The chat template's (prompt, whole), or None when it cannot lay the turns out as prefix + reply."""
     tokenizer = getattr(processor, "tokenizer", processor)
-    return bool(getattr(processor, "chat_template", None) or getattr(tokenizer, "chat_template", None))
+    if not (getattr(processor, "chat_template", None) or getattr(tokenizer, "chat_template", None)):
+        return None
+    user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
+    # The same probe reply at training and inference: the layout is decided by the template,
+    # never by the text of one row, so the student is always asked as it was taught.
+    reply = {"role": "assistant", "content": [{"type": "text", "text": target if target is not None else "probe"}]}
+    try:
+        text = processor.apply_chat_template([user], add_generation_prompt=True, tokenize=False)
+        whole = processor.apply_chat_template([user, reply], tokenize=False)
+    except (ValueError, TypeError, KeyError):  # e.g. only the tokenizer has a template
+        return None
+    if not isinstance(text, str) or not isinstance(whole, str) or not whole.startswith(text):
+        if target is not None and _templated(processor, prompt, None) is not None:
+            raise DatasetError(
+                "The chat template lays this reply out so that the prompt is not its prefix (it rewrites the "
+                f"conversation around {target[:40]!r}); the labels cannot be placed. Simplify the target text."
+            )
+        return None
+    return text, (text if target is None else whole)
 
 
 def conversation_texts(processor: Any, prompt: str, target: str | None = None) -> tuple[str, str]:
@@ -196,20 +215,17 @@ def conversation_texts(processor: Any, prompt: str, target: str | None = None) -
     The user's turn is the image and ``prompt``; the assistant's turn is ``target`` (the
     whole conversation is the prompt when ``target`` is None, as at inference). The model's
     own chat template lays them out; a model without one (or whose template does not
-    extend the prompt with the reply) gets a plain layout: the image token, the prompt, a
-    newline, the reply and the end-of-sequence token. Training and :class:`Student` use
-    this one function, so the student is asked exactly as it was taught.
+    extend the prompt with the reply, checked the same way with or without a target) gets
+    a plain layout: the image token, the prompt, a newline, the reply and the
+    end-of-sequence token. Training and :class:`Student` use this one function, so the
+    student is asked exactly as it was taught.
     """
+    # The layout is the template's when it extends a probe prompt with a reply; a real
+    # target that breaks that is an error, never a silent switch to another layout.
+    templated = _templated(processor, prompt, target) if _templated(processor, prompt, None) else None
+    if templated is not None:
+        return templated
     tokenizer = getattr(processor, "tokenizer", processor)
-    user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
-    if _has_template(processor):
-        text = processor.apply_chat_template([user], add_generation_prompt=True, tokenize=False)
-        if target is None:
-            return text, text
-        reply = {"role": "assistant", "content": [{"type": "text", "text": target}]}
-        whole = processor.apply_chat_template([user, reply], tokenize=False)
-        if whole.startswith(text):
-            return text, whole
     image_token = getattr(processor, "image_token", "") or ""
     text = f"{image_token}{prompt}\n"
     return text, text if target is None else text + target + (tokenizer.eos_token or "")
@@ -223,7 +239,7 @@ def reply_labels(
     wholes: Sequence[str],
     names: Sequence[str],
 ) -> Any:
-    """Labels for right-padded sequences: each reply's tokens, everything else :data:`IGNORE_INDEX`.
+    """Labels for padded sequences: each reply's tokens, everything else :data:`IGNORE_INDEX`.
 
     The text after the prompt is the sequence's last tokens: they are counted with the
     tokenizer alone (no image tokens there). The labels cover the reply up to its
@@ -236,15 +252,17 @@ def reply_labels(
     import torch
 
     labels = torch.full_like(input_ids, IGNORE_INDEX)
-    lengths = attention_mask.sum(dim=1).tolist()
     for i, (prompt, whole) in enumerate(zip(prompts, wholes, strict=True)):
-        end = int(lengths[i])
+        # The sequence ends after its last real token, whichever side the processor padded.
+        real = attention_mask[i].nonzero()
+        end = int(real[-1]) + 1 if len(real) else 0
+        first = int(real[0]) if len(real) else 0
         suffix = tokenizer(whole[len(prompt) :], add_special_tokens=False)["input_ids"]
         reply = tokenizer(whole[len(prompt) :].rstrip(), add_special_tokens=False)["input_ids"]
         if not reply or list(suffix[: len(reply)]) != list(reply):
             reply = suffix
         start = end - len(suffix)
-        if start <= 0:
+        if start <= first:
             raise DatasetError(f"The {names[i]}: the reply covers the whole sequence.")
         if input_ids[i, start:end].tolist() != list(suffix):
             raise DatasetError(

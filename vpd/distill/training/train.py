@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -105,6 +106,12 @@ def split_rows(
     random.Random(seed).shuffle(shuffled)
     held = set(shuffled[:count])
     return [r for r in rows if r.image not in held], [r for r in rows if r.image in held]
+
+
+def local_or_hub(model: str | os.PathLike[str]) -> str:
+    """A local model path made absolute (stored in ``vpd_train.json``, read from anywhere), or the hub id."""
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.exists() else str(model)
 
 
 def _require() -> tuple[Any, Any, Any]:
@@ -226,6 +233,9 @@ def _settle(out: Path, identity: dict[str, Any], resume: bool | None) -> str | N
                 "train into another folder, or pass resume=False (--restart) to start over there."
             )
     if resume is False:
+        # Starting over: the old run's checkpoints would outlive the new ones (the Trainer
+        # keeps the highest steps) and a later resume would pick them up.
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
         return None
     if checkpoints:
         return str(checkpoints[-1])
@@ -273,6 +283,7 @@ def train(
     config = config or TrainConfig()
     if not isinstance(config, TrainConfig):
         raise InvalidArgumentError(f"config must be a TrainConfig, got {type(config).__name__}.")
+    student = local_or_hub(student)
     rows = load_rows(data)
     torch, transformers, _ = _require()
     out = Path(out)

@@ -22,8 +22,9 @@ from typing import Any
 from vpd.distill.runs import RECORDS, read_records
 from vpd.distill.training.config import TrainConfig
 from vpd.distill.training.data import reply_labels
-from vpd.distill.training.train import TrainResult, _require, _settle, run_lora
+from vpd.distill.training.train import TrainResult, _require, _settle, local_or_hub, run_lora
 from vpd.errors import ConfigError, DatasetError, InvalidArgumentError
+from vpd.programs.prompt import program_turn
 
 __all__ = ["WriterPair", "train_writer", "writer_pairs"]
 
@@ -91,7 +92,7 @@ class _WriterCollator:
         self.max_length = max_length
 
     def texts(self, messages: list[dict[str, str]], program: str) -> tuple[str, str]:
-        reply = {"role": "assistant", "content": f"```python\n{program.strip()}\n```"}
+        reply = dict(program_turn(program))  # fenced exactly as the prompt's worked examples are
         prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         whole = self.tokenizer.apply_chat_template([*messages, reply], tokenize=False)
         if not whole.startswith(prompt):
@@ -161,10 +162,12 @@ def train_writer(
     if not pairs:
         raise DatasetError("No writer pairs: pass synthesis run folders or WriterPair objects.")
     torch, _, _ = _require()
+    base = local_or_hub(base)
     library = examples if examples is not None else ExampleLibrary.builtin()
     shuffled = list(pairs)
     random.Random(config.seed).shuffle(shuffled)
     held = 0 if config.eval_fraction <= 0 or len(pairs) < 2 else max(1, round(config.eval_fraction * len(pairs)))
+    held = min(held, len(pairs) - 1)  # at least one pair trains
     eval_ids = {pair.source for pair in shuffled[:held]}
     train_pairs = [p for p in pairs if p.source not in eval_ids]
     eval_pairs = [p for p in pairs if p.source in eval_ids]
