@@ -136,8 +136,8 @@ def tiny_vlm(
         architecture: ``"llava"`` (a CLIP vision tower and a Llama text model) or
             ``"idefics3"`` (SmolVLM's architecture: a SigLIP-style tower, pixel shuffle, a
             Llama text model).
-        image_size: Images are resized to this square side (a multiple of 8).
-        hidden_size: Width of both towers (a multiple of 4).
+        image_size: Images are resized to this square side (a multiple of 8; of 16 for idefics3).
+        hidden_size: Width of both towers (a multiple of 8).
         layers: Layers of each tower.
         seed: Seeds the random weights.
 
@@ -152,7 +152,9 @@ def tiny_vlm(
         raise InvalidArgumentError(
             f"Unknown tiny architecture {architecture!r}; choose one of {', '.join(TINY_ARCHITECTURES)}."
         )
-    for name, value, multiple in (("image_size", image_size, 8), ("hidden_size", hidden_size, 4)):
+    # Four heads of an even width (rotary embeddings); Idefics3's pixel shuffle halves 8-pixel patches.
+    image_multiple = 16 if architecture == "idefics3" else 8
+    for name, value, multiple in (("image_size", image_size, image_multiple), ("hidden_size", hidden_size, 8)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value % multiple:
             raise InvalidArgumentError(f"{name} must be a positive multiple of {multiple}, got {value!r}.")
     if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
@@ -243,7 +245,7 @@ def tiny_causal_lm(
 
     Args:
         path: The folder to write.
-        hidden_size: The model's width (a multiple of 4).
+        hidden_size: The model's width (a multiple of 8).
         layers: Its layers.
         seed: Seeds the random weights.
         vocab_size: The tokenizer's vocabulary size.
@@ -253,8 +255,8 @@ def tiny_causal_lm(
     Returns:
         The folder.
     """
-    if isinstance(hidden_size, bool) or not isinstance(hidden_size, int) or hidden_size <= 0 or hidden_size % 4:
-        raise InvalidArgumentError(f"hidden_size must be a positive multiple of 4, got {hidden_size!r}.")
+    if isinstance(hidden_size, bool) or not isinstance(hidden_size, int) or hidden_size <= 0 or hidden_size % 8:
+        raise InvalidArgumentError(f"hidden_size must be a positive multiple of 8, got {hidden_size!r}.")
     if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
         raise InvalidArgumentError(f"layers must be a positive integer, got {layers!r}.")
     torch, transformers, _ = _require()

@@ -148,7 +148,7 @@ def load_rows(data: str | os.PathLike[str] | Sequence[Mapping[str, Any]] | Any) 
     Args:
         data: The export folder of ``vpd export`` (its ``train.jsonl``), a ``train.jsonl``
             file (image paths relative to it are resolved), a Hugging Face dataset with the
-            same columns, or a list of row dicts.
+            same columns (``image`` a file path, as the export writes it), or a list of row dicts.
 
     Raises:
         DatasetError: No such file, a bad row (named by line or index, with what to fix), a

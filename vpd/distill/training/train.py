@@ -385,6 +385,8 @@ def run_lora(
         rationale_weight=config.rationale_weight,
         callbacks=list(callbacks) or None,
     )
+    if not progress:  # quiet: no bar and no printed log lines (the history keeps them)
+        trainer.remove_callback(transformers.PrinterCallback)
     record: dict[str, Any] = {
         "version": "vpd.train/1",
         "kind": kind,

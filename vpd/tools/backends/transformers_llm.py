@@ -51,6 +51,7 @@ class TransformersChat(HubBackend):
     def __init__(self, model: str | None = None, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         self._lock = threading.Lock()
+        self._identity: str | None = None
 
     @classmethod
     def check_available(cls, model: str | None = None) -> Availability:
@@ -65,6 +66,8 @@ class TransformersChat(HubBackend):
 
     def cache_identity(self) -> str:
         """The model and, for an adapter, a digest of its weights (a retrained adapter writes new replies)."""
+        if self._identity is not None:
+            return self._identity
         path = Path(str(self.model_id)).expanduser()
         digest = ""
         weights = path / "adapter_model.safetensors"
@@ -72,7 +75,9 @@ class TransformersChat(HubBackend):
             digest = "@" + hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
         elif path.is_file():
             digest = f"@{path.stat().st_size}"
-        return f"llm/transformers/{self.model_id}{digest}/top_p={self.options['top_p']!r}"
+        # Once per backend: hashing the adapter for every completion would cost more than the lookup.
+        self._identity = f"llm/transformers/{self.model_id}{digest}/top_p={self.options['top_p']!r}"
+        return self._identity
 
     def _load(self) -> tuple[Any, Any]:
         if not self.model_id:
@@ -140,6 +145,8 @@ class TransformersChat(HubBackend):
                     attention_mask=torch.ones_like(ids),
                     max_new_tokens=max_tokens,
                     pad_token_id=tokenizer.pad_token_id,
+                    stop_strings=stops or None,  # stop generating there, not only cut the text after
+                    tokenizer=tokenizer,
                     **sampling,
                 )
             seconds = time.perf_counter() - started
