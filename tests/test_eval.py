@@ -102,7 +102,8 @@ def test_teacher_and_student_side_by_side_on_the_same_questions(
     summaries = evaluate(dataset, out, student, name="base-tiny", batch_size=3)
     rows = read_records(out / "base-tiny" / "predictions.jsonl")
     assert [r["id"] for r in rows] == ["q1", "q2", "q3"]  # the bad image failed alone, not its batch
-    assert rows[2]["error"].startswith("ImageError") and rows[0]["error"] is None and rows[0]["tokens"] > 0
+    assert rows[2]["error"].startswith("ImageError") and rows[0]["error"] is None
+    assert rows[0]["tokens"] > 16  # the prompt (image tokens included) and the generated tokens
     assert {s.system for s in summaries} == {"teacher", "base-tiny"}
     table = (out / "summary.md").read_text()
     assert "| teacher | 3 | 33.3% |" in table and "| base-tiny | 3 |" in table

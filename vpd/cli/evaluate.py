@@ -57,7 +57,9 @@ def student_name(source: str) -> str:
     """The subfolder of a student: ``student-<folder>`` for an adapter, ``base-<name>`` for a plain model."""
     path = Path(source)
     stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in (path.name or str(source))).strip("-.") or "model"
-    return f"student-{stem}" if (path / "adapter_config.json").is_file() else f"base-{stem}"
+    if not (path / "adapter_config.json").is_file():
+        return f"base-{stem}"
+    return stem if stem.startswith("student") else f"student-{stem}"
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:

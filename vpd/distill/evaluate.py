@@ -130,7 +130,11 @@ def _student_records(student: Student, examples: Sequence[Example], explain: boo
     for example, reply in zip(examples, replies, strict=True):
         record = _base(example)
         record.update(
-            text=reply.text, rationale=reply.rationale, error=None, seconds=reply.seconds, tokens=reply.tokens
+            text=reply.text,
+            rationale=reply.rationale,
+            error=None,
+            seconds=reply.seconds,
+            tokens=reply.prompt_tokens + reply.tokens,  # as the teacher's: prompt and generated
         )
         answer = normalize_answer(reply.answer) if reply.answer is not None else None
         records.append(_scored(record, example, answer))
@@ -154,6 +158,7 @@ def describe(system: Student | Solver) -> dict[str, Any]:
     return {
         "kind": "teacher",
         "model": system.model,
+        "model_name": system.model_name,
         "k": system.k,
         "toolkit": repr(system.toolkit),
         "n_examples": system.config.examples,
@@ -267,7 +272,7 @@ def _description(config: dict[str, Any]) -> str:
         adapter = config.get("adapter")
         return f"student {config.get('base')}" + (f" + {adapter}" if adapter else " (no adapter)")
     if config.get("kind") == "teacher":
-        return f"programs by {config.get('model')}, k = {config.get('k')}"
+        return f"programs by {config.get('model_name') or config.get('model')}, k = {config.get('k')}"
     return "?"
 
 

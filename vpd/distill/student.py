@@ -42,6 +42,7 @@ class StudentAnswer:
         rationale: The explanation (``explain=True``), else None.
         tokens: Tokens generated.
         seconds: This answer's share of its batch's wall time.
+        prompt_tokens: Tokens of its prompt, image tokens included.
     """
 
     question: str
@@ -50,6 +51,7 @@ class StudentAnswer:
     rationale: str | None = None
     tokens: int = 0
     seconds: float = 0.0
+    prompt_tokens: int = 0
 
     def __str__(self) -> str:
         return self.answer or ""
@@ -267,13 +269,16 @@ class Student:
                 )
             seconds = (time.perf_counter() - began) / len(chunk)
             new = output[:, batch["input_ids"].shape[1] :]
-            for question, tokens in zip(chunk, new, strict=True):
+            prompt_tokens = batch["attention_mask"].sum(dim=1).tolist()
+            for question, tokens, prompt_count in zip(chunk, new, prompt_tokens, strict=True):
                 kept = [t for t in tokens.tolist() if t != tokenizer.pad_token_id]
                 text = tokenizer.decode(kept, skip_special_tokens=True).strip()
-                if explain:
-                    results.append(StudentAnswer(question, final_answer(text), text, text, len(kept), seconds))
-                else:
-                    results.append(StudentAnswer(question, text or None, text, None, len(kept), seconds))
+                answer = final_answer(text) if explain else (text or None)
+                results.append(
+                    StudentAnswer(
+                        question, answer, text, text if explain else None, len(kept), seconds, int(prompt_count)
+                    )
+                )
         return results
 
 
