@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from vpd.distill.rewriter import final_answer
-from vpd.distill.training.data import ANSWER_INSTRUCTION, EXPLAIN_INSTRUCTION, conversation_texts, prompt_text
+from vpd.distill.training.data import (
+    ANSWER_INSTRUCTION,
+    EXPLAIN_INSTRUCTION,
+    conversation_texts,
+    prompt_text,
+    uses_chat_template,
+)
 from vpd.errors import ConfigError, InvalidArgumentError
 from vpd.image import ImageSource, load_image
 
@@ -92,6 +98,7 @@ class Student:
         self.adapter = adapter
         self.answer_instruction = answer_instruction
         self.explain_instruction = explain_instruction
+        self.templated = uses_chat_template(processor)  # decided once, as the training collator does
 
     def __repr__(self) -> str:
         return f"Student(base={self.base!r}, adapter={str(self.adapter) if self.adapter else None!r})"
@@ -256,7 +263,10 @@ class Student:
         for start in range(0, len(questions), batch_size):
             chunk = list(questions[start : start + batch_size])
             pictures = [load_image(source).pil for source in images[start : start + batch_size]]
-            prompts = [conversation_texts(self.processor, prompt_text(q, instruction))[0] for q in chunk]
+            prompts = [
+                conversation_texts(self.processor, prompt_text(q, instruction), templated=self.templated)[0]
+                for q in chunk
+            ]
             began = time.perf_counter()
             batch = self.processor(images=pictures, text=prompts, padding=True, return_tensors="pt").to(device)
             with torch.no_grad():

@@ -37,6 +37,7 @@ __all__ = [
     "TrainingRow",
     "VisionChatCollator",
     "conversation_texts",
+    "uses_chat_template",
     "load_rows",
     "reply_labels",
     "tasks_of",
@@ -185,46 +186,61 @@ def load_rows(data: str | os.PathLike[str] | Sequence[Mapping[str, Any]] | Any) 
     return rows
 
 
-def _templated(processor: Any, prompt: str, target: str | None) -> tuple[str, str] | None:
-    """The chat template's (prompt, whole), or None when it cannot lay the turns out as prefix + reply."""
+def uses_chat_template(processor: Any) -> bool:
+    """Whether the processor's chat template lays a conversation out as the prompt, then the reply.
+
+    Probed once with a placeholder question and reply: the layout is decided by the
+    template, never by the text of one row, so training and :class:`Student` agree.
+    """
     tokenizer = getattr(processor, "tokenizer", processor)
     if not (getattr(processor, "chat_template", None) or getattr(tokenizer, "chat_template", None)):
-        return None
-    user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
-    # The same probe reply at training and inference: the layout is decided by the template,
-    # never by the text of one row, so the student is always asked as it was taught.
-    reply = {"role": "assistant", "content": [{"type": "text", "text": target if target is not None else "probe"}]}
+        return False
+    user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Question?"}]}
+    reply = {"role": "assistant", "content": [{"type": "text", "text": "Answer."}]}
     try:
         text = processor.apply_chat_template([user], add_generation_prompt=True, tokenize=False)
         whole = processor.apply_chat_template([user, reply], tokenize=False)
     except (ValueError, TypeError, KeyError):  # e.g. only the tokenizer has a template
-        return None
-    if not isinstance(text, str) or not isinstance(whole, str) or not whole.startswith(text):
-        if target is not None and _templated(processor, prompt, None) is not None:
-            raise DatasetError(
-                "The chat template lays this reply out so that the prompt is not its prefix (it rewrites the "
-                f"conversation around {target[:40]!r}); the labels cannot be placed. Simplify the target text."
-            )
-        return None
-    return text, (text if target is None else whole)
+        return False
+    return isinstance(text, str) and isinstance(whole, str) and whole.startswith(text)
 
 
-def conversation_texts(processor: Any, prompt: str, target: str | None = None) -> tuple[str, str]:
+def conversation_texts(
+    processor: Any, prompt: str, target: str | None = None, *, templated: bool | None = None
+) -> tuple[str, str]:
     """The text the model sees: (the prompt up to where its reply starts, the whole conversation).
 
     The user's turn is the image and ``prompt``; the assistant's turn is ``target`` (the
     whole conversation is the prompt when ``target`` is None, as at inference). The model's
-    own chat template lays them out; a model without one (or whose template does not
-    extend the prompt with the reply, checked the same way with or without a target) gets
-    a plain layout: the image token, the prompt, a newline, the reply and the
+    own chat template lays them out (:func:`uses_chat_template`); a model without a usable
+    one gets a plain layout: the image token, the prompt, a newline, the reply and the
     end-of-sequence token. Training and :class:`Student` use this one function, so the
     student is asked exactly as it was taught.
+
+    Args:
+        processor: The model's processor.
+        prompt: The user's text.
+        target: The reply, or None for the prompt alone.
+        templated: :func:`uses_chat_template` of the processor, when the caller knows it.
+
+    Raises:
+        DatasetError: The template rewrites this reply so that the prompt is not its prefix.
     """
-    # The layout is the template's when it extends a probe prompt with a reply; a real
-    # target that breaks that is an error, never a silent switch to another layout.
-    templated = _templated(processor, prompt, target) if _templated(processor, prompt, None) else None
-    if templated is not None:
-        return templated
+    if templated is None:
+        templated = uses_chat_template(processor)
+    if templated:
+        user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
+        text = processor.apply_chat_template([user], add_generation_prompt=True, tokenize=False)
+        if target is None:
+            return text, text
+        reply = {"role": "assistant", "content": [{"type": "text", "text": target}]}
+        whole = processor.apply_chat_template([user, reply], tokenize=False)
+        if not whole.startswith(text):
+            raise DatasetError(
+                "The chat template lays this reply out so that the prompt is not its prefix (it rewrites the "
+                f"conversation around {target[:40]!r}); the labels cannot be placed. Simplify the target text."
+            )
+        return text, whole
     tokenizer = getattr(processor, "tokenizer", processor)
     image_token = getattr(processor, "image_token", "") or ""
     text = f"{image_token}{prompt}\n"
@@ -252,13 +268,16 @@ def reply_labels(
     import torch
 
     labels = torch.full_like(input_ids, IGNORE_INDEX)
-    for i, (prompt, whole) in enumerate(zip(prompts, wholes, strict=True)):
+    # Two tokenizer calls per batch, not two per sequence.
+    suffixes = tokenizer([w[len(p) :] for p, w in zip(prompts, wholes, strict=True)], add_special_tokens=False)
+    stripped = tokenizer([w[len(p) :].rstrip() for p, w in zip(prompts, wholes, strict=True)], add_special_tokens=False)
+    for i in range(len(prompts)):
         # The sequence ends after its last real token, whichever side the processor padded.
         real = attention_mask[i].nonzero()
         end = int(real[-1]) + 1 if len(real) else 0
         first = int(real[0]) if len(real) else 0
-        suffix = tokenizer(whole[len(prompt) :], add_special_tokens=False)["input_ids"]
-        reply = tokenizer(whole[len(prompt) :].rstrip(), add_special_tokens=False)["input_ids"]
+        suffix = suffixes["input_ids"][i]
+        reply = stripped["input_ids"][i]
         if not reply or list(suffix[: len(reply)]) != list(reply):
             reply = suffix
         start = end - len(suffix)
@@ -291,10 +310,11 @@ class VisionChatCollator:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.max_length = max_length
+        self.templated = uses_chat_template(processor)
 
     def texts(self, task: Task) -> tuple[str, str]:
         """The prompt (up to where the reply starts) and the whole conversation, as text."""
-        return conversation_texts(self.processor, task.prompt, task.target)
+        return conversation_texts(self.processor, task.prompt, task.target, templated=self.templated)
 
     def __call__(self, tasks: Sequence[Task]) -> dict[str, Any]:
         """The batch: the processor's tensors, ``labels`` (reply tokens only) and ``task`` (0 label, 1 rationale)."""
