@@ -66,11 +66,12 @@ def graft(out: Path) -> Path:
 
     from vpd.testing.tiny_models import _CHAT_TEMPLATE
     from vpd.tools.gguf import resolve_gguf
+    from vpd.tools.hub import dequantized
 
     path = resolve_gguf("qwen2.5-coder-0.5b")
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    language = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
+    language = dequantized(transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name))
     language.resize_token_embeddings(len(tokenizer))
     vision = transformers.CLIPVisionConfig(
         hidden_size=256,
@@ -220,7 +221,10 @@ def main() -> None:
                     sys.executable, __file__, "--worker", system, "--data", str(data), "--model", model,
                     "--out", str(root / f"{system}{repeat}"), "--steps", str(args.steps), "--batch", str(args.batch),
                 ]  # fmt: skip
-                output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+                done = subprocess.run(command, capture_output=True, text=True)
+                if done.returncode != 0:
+                    raise SystemExit(f"The {system} run failed:\n{done.stderr[-3000:]}")
+                output = done.stdout
                 measured = json.loads(next(line for line in output.splitlines() if line.startswith("RESULT "))[7:])
                 best = results.get(system)
                 if best is None or measured["train_seconds"] < best["train_seconds"]:

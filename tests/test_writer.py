@@ -125,3 +125,13 @@ def test_vpd_train_writer(run: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     )  # fmt: skip
     assert code == 0 and "trained 1 steps on 2 verified programs" in capsys.readouterr().out
     assert json.loads((tmp_path / "w" / "vpd_train.json").read_text())["n_examples"] == 0
+
+
+def test_a_gguf_base_loses_its_quantization_marker_so_it_can_train() -> None:
+    from types import SimpleNamespace
+
+    from vpd.tools.hub import dequantized
+
+    config = SimpleNamespace(quantization_config={"quant_method": "gguf"}, text_config=None)
+    model = dequantized(SimpleNamespace(hf_quantizer=object(), config=config))
+    assert model.hf_quantizer is None and not hasattr(model.config, "quantization_config")

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from vpd.errors import BackendError, BackendUnavailable
 from vpd.tools.backend import Availability, Backend, resolve_torch_dtype
 
-__all__ = ["HubBackend", "adapter_base", "load_causal_lm", "weights_on_disk"]
+__all__ = ["HubBackend", "adapter_base", "dequantized", "load_causal_lm", "weights_on_disk"]
 
 
 def weights_on_disk(model: str | None, filename: str = "config.json") -> Availability:
@@ -157,6 +157,22 @@ def adapter_base(folder: Path) -> str | None:
     return str(base) if base else None
 
 
+def dequantized(model: Any) -> Any:
+    """A model loaded from a GGUF file, without the quantization marker transformers leaves on it.
+
+    transformers dequantises GGUF weights to floats on load but keeps ``hf_quantizer`` and
+    ``config.quantization_config``, so the ``Trainer`` refuses to fine-tune it ("GGUF does
+    not support training") and saved copies claim to be quantized. The weights are plain
+    floats: drop the marker.
+    """
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer = None
+    for config in (getattr(model, "config", None), getattr(getattr(model, "config", None), "text_config", None)):
+        if config is not None and getattr(config, "quantization_config", None) is not None:
+            del config.quantization_config
+    return model
+
+
 def load_causal_lm(source: str, *, dtype: Any = None) -> tuple[Any, Any]:
     """(model, tokenizer) for a hub id, a folder, a ``.gguf`` file, or an adapter folder on any of those.
 
@@ -190,7 +206,7 @@ def load_causal_lm(source: str, *, dtype: Any = None) -> tuple[Any, Any]:
         folder, name = str(path.parent), path.name
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
         model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, **options)
-        return model, tokenizer
+        return dequantized(model), tokenizer
     tokenizer = transformers.AutoTokenizer.from_pretrained(source)
     model = transformers.AutoModelForCausalLM.from_pretrained(source, **options)
     return model, tokenizer
