@@ -60,6 +60,7 @@ bench: install
 	$(BIN)/python benchmarks/sandbox.py
 	$(BIN)/python benchmarks/solve.py
 	$(BIN)/python benchmarks/synthesis.py
+	$(BIN)/python benchmarks/training.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache
