@@ -11,7 +11,6 @@ instructions from ``vpd_train.json``), decodes greedily, and pads on the left fo
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from vpd.distill.training.data import (
 )
 from vpd.errors import ConfigError, InvalidArgumentError
 from vpd.image import ImageSource, load_image
+from vpd.tools.hub import adapter_base, read_json_object
 
 __all__ = ["Student", "StudentAnswer"]
 
@@ -139,15 +139,13 @@ class Student:
                     f"{adapter_path} is not an adapter folder (no adapter_config.json); "
                     "pass the --out folder of `vpd train`."
                 )
-            record = _read_json(adapter_path / "vpd_train.json")
+            record = read_json_object(adapter_path / "vpd_train.json")
             config = record.get("config", {}) if isinstance(record.get("config"), dict) else {}
             for key in instructions:
                 if isinstance(config.get(key), str):
                     instructions[key] = config[key]
             if base is None:
-                base = record.get("base") or _read_json(adapter_path / "adapter_config.json").get(
-                    "base_model_name_or_path"
-                )
+                base = adapter_base(adapter_path)
                 if not base:
                     raise ConfigError(f"{adapter_path} does not say which base model it adapts; pass base=.")
         assert base is not None
@@ -290,11 +288,3 @@ class Student:
                     )
                 )
         return results
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}

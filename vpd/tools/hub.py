@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from vpd.errors import BackendError, BackendUnavailable
 from vpd.tools.backend import Availability, Backend, resolve_torch_dtype
 
-__all__ = ["HubBackend", "adapter_base", "dequantized", "load_causal_lm", "weights_on_disk"]
+__all__ = ["HubBackend", "adapter_base", "dequantized", "load_causal_lm", "read_json_object", "weights_on_disk"]
 
 
 def weights_on_disk(model: str | None, filename: str = "config.json") -> Availability:
@@ -141,7 +141,8 @@ class HubBackend(Backend):
         return moved
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; ``{}`` when it is missing, unreadable or not an object."""
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -151,9 +152,9 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def adapter_base(folder: Path) -> str | None:
     """The base model a PEFT adapter folder was trained on (``vpd_train.json``, else ``adapter_config.json``)."""
-    base = _read_json(folder / "vpd_train.json").get("base") or _read_json(folder / "adapter_config.json").get(
-        "base_model_name_or_path"
-    )
+    base = read_json_object(folder / "vpd_train.json").get("base") or read_json_object(
+        folder / "adapter_config.json"
+    ).get("base_model_name_or_path")
     return str(base) if base else None
 
 
