@@ -63,6 +63,21 @@ def _require() -> tuple[Any, Any, Any]:
     return torch, transformers, tokenizers
 
 
+def _check_size(name: str, value: Any, multiple: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value % multiple:
+        kind = "integer" if multiple == 1 else f"multiple of {multiple}"
+        raise InvalidArgumentError(f"{name} must be a positive {kind}, got {value!r}.")
+
+
+def _start(path: str | os.PathLike[str], seed: int) -> tuple[Any, Path]:
+    """The transformers module and the output folder (created), with torch's seed set for the weights."""
+    torch, transformers, _ = _require()
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    return transformers, out
+
+
 def tiny_tokenizer(special_tokens: Iterable[str] = (), *, vocab_size: int = 600, corpus: Iterable[str] = ()) -> Any:
     """A byte-level BPE ``PreTrainedTokenizerFast`` trained on the spot (any text encodes).
 
@@ -154,15 +169,10 @@ def tiny_vlm(
         )
     # Four heads of an even width (rotary embeddings); Idefics3's pixel shuffle halves 8-pixel patches.
     image_multiple = 16 if architecture == "idefics3" else 8
-    for name, value, multiple in (("image_size", image_size, image_multiple), ("hidden_size", hidden_size, 8)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value % multiple:
-            raise InvalidArgumentError(f"{name} must be a positive multiple of {multiple}, got {value!r}.")
-    if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
-        raise InvalidArgumentError(f"layers must be a positive integer, got {layers!r}.")
-    torch, transformers, _ = _require()
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
+    _check_size("image_size", image_size, image_multiple)
+    _check_size("hidden_size", hidden_size, 8)
+    _check_size("layers", layers)
+    transformers, out = _start(path, seed)
     vision = {
         "hidden_size": hidden_size,
         "intermediate_size": hidden_size * 2,
@@ -255,14 +265,9 @@ def tiny_causal_lm(
     Returns:
         The folder.
     """
-    if isinstance(hidden_size, bool) or not isinstance(hidden_size, int) or hidden_size <= 0 or hidden_size % 8:
-        raise InvalidArgumentError(f"hidden_size must be a positive multiple of 8, got {hidden_size!r}.")
-    if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
-        raise InvalidArgumentError(f"layers must be a positive integer, got {layers!r}.")
-    torch, transformers, _ = _require()
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
+    _check_size("hidden_size", hidden_size, 8)
+    _check_size("layers", layers)
+    transformers, out = _start(path, seed)
     tokenizer = tiny_tokenizer(vocab_size=vocab_size, corpus=corpus)
     model = transformers.Qwen2ForCausalLM(_text_config(transformers, tokenizer, hidden_size, layers, kind="qwen2"))
     model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -114,6 +114,11 @@ def local_or_hub(model: str | os.PathLike[str]) -> str:
     return str(path.resolve()) if path.exists() else str(model)
 
 
+def load_dtype(torch: Any, config: TrainConfig) -> Any:
+    """The dtype to load the base in: bf16 or fp16 when the settings name one, else the checkpoint's own."""
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
+
+
 def _require() -> tuple[Any, Any, Any]:
     try:
         import peft
@@ -308,8 +313,7 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
 
     processor = transformers.AutoProcessor.from_pretrained(student)
-    dtype = torch.bfloat16 if config.precision == "bf16" else torch.float16 if config.precision == "fp16" else None
-    model = transformers.AutoModelForImageTextToText.from_pretrained(student, dtype=dtype)
+    model = transformers.AutoModelForImageTextToText.from_pretrained(student, dtype=load_dtype(torch, config))
     targets: Any = config.target_modules
     if targets == "language-model":
         targets = language_model_linear_layers(model)

@@ -22,7 +22,7 @@ from typing import Any
 from vpd.distill.runs import RECORDS, read_records
 from vpd.distill.training.config import TrainConfig
 from vpd.distill.training.data import reply_labels
-from vpd.distill.training.train import TrainResult, _require, _settle, local_or_hub, run_lora
+from vpd.distill.training.train import TrainResult, _require, _settle, load_dtype, local_or_hub, run_lora
 from vpd.errors import ConfigError, DatasetError, InvalidArgumentError
 from vpd.programs.prompt import program_turn
 
@@ -197,8 +197,7 @@ def train_writer(
     out.mkdir(parents=True, exist_ok=True)
     from vpd.tools.hub import load_causal_lm
 
-    dtype = torch.bfloat16 if config.precision == "bf16" else torch.float16 if config.precision == "fp16" else None
-    model, tokenizer = load_causal_lm(str(base), dtype=dtype)
+    model, tokenizer = load_causal_lm(str(base), dtype=load_dtype(torch, config))
     targets: Any = "all-linear" if config.target_modules == "language-model" else config.target_modules
     train_items, eval_items = items(train_pairs), items(eval_pairs)
     return run_lora(
