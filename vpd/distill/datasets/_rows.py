@@ -179,6 +179,14 @@ def question_text(value: Any, key: str = "question") -> str:
     return value
 
 
+def coco_image_id(item: dict[str, Any]) -> int:
+    """A row's integer ``image_id`` (COCO's numbering, as VQAv2, OK-VQA and A-OKVQA give it)."""
+    image_id = item.get("image_id")
+    if not isinstance(image_id, int) or isinstance(image_id, bool):
+        raise RowProblem("bad image", f"'image_id' must be an integer, got {image_id!r}")
+    return image_id
+
+
 def expect_object(item: Any, what: str = "row") -> dict[str, Any]:
     """A row that must be a JSON object."""
     if not isinstance(item, dict):

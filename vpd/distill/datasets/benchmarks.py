@@ -19,6 +19,7 @@ from vpd.distill.datasets._rows import (
     RowProblem,
     Rows,
     answer_list,
+    coco_image_id,
     expect_object,
     folder,
     is_integer,
@@ -154,9 +155,7 @@ def read_vqa(request: Request, data: Any) -> Rows:
             item = expect_object(raw, "question")
             row.id = text_id(item.get("question_id"), "question_id")
             question = question_text(item.get("question"))
-            image_id = item.get("image_id")
-            if not isinstance(image_id, int) or isinstance(image_id, bool):
-                raise RowProblem("bad image", f"'image_id' must be an integer, got {image_id!r}")
+            image_id = coco_image_id(item)
             image = rows.image_path(os.path.join(images, f"COCO_{split}_{image_id:012d}.jpg"))
             note = by_question.get(item["question_id"])
             if note is None:
@@ -207,9 +206,7 @@ def read_aokvqa(request: Request, data: Any, *, multiple_choice: bool) -> Rows:
             item = expect_object(raw)
             row.id = text_id(item.get("question_id"), "question_id")
             question = question_text(item.get("question"))
-            image_id = item.get("image_id")
-            if not isinstance(image_id, int) or isinstance(image_id, bool):
-                raise RowProblem("bad image", f"'image_id' must be an integer, got {image_id!r}")
+            image_id = coco_image_id(item)
             image = rows.image_path(os.path.join(images, f"{image_id:012d}.jpg"))
             if multiple_choice:
                 choices = text_list(item.get("choices"), "choices")
