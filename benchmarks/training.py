@@ -164,7 +164,8 @@ def run_baseline(data: Path, model_path: str, out: Path, steps: int, batch: int)
 
 
 def count_tokens(data: Path, model: str, rows: int, steps: int, batch: int) -> int:
-    """Tokens in the sequences of ``steps`` batches (both tasks of each row, padding excluded)."""
+    """An estimate of the tokens ``steps`` batches hold: the rows' mean sequence length (both tasks, no
+    padding) times the sequences per step; the rows are alike, so it is close."""
     import transformers
 
     from vpd.distill.training import VisionChatCollator, load_rows, tasks_of
