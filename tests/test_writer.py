@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -121,10 +122,27 @@ def test_vpd_train_writer(run: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     base = tiny_causal_lm(tmp_path / "base", vocab_size=4000, corpus=[render_prompt("Q?")[0]["content"]] * 3)
     code = main(
         ["train-writer", str(run), "--base", str(base), "--out", str(tmp_path / "w"), "--max-steps", "1",
-         "--n-examples", "0", "--eval-fraction", "0", "--quiet"]
+         "--n-examples", "0", "--eval-fraction", "0", "--precision", "bf16", "--quiet"]
     )  # fmt: skip
-    assert code == 0 and "trained 1 steps on 2 verified programs" in capsys.readouterr().out
-    assert json.loads((tmp_path / "w" / "vpd_train.json").read_text())["n_examples"] == 0
+    # bf16 runs on a CPU too (the Trainer refuses it there unless told it is on a CPU).
+    printed = capsys.readouterr().out
+    assert code == 0 and "trained 1 steps on 2 verified programs" in printed
+    assert re.search(r"; loss \d+\.\d{4}\n", printed), printed
+    with pytest.raises(SystemExit):  # a writer has no rationales to weigh
+        main(["train-writer", str(run), "--base", str(base), "--out", str(tmp_path / "w2"), "--rationale-weight", "2"])
+    assert "unrecognized arguments: --rationale-weight" in capsys.readouterr().err
+    stored = json.loads((tmp_path / "w" / "vpd_train.json").read_text())
+    assert stored["n_examples"] == 0 and stored["config"]["precision"] == "bf16"
+
+
+def test_fp16_without_a_gpu_is_refused_with_the_alternatives(run: Path, tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    base = tiny_causal_lm(tmp_path / "base")
+    with pytest.raises(ConfigError, match="fp16 training needs a GPU.*'bf16' or 'fp32'"):
+        train_writer(run, base, tmp_path / "w", TrainConfig(precision="fp16", max_steps=1), progress=False)
 
 
 def test_a_gguf_base_loses_its_quantization_marker_so_it_can_train() -> None:
@@ -132,6 +150,69 @@ def test_a_gguf_base_loses_its_quantization_marker_so_it_can_train() -> None:
 
     from vpd.tools.hub import dequantized
 
-    config = SimpleNamespace(quantization_config={"quant_method": "gguf"}, text_config=None)
-    model = dequantized(SimpleNamespace(hf_quantizer=object(), config=config))
+    config = SimpleNamespace(quantization_config={"quant_method": "gguf"}, text_config=None, _is_quantized=True)
+    model = SimpleNamespace(hf_quantizer=object(), config=config, is_quantized=True, quantization_method="gguf")
+    model = dequantized(model)
     assert model.hf_quantizer is None and not hasattr(model.config, "quantization_config")
+    assert not model.is_quantized and not model.config._is_quantized and not hasattr(model, "quantization_method")
+
+
+def test_gradient_checkpointing_is_on_when_asked_and_changes_no_loss(run: Path, tmp_path: Path) -> None:
+    from transformers import TrainerCallback
+
+    seen: list[bool] = []
+
+    class Probe(TrainerCallback):  # type: ignore[misc]
+        def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+            seen.append(bool(model.is_gradient_checkpointing))
+
+    base = tiny_causal_lm(tmp_path / "base")
+    losses = []
+    for checkpointing in (False, True):
+        config = TrainConfig(
+            max_steps=2, eval_fraction=0, logging_steps=1, lora_dropout=0.0, gradient_checkpointing=checkpointing
+        )
+        result = train_writer(
+            run, base, tmp_path / f"w{checkpointing}", config, n_examples=0, progress=False, callbacks=[Probe()]
+        )
+        losses.append([e["loss_label"] for e in result.history if "loss_label" in e])
+    assert seen == [False, True]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_the_embedded_gguf_trains_as_a_writer_base(tmp_path: Path) -> None:
+    """The real Qwen2.5-Coder-0.5B GGUF, dequantised by transformers, takes a LoRA step in bf16 on a CPU."""
+    from vpd.tools.gguf import gguf_available, resolve_gguf
+
+    available = gguf_available("qwen2.5-coder-0.5b")
+    if not available:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI installs the 0.5B model, but: {available.reason}")
+        pytest.skip(available.reason)
+    base = resolve_gguf("qwen2.5-coder-0.5b", download=False)
+    config = TrainConfig(max_steps=1, batch_size=1, eval_fraction=0, precision="bf16", logging_steps=1)
+    pairs = [WriterPair("q1", "How many cats are there?", CATS, "run:q1")]
+    result = train_writer(pairs, base, tmp_path / "w", config, n_examples=0, progress=False)
+    assert result.steps == 1 and result.loss_label is not None and 0 < result.loss_label < 5
+    assert (tmp_path / "w" / "adapter_model.safetensors").is_file()
+
+
+def test_prompts_with_a_shared_start_reuse_its_keys_and_values(tmp_path: Path) -> None:
+    from vpd.programs.prompt import render_prompt
+    from vpd.tools.backends.transformers_llm import TransformersChat
+
+    base = tiny_causal_lm(tmp_path / "base", vocab_size=4000, corpus=[render_prompt("Q?")[0]["content"]] * 3)
+    questions = ["How many cats are there?", "Is there a dog?", "What color is the bus?", "Is it sunny?"]
+    reusing, plain = TransformersChat(str(base)), TransformersChat(str(base), prefix_cache=False)
+    for question in questions:
+        messages = render_prompt(question, n_examples=0)
+        assert reusing.generate(messages, max_tokens=12).text == plain.generate(messages, max_tokens=12).text
+    # The second prompt computes the shared start (the API text); the third and fourth reuse it.
+    assert (reusing.prefix_hits, plain.prefix_hits) == (2, 0)
+    start = reusing._prefix[0] if reusing._prefix else []
+    assert len(start) > 1000
+    # A prompt that does not begin with it is computed in full and starts a new shared start.
+    other = [{"role": "user", "content": "Write a haiku about tokens. " * 400}]
+    assert reusing.generate(other, max_tokens=4).text == plain.generate(other, max_tokens=4).text
+    assert reusing.prefix_hits == 2

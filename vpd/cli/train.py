@@ -33,10 +33,14 @@ def add_parser(sub: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def add_train_options(parser: argparse.ArgumentParser) -> None:
+def add_train_options(parser: argparse.ArgumentParser, *, rationale: bool = True) -> None:
     """The training settings (TrainConfig fields), ``--config``, ``--restart`` and ``--quiet``.
 
     Settings not given stay unset, so TrainConfig's defaults (or ``--config``'s values) apply.
+
+    Args:
+        parser: The command's parser.
+        rationale: Offer ``--rationale-weight`` (not for trainers without rationales).
     """
     parser.add_argument("--epochs", type=float, help="passes over the data (default 1)")
     parser.add_argument("--max-steps", type=int, help="optimizer steps (overrides --epochs)")
@@ -45,14 +49,17 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, help="peak learning rate (default 1e-4)")
     parser.add_argument("--rank", type=int, help="LoRA rank (default 8)")
     parser.add_argument("--alpha", type=int, help="LoRA alpha (default 16)")
-    parser.add_argument(
-        "--rationale-weight", type=float, metavar="LAMBDA", help="lambda of the rationale loss (default 1)"
-    )
+    if rationale:
+        parser.add_argument(
+            "--rationale-weight", type=float, metavar="LAMBDA", help="lambda of the rationale loss (default 1)"
+        )
     parser.add_argument("--eval-fraction", type=float, help="share of images held out (default 0.05)")
     parser.add_argument("--eval-steps", type=int, help="evaluate every N steps (default: each epoch)")
     parser.add_argument("--save-steps", type=int, help="checkpoint every N steps (default: each epoch)")
     parser.add_argument(
-        "--precision", choices=["auto", "bf16", "fp16", "fp32"], help="default auto: bf16 where the hardware has it"
+        "--precision",
+        choices=["auto", "bf16", "fp16", "fp32"],
+        help="default auto: bf16 on a GPU that has it, else fp32; bf16 also runs on a CPU, fp16 needs a GPU",
     )
     parser.add_argument("--gradient-checkpointing", action="store_true", help="less memory, more compute")
     parser.add_argument("--max-length", type=int, help="refuse longer sequences")
@@ -121,10 +128,10 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     )
     out.write(
         f"trained {result.steps} steps on {result.train_rows} rows ({result.rationale_rows} with a rationale) "
-        f"in {result.seconds:.0f} s; loss {_number(result.loss)} (label {_number(result.loss_label)}, "
-        f"rationale {_number(result.loss_rationale)})"
+        f"in {result.seconds:.0f} s; loss {number(result.loss)} (label {number(result.loss_label)}, "
+        f"rationale {number(result.loss_rationale)})"
         + (
-            f"; held out {result.eval_rows} rows: eval loss {_number(result.eval.get('eval_loss'))}"
+            f"; held out {result.eval_rows} rows: eval loss {number(result.eval.get('eval_loss'))}"
             if result.eval
             else ""
         )
@@ -133,5 +140,6 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _number(value: float | None) -> str:
+def number(value: float | None) -> str:
+    """A loss as the commands print it (``-`` when there is none)."""
     return "-" if value is None else f"{value:.4f}"

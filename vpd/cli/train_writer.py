@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, TextIO
 
-from vpd.cli.train import add_train_options, config_from_args
+from vpd.cli.train import add_train_options, config_from_args, number
 
 __all__ = ["add_parser", "run"]
 
@@ -29,7 +29,7 @@ def add_parser(sub: Any) -> None:
     parser.add_argument(
         "--n-examples", type=int, default=4, help="worked examples per prompt; solve with the same (default 4)"
     )
-    add_train_options(parser)
+    add_train_options(parser, rationale=False)
     parser.set_defaults(func=run)
 
 
@@ -46,9 +46,12 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         resume=False if args.restart else None,
         progress=not args.quiet,
     )
+    held = ""
+    if result.eval:
+        held = f"; held out {result.eval_rows} programs: eval loss {number(result.eval.get('eval_loss'))}"
     out.write(
         f"trained {result.steps} steps on {result.train_rows} verified programs in {result.seconds:.0f} s; "
-        f"loss {result.loss if result.loss is not None else '-'}\n"
+        f"loss {number(result.loss)}{held}\n"
         f"writer: {result.path} (vpd solve --llm {result.path} --n-examples {args.n_examples})\n"
     )
     return 0

@@ -168,9 +168,21 @@ def dequantized(model: Any) -> Any:
     """
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer = None
-    for config in (getattr(model, "config", None), getattr(getattr(model, "config", None), "text_config", None)):
-        if config is not None and getattr(config, "quantization_config", None) is not None:
-            del config.quantization_config
+    # The Trainer reads ``is_quantized`` (set on the model and on every sub-model's config).
+    if getattr(model, "is_quantized", False):
+        model.is_quantized = False
+    if hasattr(model, "quantization_method"):
+        del model.quantization_method
+    modules = model.modules() if callable(getattr(model, "modules", None)) else [model]
+    for module in modules:
+        config = getattr(module, "config", None)
+        for part in (config, getattr(config, "text_config", None)):
+            if part is None:
+                continue
+            if getattr(part, "quantization_config", None) is not None:
+                del part.quantization_config
+            if getattr(part, "_is_quantized", False):
+                part._is_quantized = False
     return model
 
 

@@ -160,6 +160,16 @@ def language_model_linear_layers(model: Any) -> list[str]:
     ]
 
 
+def _has_accelerator(torch: Any) -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    xpu = getattr(torch, "xpu", None)
+    return bool(
+        torch.cuda.is_available()
+        or (mps is not None and mps.is_available())
+        or (xpu is not None and xpu.is_available())
+    )
+
+
 def _training_arguments(
     transformers: Any, torch: Any, config: TrainConfig, out: Path, has_eval: bool, progress: bool
 ) -> Any:
@@ -181,7 +191,6 @@ def _training_arguments(
         "max_steps": config.max_steps if config.max_steps is not None else -1,
         "bf16": bf16,
         "fp16": fp16,
-        "gradient_checkpointing": config.gradient_checkpointing,
         "eval_strategy": strategy if has_eval else "no",
         "save_strategy": "steps" if config.save_steps else "epoch",
         "save_total_limit": config.save_total_limit,
@@ -198,6 +207,11 @@ def _training_arguments(
         "report_to": list(config.report_to) or "none",
         "disable_tqdm": not progress,
     }
+    if not _has_accelerator(torch):
+        if fp16:
+            raise ConfigError("fp16 training needs a GPU; on a CPU use precision 'bf16' or 'fp32'.")
+        if bf16:
+            options["use_cpu"] = True  # the Trainer refuses bf16 without a GPU unless told it is on a CPU
     if config.eval_steps:
         options["eval_steps"] = config.eval_steps
     if config.save_steps:
@@ -205,6 +219,9 @@ def _training_arguments(
     known = {f.name for f in __import__("dataclasses").fields(transformers.TrainingArguments)}
     # transformers 5 reads a ratio from a float warmup_steps; 4.x has warmup_ratio.
     options["warmup_ratio" if "warmup_ratio" in known else "warmup_steps"] = config.warmup_ratio
+    # Newer transformers renamed gradient checkpointing (the old name warns that it will go).
+    checkpointing = "activation_checkpointing" if "activation_checkpointing" in known else "gradient_checkpointing"
+    options[checkpointing] = config.gradient_checkpointing
     unknown = sorted(set(config.extra) - known)
     if unknown:
         raise InvalidArgumentError(f"TrainConfig.extra has fields TrainingArguments does not know: {unknown}.")

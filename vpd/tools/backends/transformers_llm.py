@@ -37,8 +37,16 @@ class TransformersChat(HubBackend):
     :class:`~vpd.tools.protocols.TextGenerator` (``generate``). Calls are serialised;
     ``seed`` makes a sampled reply reproducible.
 
+    Prompts that start the same reuse the attention keys and values of their shared start
+    (for ``vpd solve``, the API description of every prompt): the first prompt that shares a
+    start with the one before it computes that start once, and later prompts that begin
+    with it skip it. ``prefix_hits`` counts the reuses.
+
     Options:
         top_p: Nucleus sampling when the temperature is above 0 (0.95).
+        prefix_cache: Reuse the shared start of prompts (True). The reused keys and values
+            are the same numbers up to rounding, so a greedy reply may rarely differ in a
+            late token from one computed without it.
     """
 
     capability: ClassVar[str] = "llm"
@@ -46,12 +54,18 @@ class TransformersChat(HubBackend):
     default_model: ClassVar[str | None] = None
     extra: ClassVar[str | None] = "train"
     description: ClassVar[str] = "causal LM run by transformers (hub id, folder, LoRA adapter folder or .gguf)"
-    option_defaults: ClassVar[dict[str, Any]] = {"top_p": 0.95}
+    option_defaults: ClassVar[dict[str, Any]] = {"top_p": 0.95, "prefix_cache": True}
+
+    #: Shared starts shorter than this are not worth a separate forward pass.
+    MIN_PREFIX_TOKENS: ClassVar[int] = 64
 
     def __init__(self, model: str | None = None, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         self._lock = threading.Lock()
         self._identity: str | None = None
+        self._last_ids: list[int] = []
+        self._prefix: tuple[list[int], Any] | None = None
+        self.prefix_hits = 0
 
     @classmethod
     def check_available(cls, model: str | None = None) -> Availability:
@@ -140,6 +154,8 @@ class TransformersChat(HubBackend):
                 sampling = {"do_sample": True, "temperature": float(temperature), "top_p": float(self.options["top_p"])}
             started = time.perf_counter()
             with torch.no_grad():
+                past = self._prefix_cache(model, ids[0].tolist()) if self.options["prefix_cache"] else None
+                reuse = {} if past is None else {_cache_keyword(model): past}
                 output = model.generate(
                     input_ids=ids,
                     attention_mask=torch.ones_like(ids),
@@ -148,6 +164,7 @@ class TransformersChat(HubBackend):
                     stop_strings=stops or None,  # stop generating there, not only cut the text after
                     tokenizer=tokenizer,
                     **sampling,
+                    **reuse,
                 )
             seconds = time.perf_counter() - started
         new = output[0, ids.shape[1] :].tolist()
@@ -165,6 +182,43 @@ class TransformersChat(HubBackend):
             finish_reason=finish,
         )
 
+    def _prefix_cache(self, model: Any, ids: list[int]) -> Any:
+        """A copy of the cached keys and values of a start of ``ids``, or None (call under the lock).
+
+        The cached start is the one the previous prompt shared with the one before it; a
+        new shared start replaces it when the prompts change.
+        """
+        import copy
+
+        import torch
+
+        if self._prefix is not None:
+            start, cache = self._prefix
+            if len(ids) > len(start) and ids[: len(start)] == start:
+                self.prefix_hits += 1
+                self._last_ids = ids
+                return copy.deepcopy(cache)  # generate() extends the copy, not the stored start
+        shared = 0
+        for a, b in zip(self._last_ids, ids[:-1], strict=False):  # at least one token left to compute
+            if a != b:
+                break
+            shared += 1
+        self._last_ids = ids
+        if shared < self.MIN_PREFIX_TOKENS:
+            return None
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        start_ids = torch.tensor([ids[:shared]], device=self.device)
+        model(
+            input_ids=start_ids,
+            attention_mask=torch.ones_like(start_ids),
+            use_cache=True,
+            **{_cache_keyword(model): cache},
+        )
+        self._prefix = (ids[:shared], cache)
+        return copy.deepcopy(cache)
+
     def chat(
         self,
         conversations: Sequence[Sequence[ChatMessage]],
@@ -176,3 +230,11 @@ class TransformersChat(HubBackend):
         for index, conversation in enumerate(conversations):
             check_conversation(index, conversation)
         return [self.generate(c, temperature=temperature, max_tokens=max_tokens).text for c in conversations]
+
+
+def _cache_keyword(model: Any) -> str:
+    """The keyword that passes a key/value cache: ``cache`` in newer transformers, ``past_key_values`` before."""
+    import inspect
+
+    inner = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
