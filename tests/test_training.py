@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +36,7 @@ else:
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("peft")
 
-from vpd.distill.training.loss import task_losses
+from vpd.distill.training.loss import task_losses, task_token_counts
 from vpd.testing.tiny_models import tiny_causal_lm, tiny_vlm
 
 COLORS = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30), "white": (250, 250, 250)}
@@ -197,8 +201,9 @@ def test_the_loss_is_split_by_task_over_reply_tokens_only() -> None:
     label_tokens = ce(0, [2, 3]) + ce(2, [3])
     rationale_tokens = ce(1, [1, 2, 3, 4])
     assert losses["label"][1] == 3 and losses["rationale"][1] == 4
-    assert math.isclose(float(losses["label"][0]), sum(label_tokens) / 3, rel_tol=1e-5)
-    assert math.isclose(float(losses["rationale"][0]), sum(rationale_tokens) / 4, rel_tol=1e-5)
+    assert math.isclose(float(losses["label"][0]), sum(label_tokens), rel_tol=1e-5)
+    assert math.isclose(float(losses["rationale"][0]), sum(rationale_tokens), rel_tol=1e-5)
+    assert task_token_counts([{"labels": labels, "task": task}] * 2) == [6, 8]
     only_labels = task_losses(logits, labels, torch.tensor([0, 0, 0]))
     assert only_labels["rationale"][1] == 0 and float(only_labels["rationale"][0]) == 0.0
 
@@ -215,8 +220,67 @@ def test_the_trainer_weighs_the_rationale_loss_by_lambda(models: dict[str, Path]
         loss = trainer.compute_loss(model, batch)
         logits = model(**{k: v for k, v in batch.items() if k not in ("labels", "task")}).logits
     parts = task_losses(logits, batch["labels"], batch["task"])
-    assert math.isclose(float(loss), float(parts["label"][0]) + 0.25 * float(parts["rationale"][0]), rel_tol=1e-5)
+    (label_sum, label_count), (rationale_sum, rationale_count) = parts["label"], parts["rationale"]
+    expected = float(label_sum) / label_count + 0.25 * float(rationale_sum) / rationale_count
+    assert math.isclose(float(loss), expected, rel_tol=1e-5)
     assert "labels" in batch and "task" in batch  # the caller's batch is left as it was
+
+
+# ---------------------------------------------------------------- training
+
+
+def test_gradient_accumulation_takes_the_same_step_as_one_big_batch(
+    models: dict[str, Path], data: Path, tmp_path: Path
+) -> None:
+    """Each task's loss is a mean over the step's tokens, not a mean of per-batch means."""
+    from safetensors.torch import load_file
+
+    def trained(batch_size: int, accumulation: int, out: str) -> dict[str, torch.Tensor]:
+        config = TrainConfig(
+            max_steps=1, batch_size=batch_size, gradient_accumulation=accumulation, eval_fraction=0,
+            lora_dropout=0.0, learning_rate=1e-2, warmup_ratio=0.0, logging_steps=1, precision="fp32",
+        )  # fmt: skip
+        train(data, models["llava"], tmp_path / out, config, progress=False)
+        return load_file(tmp_path / out / "adapter_model.safetensors")
+
+    # 8 rows, 4 of them with a rationale: one step over 4 rows, in one batch or in four.
+    whole, accumulated = trained(4, 1, "whole"), trained(1, 4, "accumulated")
+    assert whole.keys() == accumulated.keys()
+    for name, value in whole.items():
+        torch.testing.assert_close(accumulated[name], value, rtol=1e-3, atol=1e-5, msg=name)
+
+
+_JOB = """
+import sys
+from vpd.distill.training import TrainConfig, train
+config = TrainConfig(max_steps=1, batch_size=int(sys.argv[1]), eval_fraction=0, lora_dropout=0.0,
+                     learning_rate=1e-2, warmup_ratio=0.0, logging_steps=1, precision="fp32")
+train(sys.argv[2], sys.argv[3], sys.argv[4], config, progress=False)
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_take_the_same_step_as_one(models: dict[str, Path], data: Path, tmp_path: Path) -> None:
+    """DDP on a CPU (``torchrun``): token counts and logged losses are summed over the processes."""
+    from safetensors.torch import load_file
+
+    job = tmp_path / "job.py"
+    job.write_text(textwrap.dedent(_JOB))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    runs = {"one": [sys.executable, str(job), "8"], "two": [*torchrun, str(job), "4"]}  # all 8 rows in one step
+    for name, command in runs.items():
+        done = subprocess.run(
+            [*command, str(data), str(models["llava"]), str(tmp_path / name)],
+            env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+    one, two = (load_file(tmp_path / name / "adapter_model.safetensors") for name in runs)
+    for key, value in one.items():
+        torch.testing.assert_close(two[key], value, rtol=1e-3, atol=1e-5, msg=key)
+    logged = [json.loads((tmp_path / name / "vpd_train.json").read_text())["history"][0] for name in runs]
+    for key in ("loss", "loss_label", "loss_rationale"):
+        assert logged[0][key] == pytest.approx(logged[1][key], rel=1e-4), key
 
 
 # ---------------------------------------------------------------- training
@@ -301,15 +365,18 @@ def test_resuming_from_a_checkpoint_continues_the_same_run(models: dict[str, Pat
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             steps_here.append(state.global_step)
 
-    resumed = train(data, models["llava"], tmp_path / "cut", config, progress=False, callbacks=[Count()])
+    # Keeping more checkpoints changes no step: the run resumes (other settings are refused below).
+    more_kept = dataclasses.replace(config, save_total_limit=5)
+    resumed = train(data, models["llava"], tmp_path / "cut", more_kept, progress=False, callbacks=[Count()])
     assert resumed.steps == 6 and steps_here == [4, 5, 6]  # continued from checkpoint-3, not started over
     expected = {e["step"]: e["loss"] for e in whole.history if "loss" in e}
     got = {e["step"]: e["loss"] for e in resumed.history if "loss" in e}
     assert sorted(got) == [1, 2, 3, 4, 5, 6]
     assert all(math.isclose(got[s], expected[s], rel_tol=1e-4) for s in expected)
 
-    with pytest.raises(ConfigError, match="other settings .*learning_rate"):
+    with pytest.raises(ConfigError, match="other settings .*learning_rate") as refused:
         train(data, models["llava"], tmp_path / "cut", TrainConfig(max_steps=6, learning_rate=5e-4), progress=False)
+    assert "logging_steps" not in str(refused.value) and "save_steps" not in str(refused.value)
     # Starting over removes the old run's checkpoints: a later resume must not pick them up.
     again = TrainConfig(max_steps=2, learning_rate=5e-4, eval_fraction=0)
     train(data, models["llava"], tmp_path / "cut", again, progress=False, resume=False)

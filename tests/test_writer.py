@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -216,3 +217,21 @@ def test_prompts_with_a_shared_start_reuse_its_keys_and_values(tmp_path: Path) -
     other = [{"role": "user", "content": "Write a haiku about tokens. " * 400}]
     assert reusing.generate(other, max_tokens=4).text == plain.generate(other, max_tokens=4).text
     assert reusing.prefix_hits == 2
+
+
+def test_a_half_precision_base_trains_its_weights_in_fp32(run: Path, tmp_path: Path) -> None:
+    import torch
+    from transformers import TrainerCallback
+
+    dtypes: dict[str, set[Any]] = {"trained": set(), "frozen": set()}
+
+    class Probe(TrainerCallback):  # type: ignore[misc]
+        def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+            for parameter in model.parameters():
+                dtypes["trained" if parameter.requires_grad else "frozen"].add(parameter.dtype)
+
+    base = tiny_causal_lm(tmp_path / "base")
+    config = TrainConfig(max_steps=2, eval_fraction=0, precision="bf16", modules_to_save=("lm_head",))
+    result = train_writer(run, base, tmp_path / "w", config, n_examples=0, progress=False, callbacks=[Probe()])
+    assert dtypes == {"trained": {torch.float32}, "frozen": {torch.bfloat16}}
+    assert result.loss is not None and math.isfinite(result.loss)

@@ -210,8 +210,9 @@ def _training_arguments(
     if not _has_accelerator(torch):
         if fp16:
             raise ConfigError("fp16 training needs a GPU; on a CPU use precision 'bf16' or 'fp32'.")
-        if bf16:
-            options["use_cpu"] = True  # the Trainer refuses bf16 without a GPU unless told it is on a CPU
+        # Told it is on a CPU, the Trainer accepts bf16 there and runs DDP over the processes
+        # of `torchrun` / `accelerate launch` (without it each process would train alone).
+        options["use_cpu"] = True
     if config.eval_steps:
         options["eval_steps"] = config.eval_steps
     if config.save_steps:
@@ -227,6 +228,18 @@ def _training_arguments(
         raise InvalidArgumentError(f"TrainConfig.extra has fields TrainingArguments does not know: {unknown}.")
     options.update(config.extra)
     return transformers.TrainingArguments(**options)
+
+
+#: Settings a resumed run may change: how often it logs, evaluates and saves, where it
+#: reports and how it loads batches. They change no step, so the run stays the same.
+RESUMABLE_CHANGES = frozenset(
+    {"logging_steps", "eval_steps", "save_steps", "save_total_limit", "report_to", "dataloader_workers"}
+)
+
+
+def _is_main_process() -> bool:
+    """Whether this is the first process of a ``torchrun`` / ``accelerate launch`` run (or the only one)."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _settle(out: Path, identity: dict[str, Any], resume: bool | None) -> str | None:
@@ -249,15 +262,20 @@ def _settle(out: Path, identity: dict[str, Any], resume: bool | None) -> str | N
                 return {**rest, **config}
 
             before, now = flat(stored), flat(identity)
-            changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-            raise ConfigError(
-                f"{out} holds a training run with other settings ({', '.join(changed)} differ); "
-                "train into another folder, or pass resume=False (--restart) to start over there."
+            changed = sorted(
+                k for k in set(before) | set(now) if before.get(k) != now.get(k) and k not in RESUMABLE_CHANGES
             )
+            if changed:
+                raise ConfigError(
+                    f"{out} holds a training run with other settings ({', '.join(changed)} differ); "
+                    "train into another folder, or pass resume=False (--restart) to start over there."
+                )
     if resume is False:
         # Starting over: the old run's checkpoints would outlive the new ones (the Trainer
-        # keeps the highest steps) and a later resume would pick them up.
-        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+        # keeps the highest steps) and a later resume would pick them up. One process of a
+        # distributed run deletes them.
+        if _is_main_process():
+            shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
         return None
     if checkpoints:
         return str(checkpoints[-1])
@@ -391,6 +409,12 @@ def run_lora(
     )
     torch.manual_seed(config.seed)
     model = peft.get_peft_model(model, lora)
+    # On a half-precision base the trained weights (LoRA, and the modules_to_save copies
+    # PEFT leaves in the base's dtype) train in fp32: fp16's gradient scaler refuses fp16
+    # gradients, and small AdamW updates to bf16 weights round away. Autocast runs the maths.
+    for parameter in model.parameters():
+        if parameter.requires_grad and parameter.dtype in (torch.float16, torch.bfloat16):
+            parameter.data = parameter.data.float()
     if config.gradient_checkpointing:
         model.enable_input_require_grads()  # LoRA's frozen inputs still need a gradient path
 
@@ -417,19 +441,22 @@ def run_lora(
         **counts,
         "finished": False,
     }
-    (out / TRAIN_RECORD).write_text(json.dumps(record, indent=1), encoding="utf-8")
+    main = trainer.is_world_process_zero()  # the files are written once, not by every process
+    if main:
+        (out / TRAIN_RECORD).write_text(json.dumps(record, indent=1), encoding="utf-8")
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - started
     metrics: dict[str, float] = {}
     if eval_dataset is not None:
         metrics = {k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, (int, float))}
-    trainer.save_model(str(out))
-    processor.save_pretrained(str(out))
+    trainer.save_model(str(out))  # on the main process only
     history = tuple(dict(entry) for entry in trainer.state.log_history)
     last = next((entry for entry in reversed(history) if "loss" in entry), {})
     record.update(finished=True, steps=trainer.state.global_step, seconds=seconds, eval=metrics, history=list(history))
-    (out / TRAIN_RECORD).write_text(json.dumps(record, indent=1), encoding="utf-8")
+    if main:
+        processor.save_pretrained(str(out))
+        (out / TRAIN_RECORD).write_text(json.dumps(record, indent=1), encoding="utf-8")
     return TrainResult(
         path=out,
         base=base,
