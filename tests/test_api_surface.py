@@ -38,7 +38,8 @@ def test_all_is_explicit_and_importable():
 def test_patch_methods_are_documented_for_the_llm(name):
     func = getattr(ImagePatch, name)
     doc = inspect.getdoc(func) or ""
-    sig = inspect.signature(func)
+    # What the prompt shows: members that also take ViperGPT's keywords show vpd's own only.
+    sig = getattr(func, "__prompt_signature__", None) or inspect.signature(func)
     assert sig.return_annotation is not inspect.Signature.empty
     for param in list(sig.parameters.values())[1:]:
         assert param.annotation is not inspect.Parameter.empty, f"{name}.{param.name}"

@@ -90,7 +90,7 @@ def test_unknown_attribute_lists_api(image):
 
     p = ImagePatch(image, toolkit=Scene(W, H).toolkit())
     with pytest.raises(AttributeError, match="Available: .*find"):
-        p.compute_depth()
+        p.get_depth()
 
 
 def test_distance():

@@ -385,8 +385,8 @@ GOOD = """
 
 def test_add_checks_the_program_and_names_the_problems():
     library = ExampleLibrary(similarity="lexical")
-    bad = "def execute_command(image):\n    patch = ImagePatch(image)\n    return patch.compute_depth()\n"
-    with pytest.raises(InvalidArgumentError, match=r"(?s)does not pass the static check.*line 3.*compute_depth"):
+    bad = "def execute_command(image):\n    patch = ImagePatch(image)\n    return patch.get_depth()\n"
+    with pytest.raises(InvalidArgumentError, match=r"(?s)does not pass the static check.*line 3.*get_depth"):
         library.add("How far is it?", bad)
     with pytest.raises(InvalidArgumentError, match="execute_command"):
         library.add("How far is it?", "def main(image):\n    return 1\n")

@@ -198,7 +198,11 @@ def test_compile_errors_start_no_worker(scene, toolkit, code, line, needle):
 @pytest.mark.parametrize(
     ("body", "line", "needles"),
     [
-        ("return ImagePatch(image).compute_depth()", 2, ["compute_depth", "find", "exists", "simple_query"]),
+        (
+            "return ImagePatch(image).get_depth()",
+            2,
+            ["get_depth", "Did you mean 'depth'", "find", "exists", "simple_query"],
+        ),
         ("cups = ImagePatch(image).find('cup')\nreturn cups.simple_query('?')", 3, ["list that find() returns"]),
         ("cups = ImagePatch(image).find('cup')\nreturn cups.find('x')", 3, ["find() returns a list"]),
         ("return ImagePatch(image).find()", 2, ["find(object_name)", "missing"]),

@@ -13,10 +13,21 @@ from typing import Any
 from vpd.errors import InvalidArgumentError
 from vpd.patch import ImagePatch
 
-__all__ = ["HELPER_API", "best_image_match", "bool_to_yesno", "coerce_to_numeric", "distance", "llm_query"]
+__all__ = [
+    "COMPAT_HELPERS",
+    "HELPER_API",
+    "best_image_match",
+    "bool_to_yesno",
+    "coerce_to_numeric",
+    "distance",
+    "llm_query",
+    "process_guesses",
+]
 
 #: The helpers shown to the program-writing LLM, in prompt order.
 HELPER_API: tuple[str, ...] = ("llm_query", "best_image_match", "distance", "bool_to_yesno", "coerce_to_numeric")
+#: Helpers for programs written against ViperGPT: in scope and checked, not in the prompt.
+COMPAT_HELPERS: tuple[str, ...] = ("process_guesses",)
 
 _NUMBER_WORDS = {
     "zero": 0, "one": 1, "single": 1, "two": 2, "pair": 2, "couple": 2,
@@ -173,10 +184,41 @@ def coerce_to_numeric(string: Any, no_string: bool = False) -> Any:
     return None if no_string else string
 
 
+def process_guesses(prompt: str, guess1: str | None = None, guess2: str | None = None) -> str:
+    """ViperGPT's OK-VQA helper: the final short answer to a question, given up to two guesses.
+
+    One :func:`llm_query` (traced as ``llm_query``) weighs the guesses, e.g. one from
+    ``simple_query`` and one from ``llm_query``, against the question.
+
+    Args:
+        prompt: The question.
+        guess1: A first guess (e.g. what the image shows), or None.
+        guess2: A second guess (e.g. from world knowledge), or None.
+
+    Returns:
+        A short answer.
+
+    Example:
+        >>> guess = image_patch.simple_query("What sport can be played here?")
+        >>> known = llm_query("What sport is played on a court with a net and rackets?")
+        >>> answer = process_guesses("What sport can be played here?", guess, known)
+    """
+    if not isinstance(prompt, str):
+        raise InvalidArgumentError(f"process_guesses takes the question as a string, got {type(prompt).__name__}.")
+    guesses = [str(guess) for guess in (guess1, guess2) if guess is not None and str(guess).strip()]
+    if not guesses:
+        return llm_query(prompt)
+    listed = "; ".join(f"guess {i}: {guess}" for i, guess in enumerate(guesses, 1))
+    return llm_query(
+        f"Question: {prompt} Possible answers ({listed}). Keep a guess that answers the question well, "
+        "or give a better answer. Answer the question with a word or a short phrase."
+    )
+
+
 def _reserve_names() -> None:
     from vpd.tools.user_tools import tool_registry
 
-    tool_registry.reserve(HELPER_API, "a built-in helper function")
+    tool_registry.reserve((*HELPER_API, *COMPAT_HELPERS), "a built-in helper function")
 
 
 _reserve_names()

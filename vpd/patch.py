@@ -7,10 +7,11 @@ programs: the program-writing prompt is rendered from them (see
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from vpd.errors import InvalidArgumentError
 from vpd.image import ImageData, ImageSource, load_image
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
     from vpd.tools.contract import PatchOperations
 
-__all__ = ["PATCH_API", "ImagePatch"]
+__all__ = ["COMPAT_API", "PATCH_API", "ImagePatch"]
 
 #: The ImagePatch members shown to the program-writing LLM, in prompt order.
 PATCH_API: tuple[str, ...] = (
@@ -45,6 +46,47 @@ PATCH_API: tuple[str, ...] = (
     "crop",
     "overlaps_with",
 )
+
+#: Members for programs written against ViperGPT's ImagePatch: they run (traced under the
+#: operation they stand for) but the prompt shows only :data:`PATCH_API`, so models learn one name.
+COMPAT_API: tuple[str, ...] = ("compute_depth",)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _prompt_shows(*hidden: str, required: tuple[str, ...] = ()) -> Callable[[_F], _F]:
+    """Show the prompt a signature without ``hidden`` (ViperGPT's keywords), with ``required`` made required.
+
+    The function itself accepts them (the static check binds calls to the real
+    signature); :func:`vpd.programs.api.render_api` reads ``__prompt_signature__``.
+    """
+
+    def mark(func: _F) -> _F:
+        signature = inspect.signature(func)
+        shown = [
+            p.replace(default=inspect.Parameter.empty, annotation=_not_none(p.annotation)) if p.name in required else p
+            for p in signature.parameters.values()
+            if p.name not in hidden
+        ]
+        func.__prompt_signature__ = signature.replace(parameters=shown)  # type: ignore[attr-defined]
+        return func
+
+    return mark
+
+
+def _not_none(annotation: Any) -> Any:
+    # "str | None" -> "str" for a parameter the prompt shows as required (annotations are strings here).
+    return annotation.removesuffix(" | None") if isinstance(annotation, str) else annotation
+
+
+def _one_of(method: str, canonical: str, values: dict[str, Any]) -> Any:
+    """The one value given among a parameter and its ViperGPT names."""
+    given = {name: value for name, value in values.items() if value is not None}
+    if len(given) > 1:
+        raise InvalidArgumentError(f"{method}() got {' and '.join(given)}: pass {canonical} once.")
+    if not given:
+        raise InvalidArgumentError(f"{method}() needs {canonical}.")
+    return next(iter(given.values()))
 
 
 def _coord(value: Any, name: str) -> int:
@@ -355,7 +397,15 @@ class ImagePatch:
         """
         return self.toolkit.exists(self._image, self.xyxy, object_name)
 
-    def verify_property(self, object_name: str, property: str) -> bool:
+    @_prompt_shows("visual_property", "attribute", required=("property",))
+    def verify_property(
+        self,
+        object_name: str,
+        property: str | None = None,
+        *,
+        visual_property: str | None = None,
+        attribute: str | None = None,
+    ) -> bool:
         """Return True if the object in this patch has the given property.
 
         Args:
@@ -369,9 +419,17 @@ class ImagePatch:
             >>> car = image_patch.find("car")[0]
             >>> is_red = car.verify_property("car", "red")
         """
-        return self.toolkit.verify_property(self._image, self.xyxy, object_name, property)
+        wanted = _one_of(
+            "verify_property",
+            "property",
+            {"property": property, "visual_property": visual_property, "attribute": attribute},
+        )
+        return self.toolkit.verify_property(self._image, self.xyxy, object_name, wanted)
 
-    def best_text_match(self, options: list[str]) -> str:
+    @_prompt_shows("prefix", "option_list", required=("options",))
+    def best_text_match(
+        self, options: list[str] | None = None, prefix: str | None = None, *, option_list: list[str] | None = None
+    ) -> str:
         """Return the option that best describes this patch.
 
         Args:
@@ -383,9 +441,17 @@ class ImagePatch:
         Example:
             >>> color = image_patch.find("shirt")[0].best_text_match(["red", "green", "blue"])
         """
-        return self.toolkit.best_text_match(self._image, self.xyxy, options)
+        choices = _one_of("best_text_match", "options", {"options": options, "option_list": option_list})
+        if prefix is None:
+            return self.toolkit.best_text_match(self._image, self.xyxy, choices)
+        if not isinstance(prefix, str) or not isinstance(choices, list):
+            raise InvalidArgumentError("best_text_match(options, prefix): prefix is a string, options a list.")
+        # ViperGPT's prefix: match "prefix option" but answer with the option itself.
+        described = [f"{prefix} {option}" for option in choices]
+        return choices[described.index(self.toolkit.best_text_match(self._image, self.xyxy, described))]
 
-    def simple_query(self, question: str) -> str:
+    @_prompt_shows(required=("question",))
+    def simple_query(self, question: str | None = None) -> str:
         """Answer a simple question about this patch with a short answer (a word or a few).
 
         Use it for basic perception only ("What color is the car?", "What is the man
@@ -400,7 +466,8 @@ class ImagePatch:
         Example:
             >>> answer = image_patch.find("car")[0].simple_query("What color is the car?")
         """
-        return self.toolkit.simple_query(self._image, self.xyxy, question)
+        # No question: "What is this?" (ViperGPT's default, for programs written against it).
+        return self.toolkit.simple_query(self._image, self.xyxy, "What is this?" if question is None else question)
 
     def depth(self) -> float:
         """Return the median depth of this patch (of the object itself when a mask is available).
@@ -416,6 +483,10 @@ class ImagePatch:
             >>> closest = min(people, key=lambda person: person.depth())
         """
         return self.toolkit.depth(self._image, self.xyxy, self._mask)
+
+    def compute_depth(self) -> float:
+        """ViperGPT's name for :meth:`depth` (same operation, traced as ``depth``)."""
+        return self.depth()
 
     def ocr(self) -> str:
         """Read the text written inside this patch.

@@ -50,7 +50,9 @@ def _docstring(doc: str, prefix: str) -> str:
 def _function(name: str, func: Callable[..., Any], prefix: str, compact: bool) -> str:
     doc = inspect.getdoc(func) or ""
     doc = _compact(doc) if compact else doc
-    head = f"{prefix}def {name}{format_signature(inspect.signature(func))}:"
+    # A member that also accepts ViperGPT's keywords shows only vpd's own (see vpd.patch).
+    signature = getattr(func, "__prompt_signature__", None) or inspect.signature(func)
+    head = f"{prefix}def {name}{format_signature(signature)}:"
     return f"{head}\n{_docstring(doc, prefix + '    ')}\n{prefix}    ..."
 
 

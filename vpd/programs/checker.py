@@ -9,13 +9,21 @@ methods (``image_patch.compute_depth()``), wrong argument counts (``patch.find()
 from __future__ import annotations
 
 import ast
+import difflib
 import functools
 import inspect
 from collections.abc import Iterable
 
-from vpd.helpers import HELPER_API
-from vpd.patch import PATCH_API, ImagePatch
-from vpd.programs.policy import EXCEPTION_FIELDS, PATCH_ATTRIBUTES, SAFE_BUILTIN_NAMES, compile_program
+from vpd.helpers import COMPAT_HELPERS, HELPER_API
+from vpd.patch import COMPAT_API, PATCH_API, ImagePatch
+from vpd.programs.modules import SAFE_MODULES, TYPING_NAMES
+from vpd.programs.policy import (
+    ENTRY_PARAMETERS,
+    EXCEPTION_FIELDS,
+    PATCH_ATTRIBUTES,
+    SAFE_BUILTIN_NAMES,
+    compile_program,
+)
 from vpd.tools.user_tools import ToolRegistry, tool_registry
 from vpd.traces.trace import ProgramError
 
@@ -25,7 +33,8 @@ _BUILTIN_TYPES = (str, list, dict, set, tuple, int, float, frozenset, bool, comp
 _TYPE_MEMBERS = frozenset(n for t in _BUILTIN_TYPES for n in dir(t) if not n.startswith("_"))
 _IMAGE_ATTRIBUTES = frozenset(("width", "height", "size"))
 _EXCEPTION_ATTRIBUTES = frozenset(("args", *EXCEPTION_FIELDS))
-_PATCH_METHODS = frozenset(n for n in PATCH_API if callable(inspect.getattr_static(ImagePatch, n)))
+_PATCH_METHODS = frozenset(n for n in (*PATCH_API, *COMPAT_API) if callable(inspect.getattr_static(ImagePatch, n)))
+_HELPERS = frozenset((*HELPER_API, *COMPAT_HELPERS))
 _MAX_ERRORS = 10
 
 
@@ -44,6 +53,21 @@ def _bind_error(sig: inspect.Signature, call: ast.Call, what: str) -> str | None
     return None
 
 
+def _closest(name: str, candidates: Iterable[str]) -> str | None:
+    """The candidate ``name`` most likely misspells, or None."""
+    choices = sorted(set(candidates))
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.75)
+    if not close and "_" in name:  # "compute_area" -> "area", "find_all" -> "find"
+        close = [part for part in name.split("_") if part in choices][-1:]
+    return close[0] if close else None
+
+
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """`` Did you mean 'x'?`` for the closest candidate, or nothing."""
+    close = _closest(name, candidates)
+    return f" Did you mean {close!r}?" if close else ""
+
+
 def _shown(sig: inspect.Signature) -> str:
     return (
         "("
@@ -58,13 +82,16 @@ class _Checker(ast.NodeVisitor):
         self.errors: list[ProgramError] = []
         self.bound: set[str] = set()
         self.kinds: dict[str, str] = {}  # variable -> "patch" | "patches"
+        self.module_aliases: dict[str, str] = {}  # "import math as m" -> {"m": "math"}
         method_tools = {s.name for s in tools.specs("method")}
         self.function_tools = {s.name: s for s in tools.specs("function")}
         self.patch_methods = _PATCH_METHODS | method_tools
         self.known_names = (
             set(SAFE_BUILTIN_NAMES)
-            | set(HELPER_API)
+            | _HELPERS
             | set(self.function_tools)
+            | set(SAFE_MODULES)
+            | set(TYPING_NAMES)
             | {"ImagePatch", "True", "False", "None"}
         )
         self.attributes = PATCH_ATTRIBUTES | method_tools | _TYPE_MEMBERS | _IMAGE_ATTRIBUTES | _EXCEPTION_ATTRIBUTES
@@ -87,6 +114,10 @@ class _Checker(ast.NodeVisitor):
                         self.bound.add(arg.arg)
             elif isinstance(node, ast.ExceptHandler) and node.name:
                 self.bound.add(node.name)
+            elif isinstance(node, ast.Import):  # only math and typing compile
+                self.module_aliases.update({a.asname: a.name for a in node.names if a.asname and a.asname != a.name})
+            elif isinstance(node, ast.ImportFrom):
+                self.bound.update(alias.asname or alias.name for alias in node.names)
 
     # -- the program's shape --------------------------------------------------------------
     def check_module(self, tree: ast.Module) -> None:
@@ -94,11 +125,9 @@ class _Checker(ast.NodeVisitor):
         if not entry:
             self.error(tree, "The program must define a function execute_command(image) that returns the answer.")
         else:
-            args = entry[0].args
-            if len(args.posonlyargs) + len(args.args) != 1 or args.vararg or args.kwarg or args.kwonlyargs:
-                self.error(entry[0], "execute_command must take exactly one parameter: def execute_command(image):")
+            self.check_entry(entry[0])
         for node in tree.body:
-            if isinstance(node, (ast.FunctionDef, ast.Pass)):
+            if isinstance(node, (ast.FunctionDef, ast.Pass, ast.Import, ast.ImportFrom)):
                 continue
             if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
                 continue  # a docstring
@@ -110,11 +139,53 @@ class _Checker(ast.NodeVisitor):
                 "(the program is loaded, then execute_command(image) is called).",
             )
 
+    def check_entry(self, entry: ast.FunctionDef) -> None:
+        """The image first; later parameters must be ones vpd binds by name, or have defaults."""
+        args = entry.args
+        positional = [*args.posonlyargs, *args.args]
+        if not positional or args.vararg or args.kwarg:
+            self.error(entry, "execute_command must take the image as its first parameter: def execute_command(image):")
+            return
+        defaults = len(args.defaults)
+        optional = {a.arg for a in positional[len(positional) - defaults :]} if defaults else set()
+        optional |= {a.arg for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is not None}
+        api = {"ImagePatch", *_HELPERS, *self.function_tools}
+        for arg in [*positional[1:], *args.kwonlyargs]:
+            if arg.arg not in ENTRY_PARAMETERS and arg.arg not in api and arg.arg not in optional:
+                self.error(
+                    arg,
+                    f"execute_command's parameter {arg.arg!r} gets no value: after the image, vpd passes "
+                    f"{', '.join(ENTRY_PARAMETERS)} and the API's names (ImagePatch, llm_query...) by name; "
+                    "give it a default or remove it.",
+                )
+
     # -- pass 2: uses ---------------------------------------------------------------------
+    # Annotations are not evaluated (see vpd.programs.policy.portable): not checked either.
+    def visit_arg(self, node: ast.arg) -> None:
+        return None
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        for child in (*node.decorator_list, node.args, *node.body):
+            self.visit(child)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        self.visit(node.target)
+        if node.value is not None:
+            self.visit(node.value)
+
     def visit_Name(self, node: ast.Name) -> None:
-        if isinstance(node.ctx, ast.Load) and node.id not in self.bound and node.id not in self.known_names:
+        known = node.id in self.bound or node.id in self.known_names or node.id in self.module_aliases
+        if isinstance(node.ctx, ast.Load) and not known:
             available = ", ".join(sorted({"ImagePatch", *HELPER_API, *self.function_tools}))
-            self.error(node, f"Unknown name {node.id!r}. Available functions: {available}; and Python builtins.")
+            hint = _did_you_mean(node.id, self.known_names | self.bound)
+            method = node.id if node.id in self.patch_methods else _closest(node.id, self.patch_methods)
+            if not hint and method:
+                hint = f" {method} is an ImagePatch method: call it on a patch, e.g. image_patch.{method}(...)."
+            self.error(
+                node,
+                f"Unknown name {node.id!r}.{hint} Available functions: {available}; the modules math and typing; "
+                "and Python builtins.",
+            )
 
     def visit_Assign(self, node: ast.Assign) -> None:
         kind = self._kind(node.value)
@@ -150,9 +221,30 @@ class _Checker(ast.NodeVisitor):
         return None
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
-        if node.attr not in self.attributes and not node.attr.startswith("_"):
-            members = ", ".join(sorted(self.patch_methods | PATCH_ATTRIBUTES))
-            self.error(node, f"Unknown attribute or method {node.attr!r}. ImagePatch has: {members}.")
+        value = node.value
+        module = None
+        if isinstance(value, ast.Name) and value.id not in self.bound:
+            module = SAFE_MODULES.get(self.module_aliases.get(value.id, value.id))
+        if module is not None:
+            if node.attr not in module.members:
+                self.error(
+                    node,
+                    f"module {module.name!r} has no attribute {node.attr!r} in programs."
+                    f"{_did_you_mean(node.attr, module.members)} It has: {', '.join(module.members)}.",
+                )
+        elif node.attr not in self.attributes and not node.attr.startswith("_"):
+            # The list shows vpd's own names (ViperGPT's aliases work but are not advertised).
+            members = ", ".join(sorted((self.patch_methods | PATCH_ATTRIBUTES) - set(COMPAT_API)))
+            hint = _did_you_mean(node.attr, self.patch_methods | PATCH_ATTRIBUTES)
+            if self._kind(value) == "patch":
+                self.error(node, f"ImagePatch has no attribute or method {node.attr!r}.{hint} It has: {members}.")
+            else:
+                hint = hint or _did_you_mean(node.attr, _TYPE_MEMBERS)
+                self.error(
+                    node,
+                    f"Unknown attribute or method {node.attr!r}: neither an ImagePatch member nor a method of "
+                    f"str, list, dict or the other builtin types.{hint} ImagePatch has: {members}.",
+                )
         self.generic_visit(node)
 
     def visit_Call(self, node: ast.Call) -> None:
@@ -172,7 +264,7 @@ class _Checker(ast.NodeVisitor):
                 if message:
                     self.error(node, message)
         elif isinstance(func, ast.Name):
-            if func.id in HELPER_API and func.id not in self.bound:
+            if func.id in _HELPERS and func.id not in self.bound:
                 import vpd.helpers as helpers
 
                 message = _bind_error(inspect.signature(getattr(helpers, func.id)), node, func.id)

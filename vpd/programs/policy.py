@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from types import CodeType
 from typing import Any, cast
 
-from vpd.patch import PATCH_API
+from vpd.patch import COMPAT_API, PATCH_API
+from vpd.programs.modules import SAFE_MODULES, TYPING_NAMES
 
 __all__ = [
     "ASSIGN_HOOK",
+    "ENTRY_PARAMETERS",
     "EXCEPTION_FIELDS",
     "LOST_COUNTER",
     "RECURSION_ERROR",
@@ -33,6 +35,7 @@ __all__ = [
     "SAFE_BUILTIN_NAMES",
     "CompiledProgram",
     "compile_program",
+    "portable",
 ]
 
 #: Builtins a program may use (everything else is simply absent).
@@ -45,8 +48,23 @@ SAFE_BUILTIN_NAMES: tuple[str, ...] = (
     "TypeError", "ValueError", "ZeroDivisionError",
 )  # fmt: skip
 
-#: ImagePatch attributes a program may read or call (plus user method tools).
-PATCH_ATTRIBUTES = frozenset((*PATCH_API, "score", "label", "xyxy"))
+#: ImagePatch attributes a program may read or call (plus user method tools): the API, the
+#: names kept for programs written against ViperGPT, and what a detection carries.
+PATCH_ATTRIBUTES = frozenset((*PATCH_API, *COMPAT_API, "score", "label", "xyxy"))
+
+#: ``execute_command``'s parameters after the image that vpd binds by name, as ViperGPT's
+#: programs declare them, and what each gets: the run's question, its answer choices (a
+#: list, or None), or None for display parameters that only mean something in a notebook.
+#: Parameters named after the API (``ImagePatch``, ``llm_query``...) get that object.
+ENTRY_PARAMETERS: dict[str, str | None] = {
+    "query": "question",
+    "question": "question",
+    "possible_answers": "choices",
+    "choices": "choices",
+    "my_fig": None,
+    "time_wait_between_lines": None,
+    "syntax": None,
+}
 
 #: What a program may read of a failed tool call's exception besides ``args``: the user tool
 #: (``ToolError.tool``), or the capability and backend (``BackendError``); None when absent.
@@ -97,11 +115,24 @@ def _transformer_class() -> type:
             return node
 
         def visit_Import(self, node: ast.Import) -> ast.AST:
-            self.error(node, "import statements are not allowed; everything a program may use is already in scope.")
+            # Imports of the safe modules were turned into assignments before this pass.
+            names = ", ".join(alias.name for alias in node.names)
+            self.error(node, f"import {names}: {_NO_MODULES}")
             return node
 
         def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.AST:
-            self.error(node, "import statements are not allowed; everything a program may use is already in scope.")
+            module = SAFE_MODULES.get(node.module or "") if node.level == 0 else None
+            if module is None:
+                self.error(node, f"from {'.' * node.level}{node.module or ''} import ...: {_NO_MODULES}")
+            elif any(alias.name == "*" for alias in node.names):
+                self.error(node, f"from {module.name} import * is not allowed; import the names you use.")
+            else:
+                missing = [alias.name for alias in node.names if alias.name not in module.members]
+                self.error(
+                    node,
+                    f"{module.name} has no {', '.join(map(repr, missing))} in programs; "
+                    f"it has: {', '.join(module.members)}.",
+                )
             return node
 
         def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
@@ -160,6 +191,69 @@ def _transformer_class() -> type:
                 self.error(node, f"assignment expressions (:=) are not allowed inside a {what}; assign in a statement.")
 
     return StrictTransformer
+
+
+_NO_MODULES = (
+    "programs cannot import modules. `math` and the typing names "
+    f"({', '.join(TYPING_NAMES)}) are in scope (import math and from typing import List work); "
+    "everything else a program may use is in scope already: ImagePatch, the helper functions and Python's builtins."
+)
+
+
+class _PortableSyntax(ast.NodeTransformer):
+    """Accept what programs written for ViperGPT and its successors use, before the policy pass.
+
+    * ``import math`` / ``import typing`` / ``from math import ceil`` / ``from typing import
+      List``: the modules are in scope (:mod:`vpd.programs.modules`), so the import is a
+      no-op or an assignment (``ceil = math.ceil``). Other imports are left for the policy
+      to reject.
+    * Annotations are not evaluated (as under ``from __future__ import annotations``):
+      they are removed, so ``-> List[ImagePatch]`` or ``x: np.ndarray`` cannot fail.
+    """
+
+    def visit_Import(self, node: ast.Import) -> Any:
+        if not all(alias.name in SAFE_MODULES for alias in node.names):
+            return node
+        renamed = [
+            ast.Assign([ast.Name(alias.asname, ast.Store())], ast.Name(alias.name, ast.Load()))
+            for alias in node.names
+            if alias.asname and alias.asname != alias.name
+        ]
+        return [ast.copy_location(stmt, node) for stmt in renamed] or ast.copy_location(ast.Pass(), node)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> Any:
+        module = SAFE_MODULES.get(node.module or "") if node.level == 0 else None
+        if module is None or any(alias.name not in module.members for alias in node.names):
+            return node
+        in_scope = set(TYPING_NAMES) if module.name == "typing" else set()
+        assigned = [
+            ast.Assign(
+                [ast.Name(alias.asname or alias.name, ast.Store())],
+                ast.Attribute(ast.Name(module.name, ast.Load()), alias.name, ast.Load()),
+            )
+            for alias in node.names
+            if (alias.asname or alias.name) not in in_scope or alias.asname not in (None, alias.name)
+        ]
+        return [ast.copy_location(stmt, node) for stmt in assigned] or ast.copy_location(ast.Pass(), node)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> Any:
+        node.returns = None
+        arguments = node.args
+        for arg in [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs, arguments.vararg, arguments.kwarg]:
+            if arg is not None:
+                arg.annotation = None
+        self.generic_visit(node)
+        return node
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> Any:
+        if node.value is None:
+            return ast.copy_location(ast.Pass(), node)
+        return ast.copy_location(ast.Assign([node.target], node.value), node)
+
+
+def portable(tree: ast.Module) -> ast.Module:
+    """``tree`` with safe-module imports resolved and annotations removed (see :class:`_PortableSyntax`)."""
+    return cast(ast.Module, ast.fix_missing_locations(_PortableSyntax().visit(tree)))
 
 
 class _WalrusTracer(ast.NodeTransformer):
@@ -301,6 +395,7 @@ def compile_program(source: str) -> CompiledProgram:
     warnings: list[str] = []
     used: dict[str, bool] = {}
     try:
+        tree = portable(tree)
         _transformer_class()(errors, warnings, used).visit(tree)
     except RecursionError:
         return CompiledProgram(None, ((None, "The program is nested too deeply."),))

@@ -419,6 +419,7 @@ class Sandbox:
         job = {
             "type": "run",
             "image": info,
+            "inputs": _entry_inputs(meta),
             "tools": [{"name": s.name, "kind": s.kind} for s in toolkit.tools.specs()],
             "limits": {"cpu_seconds": limits.cpu_seconds, "memory_bytes": limits.memory_mb * 1024 * 1024},
             "spin": _WORKER_SPIN_SECONDS if self.active_runs < CPUS else 0.0,
@@ -559,6 +560,17 @@ def default_sandbox() -> Sandbox:
         return _default
 
 
+def _entry_inputs(meta: dict[str, Any] | None) -> dict[str, Any]:
+    """The run's question and answer choices from its meta, for execute_command's extra parameters."""
+    meta = meta or {}
+    question = meta.get("question")
+    choices = meta.get("choices")
+    return {
+        "question": question if isinstance(question, str) else None,
+        "choices": [str(c) for c in choices] if isinstance(choices, (list, tuple)) else None,
+    }
+
+
 def run_program(
     code: str,
     image: ImageSource,
@@ -573,7 +585,10 @@ def run_program(
 
     The program defines ``execute_command(image)`` and returns the answer; ``ImagePatch``,
     the helpers and the registered tools are in scope. It runs in a disposable worker
-    process; its tool calls are served (and traced) here by ``toolkit``.
+    process; its tool calls are served (and traced) here by ``toolkit``. Programs written
+    for ViperGPT may declare more parameters: ``query`` (or ``question``) gets
+    ``meta["question"]``, ``possible_answers`` (or ``choices``) ``meta["choices"]``, display
+    parameters (``my_fig``...) None, and API names (``ImagePatch``...) the API itself.
 
     Args:
         code: The program's source.

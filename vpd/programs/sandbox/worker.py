@@ -26,8 +26,10 @@ from typing import Any
 from vpd.errors import BackendError, InvalidArgumentError, ToolError
 from vpd.image import ImageData
 from vpd.patch import ImagePatch
+from vpd.programs.modules import SAFE_MODULES, TYPING_NAMES, SafeModule
 from vpd.programs.policy import (
     ASSIGN_HOOK,
+    ENTRY_PARAMETERS,
     EXCEPTION_FIELDS,
     LOST_COUNTER,
     PATCH_ATTRIBUTES,
@@ -596,6 +598,8 @@ def _make_getattr(client: ToolClient) -> Callable[..., Any]:
             raise AttributeError(
                 f"ImagePatch has no attribute {name!r}; available: {', '.join(sorted(PATCH_ATTRIBUTES))}"
             )
+        if kind is SafeModule:
+            return obj.member(name)
         if kind is RemoteImage:
             if name in ("width", "height", "size"):
                 return getattr(obj, name)
@@ -670,8 +674,11 @@ def build_scope(client: ToolClient, reporter: Reporter) -> dict[str, Any]:
         RECURSION_ERROR: RecursionError,
         "ImagePatch": ImagePatch,
     }
-    for name in helpers.HELPER_API:
+    for name in (*helpers.HELPER_API, *helpers.COMPAT_HELPERS):
         scope[name] = getattr(helpers, name)
+    scope.update(SAFE_MODULES)
+    typing_module = SAFE_MODULES["typing"]
+    scope.update({name: typing_module.member(name) for name in TYPING_NAMES})
     for spec in client.tools.specs("function"):
         scope[spec.name] = _function_tool(client, spec.name)
     return scope
@@ -683,6 +690,33 @@ def _function_tool(client: ToolClient, name: str) -> Callable[..., Any]:
 
     call.__name__ = name
     return call
+
+
+def _entry_arguments(
+    entry: Callable[..., Any], inputs: dict[str, Any], scope: dict[str, Any], reporter: Reporter
+) -> dict[str, Any]:
+    """Values for ``execute_command``'s parameters after the image, by name.
+
+    ViperGPT's programs declare them (see :data:`vpd.programs.policy.ENTRY_PARAMETERS`);
+    each value is traced as an assignment on the ``def`` line.
+    """
+    import inspect
+
+    parameters = list(inspect.signature(entry).parameters.values())[1:]
+    line = entry.__code__.co_firstlineno
+    values: dict[str, Any] = {}
+    for parameter in parameters:
+        name = parameter.name
+        if name in ENTRY_PARAMETERS:
+            source = ENTRY_PARAMETERS[name]
+            value = None if source is None else inputs.get(source)
+        elif name in scope and not name.startswith("_") and name != "execute_command":
+            value = scope[name]  # ImagePatch, llm_query...: the API under its own name
+        else:
+            continue  # has a default (the static check refused the rest)
+        values[name] = value
+        reporter.assign(line, name, value)
+    return values
 
 
 # -- the worker's main -------------------------------------------------------------------------
@@ -742,7 +776,7 @@ def run_worker(sock: socket.socket, job: dict[str, Any], code: CodeType) -> None
                 entry = scope.get("execute_command")
                 if not callable(entry):
                     raise NameError("the program must define execute_command(image)")
-                result = entry(image)
+                result = entry(image, **_entry_arguments(entry, job.get("inputs") or {}, scope, reporter))
                 answer = to_json(result)
                 problem = wire.answer_problem(answer)  # as the host will count it (patches as dicts)
                 if problem is not None:

@@ -1,0 +1,215 @@
+"""Programs written against ViperGPT's image API run as written, and the checker suggests fixes.
+
+The programs here are written for these tests in ViperGPT's style (its names, keywords,
+annotations and extra execute_command parameters); none is copied from its prompts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import vpd
+from vpd.programs.api import render_api
+from vpd.programs.checker import check_program
+from vpd.programs.policy import compile_program
+from vpd.testing import Scene, SceneObject
+
+
+@pytest.fixture(scope="module")
+def scene() -> Scene:
+    objects = [SceneObject("cat", (10, 10, 60, 60), attributes=("red",)), SceneObject("dog", (100, 20, 150, 80))]
+    return Scene(200, 150, objects, llm={"Possible answers": "tabby cat", "capital": "Paris"})
+
+
+def run(scene: Scene, code: str, **kwargs: Any) -> vpd.Execution:
+    return vpd.run_program(code, scene.image, toolkit=scene.toolkit(), **kwargs)
+
+
+def calls(execution: vpd.Execution) -> list[tuple[str, dict[str, Any]]]:
+    return [(call.operation, dict(call.inputs)) for call in execution.trace.tool_calls]
+
+
+# ---------------------------------------------------------------- names and keywords
+
+
+def test_compute_depth_is_depth_and_is_traced_as_depth(scene: Scene) -> None:
+    code = (
+        "def execute_command(image):\n"
+        "    cat = ImagePatch(image).find('cat')[0]\n"
+        "    return [cat.compute_depth(), cat.depth()]\n"
+    )
+    execution = run(scene, code)
+    assert execution.ok, execution.error
+    assert execution.answer[0] == execution.answer[1]
+    assert [name for name, _ in calls(execution)] == ["find", "depth", "depth"]
+
+
+def test_process_guesses_asks_the_llm_once_with_the_question_and_guesses(scene: Scene) -> None:
+    code = (
+        "def execute_command(image):\n"
+        "    image_patch = ImagePatch(image)\n"
+        "    guess = image_patch.simple_query('What animal is this?')\n"
+        "    return process_guesses('What breed is the animal?', guess, 'siamese')\n"
+    )
+    execution = run(scene, code)
+    assert execution.ok and execution.answer == "tabby cat", execution.error
+    (operation, inputs) = calls(execution)[-1]
+    assert operation == "llm_query"
+    question = str(inputs)
+    assert "What breed is the animal?" in question and "siamese" in question
+    # Without guesses it is the question itself.
+    bare = run(scene, "def execute_command(image):\n    return process_guesses('What is the capital of France?')\n")
+    assert bare.answer == "paris" or bare.answer == "Paris"
+
+
+def test_viper_keywords_and_defaults(scene: Scene) -> None:
+    code = (
+        "def execute_command(image):\n"
+        "    image_patch = ImagePatch(image)\n"
+        "    cat = image_patch.find('cat')[0]\n"
+        "    red = cat.verify_property('cat', visual_property='red')\n"
+        "    also = cat.verify_property('cat', attribute='red')\n"
+        "    plain = cat.verify_property('cat', 'red')\n"
+        "    kind = cat.best_text_match(option_list=['cat', 'dog'], prefix='a photo of a')\n"
+        "    positional = cat.best_text_match(['cat', 'dog'], 'a photo of a')\n"
+        "    what = cat.simple_query()\n"
+        "    return [red, also, plain, kind, positional, what]\n"
+    )
+    execution = run(scene, code)
+    assert execution.ok, execution.error
+    red, also, plain, kind, positional, _ = execution.answer
+    assert red == also == plain
+    assert kind == positional and kind in ("cat", "dog")  # the option, without the prefix
+    made = calls(execution)
+    matched = [inputs for name, inputs in made if name == "best_text_match"]
+    assert all("a photo of a cat" in str(inputs) for inputs in matched)
+    asked = [inputs for name, inputs in made if name == "simple_query"]
+    assert "What is this?" in str(asked[0])
+    verified = [name for name, _ in made if name == "verify_property"]
+    assert len(verified) == 3  # each keyword is the same canonical operation
+
+
+def test_a_property_given_twice_or_not_at_all_is_a_clear_runtime_error(scene: Scene) -> None:
+    call = "ImagePatch(image).verify_property('cat', 'red', visual_property='red')"
+    twice = run(scene, f"def execute_command(image):\n    return {call}\n")
+    assert twice.error is not None and "pass property once" in twice.error.message
+    missing = run(scene, "def execute_command(image):\n    return ImagePatch(image).verify_property('cat')\n")
+    assert missing.error is not None and "needs property" in missing.error.message
+
+
+def test_math_typing_and_annotations(scene: Scene) -> None:
+    code = (
+        "import math\n"
+        "from math import floor, sqrt as root\n"
+        "from typing import List, Optional\n"
+        "import typing as t\n"
+        "\n"
+        "def execute_command(image) -> str:\n"
+        "    image_patch: ImagePatch = ImagePatch(image)\n"
+        "    animals: List[ImagePatch] = image_patch.find('cat') + image_patch.find('dog')\n"
+        "    best: Optional[np.ndarray] = None\n"  # annotations are not evaluated: np is never looked up
+        "    half = math.ceil(len(animals) / 2)\n"
+        "    return [half, floor(2.7), root(16), math.pi > 3, t.List is List]\n"
+    )
+    assert check_program(code) == []
+    execution = run(scene, code)
+    assert execution.ok, execution.error
+    assert execution.answer == [1, 2, 4.0, True, True]
+
+
+def test_safe_math_refuses_what_it_does_not_list(scene: Scene) -> None:
+    execution = run(scene, "def execute_command(image):\n    m = math\n    return getattr(m, 'ceil')(1.5)\n")
+    assert execution.error is not None  # getattr is not a builtin programs have
+    # The static check cannot see through the list; the sandbox's guard refuses at run time.
+    sneaky = run(scene, "def execute_command(image):\n    m = [math][0]\n    return m.upper\n")
+    assert sneaky.error is not None and "module 'math' has no attribute 'upper'" in sneaky.error.message
+
+
+def test_the_prompt_shows_only_vpds_own_names() -> None:
+    api = render_api()
+    for name in ("compute_depth", "process_guesses", "visual_property", "prefix:", "option_list", "attribute:"):
+        assert name not in api, name
+    assert "def verify_property(self, object_name: str, property: str) -> bool:" in api
+    assert "def simple_query(self, question: str) -> str:" in api
+    assert "def best_text_match(self, options: list[str]) -> str:" in api
+
+
+# ---------------------------------------------------------------- extra parameters
+
+
+def test_extra_execute_command_parameters_are_bound_by_name_and_traced(scene: Scene) -> None:
+    notebook = (
+        "def execute_command(image, my_fig, time_wait_between_lines, syntax):\n"
+        "    return [my_fig, time_wait_between_lines, syntax, len(ImagePatch(image).find('cat'))]\n"
+    )
+    execution = run(scene, notebook)
+    assert execution.ok and execution.answer == [None, None, None, 1], execution.error
+    fixed = (
+        "def execute_command(image, possible_answers, query, ImagePatch, llm_query, bool_to_yesno, depth_of=None):\n"
+        "    patch = ImagePatch(image)\n"
+        "    return [query, possible_answers, bool_to_yesno(patch.exists('cat')), depth_of]\n"
+    )
+    meta = {"question": "Is there a cat?", "choices": ["yes", "no"]}
+    execution = run(scene, fixed, meta=meta)
+    assert execution.ok and execution.answer == ["Is there a cat?", ["yes", "no"], "yes", None], execution.error
+    bound = {a.name: a.value for a in execution.trace.assignments if a.line == 1}
+    assert bound["query"] == "'Is there a cat?'" and bound["possible_answers"] == "['yes', 'no']"
+    assert "ImagePatch" in bound and "depth_of" not in bound  # a default stays a default
+    # Without a question in the run's meta, query is None.
+    assert run(scene, "def execute_command(image, query):\n    return query\n").answer is None
+
+
+def test_a_parameter_vpd_cannot_fill_is_a_static_error_naming_what_it_can(scene: Scene) -> None:
+    errors = check_program("def execute_command(image, foo, query):\n    return 1\n")
+    assert len(errors) == 1 and errors[0].line == 1
+    assert "'foo' gets no value" in errors[0].message and "possible_answers" in errors[0].message
+    assert check_program("def execute_command():\n    return 1\n")[0].message.startswith(
+        "execute_command must take the image"
+    )
+    assert check_program("def execute_command(image, *rest):\n    return 1\n")
+
+
+# ---------------------------------------------------------------- checker messages
+
+
+@pytest.mark.parametrize(
+    ("body", "needles"),
+    [
+        ("return ImagePatch(image).exist('dog')", ["'exist'", "Did you mean 'exists'?"]),
+        ("return ImagePatch(image).get_depth()", ["'get_depth'", "Did you mean 'depth'?"]),
+        ("return exsits('dog')", ["'exsits'", "exists is an ImagePatch method", "image_patch.exists("]),
+        ("return math.ceill(2.5)", ["module 'math' has no attribute 'ceill'", "Did you mean 'ceil'?"]),
+        ("return 'abc'.uper()", ["neither an ImagePatch member nor a method of str", "Did you mean 'upper'?"]),
+        ("return bool_to_yesnoo(True)", ["Did you mean 'bool_to_yesno'?"]),
+    ],
+    ids=["exist", "depth", "method-as-function", "math", "str-method", "helper"],
+)
+def test_near_misses_get_a_suggestion(body: str, needles: list[str]) -> None:
+    errors = check_program(f"def execute_command(image):\n    {body}\n")
+    assert len(errors) == 1 and errors[0].line == 2
+    for needle in needles:
+        assert needle in errors[0].message, errors[0].message
+
+
+def test_the_attribute_list_shows_vpds_names_not_the_aliases() -> None:
+    (error,) = check_program("def execute_command(image):\n    return ImagePatch(image).exist('dog')\n")
+    assert "compute_depth" not in error.message and "depth" in error.message
+
+
+def test_imports_get_an_honest_message() -> None:
+    compiled = compile_program(
+        "import os\nfrom math import *\nfrom math import ceill\ndef execute_command(image):\n  return 1\n"
+    )
+    messages = dict(compiled.errors)
+    assert "programs cannot import modules" in messages[1] and "math" in messages[1]
+    assert "import the names you use" in messages[2]
+    assert "'ceill'" in messages[3] and "ceil" in messages[3]
+    from_relative = compile_program("from . import x\ndef execute_command(image):\n  return 1\n")
+    assert "programs cannot import modules" in from_relative.errors[0][1]
+
+
+def test_an_unknown_name_in_an_annotation_is_not_an_error() -> None:
+    code = "def execute_command(image) -> Dict[str, Whatever]:\n    x: Unknown = 1\n    return x\n"
+    assert check_program(code) == []
