@@ -213,3 +213,105 @@ def test_imports_get_an_honest_message() -> None:
 def test_an_unknown_name_in_an_annotation_is_not_an_error() -> None:
     code = "def execute_command(image) -> Dict[str, Whatever]:\n    x: Unknown = 1\n    return x\n"
     assert check_program(code) == []
+
+
+# ---------------------------------------------------------------- bring your own prompt
+
+# A prompt in ViperGPT's format, written for this test: an API class text, one example
+# with its extra parameters, and the place for the query.
+VIPER_STYLE_PROMPT = '''class ImagePatch:
+    """A crop of an image, with methods find, exists, verify_property, compute_depth, simple_query."""
+
+    def compute_depth(self):
+        """Returns the median depth of the crop."""
+
+
+# Which animal is closer?
+def execute_command(image, my_fig, time_wait_between_lines, syntax):
+    image_patch = ImagePatch(image)
+    animals = image_patch.find("cat") + image_patch.find("dog")
+    return min(animals, key=lambda a: a.compute_depth()).simple_query("What animal is this?")
+
+
+# INSERT_QUERY_HERE
+def execute_command(image, my_fig, time_wait_between_lines, syntax):
+'''
+
+# What a model might reply to it: the body only, continuing the header, ViperGPT's names.
+VIPER_STYLE_REPLY = (
+    "    image_patch = ImagePatch(image)\n"
+    "    cats: List[ImagePatch] = image_patch.find('cat')\n"
+    "    nearest = min(cats, key=lambda c: c.compute_depth())\n"
+    "    return math.ceil(len(cats) + 0.5)\n"
+)
+
+
+def test_a_vipergpt_format_prompt_drives_solve(scene: Scene, tmp_path: Any) -> None:
+    from vpd.testing.openai_server import FakeOpenAIServer
+
+    prompt = tmp_path / "viper.prompt"
+    prompt.write_text(VIPER_STYLE_PROMPT)
+    with FakeOpenAIServer([VIPER_STYLE_REPLY]) as server:
+        solution = vpd.solve(
+            scene.image, "How many cats are there, rounded up?", k=1, toolkit=scene.toolkit(),
+            llm=server.model_string, api_base=server.base_url, api_key="test", cache=False, fallback=False,
+            prompt=prompt,
+        )  # fmt: skip
+        (request,) = server.chat_requests
+    sent = request.messages
+    assert len(sent) == 1 and sent[0]["role"] == "user"
+    assert "# How many cats are there, rounded up?\ndef execute_command(image, my_fig" in sent[0]["content"]
+    assert "INSERT_QUERY_HERE" not in sent[0]["content"] and "Rules:" not in sent[0]["content"]
+    assert solution.answer == "2", (solution.error, solution.program)
+    assert solution.prompt.startswith(f"custom prompt {prompt} (vipergpt, sha256 ")
+    assert solution.execution is not None and solution.execution.trace.meta["prompt"] == solution.prompt
+    assert [c.operation for c in solution.execution.trace.tool_calls] == ["find", "depth"]
+    assert solution.to_dict()["prompt"] == solution.prompt
+
+
+def test_a_template_of_your_own_gets_the_api_question_and_examples(tmp_path: Any) -> None:
+    from vpd.programs.custom_prompt import PromptTemplate
+    from vpd.programs.library import Example
+
+    template = PromptTemplate.from_text("API:\n{api}\nExamples:\n{examples}\nQ: {question}\nCode {x: 1}")
+    assert template.style == "template" and template.uses_examples
+    example = Example("How many {question}s?", "def execute_command(image):\n    return f'{question}'")
+    (message,) = template.messages("  How many  dogs? ", examples=[example])
+    text = message["content"]
+    assert "def verify_property(self, object_name: str, property: str) -> bool:" in text
+    assert "Q: How many dogs?" in text and "Code {x: 1}" in text
+    assert "# Question: How many {question}s?" in text and "return f'{question}'" in text  # filled in once
+
+
+def test_bad_prompt_files_get_clear_errors(tmp_path: Any) -> None:
+    from vpd.programs.custom_prompt import PromptTemplate
+
+    with pytest.raises(vpd.InvalidArgumentError, match=r"no place for the question.*INSERT_QUERY_HERE.*\{question\}"):
+        PromptTemplate.from_text("Write a program.")
+    with pytest.raises(vpd.ConfigError, match="Cannot read the prompt file"):
+        PromptTemplate.load(tmp_path / "missing.prompt")
+    (tmp_path / "binary.prompt").write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(vpd.ConfigError, match="Cannot read the prompt file"):
+        PromptTemplate.load(tmp_path / "binary.prompt")
+    with pytest.raises(vpd.InvalidArgumentError, match="prompt must be a file path or a PromptTemplate"):
+        vpd.Solver(k=1, llm="openai/x", api_base="http://127.0.0.1:9", prompt=3)  # type: ignore[arg-type]
+
+
+def test_vpd_solve_prompt_option(scene: Scene, tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from vpd.cli import main
+    from vpd.testing.openai_server import FakeOpenAIServer
+
+    prompt = tmp_path / "mine.txt"
+    prompt.write_text("Use ImagePatch. {question}")
+    image = tmp_path / "scene.png"
+    scene.image.save(image)
+    reply = "```python\ndef execute_command(image):\n    return len(ImagePatch(image).find('dog'))\n```"
+    with FakeOpenAIServer([reply]) as server, vpd.use_toolkit(scene.toolkit()):
+        code = main(
+            ["solve", str(image), "How many dogs?", "--k", "1", "--prompt", str(prompt), "--llm", server.model_string,
+             "--api-base", server.base_url, "--api-key", "test", "--no-cache", "--quiet"]
+        )  # fmt: skip
+        (request,) = server.chat_requests
+    printed = capsys.readouterr().out
+    assert code == 0 and request.messages[0]["content"] == "Use ImagePatch. How many dogs?"
+    assert "Prompt:   custom prompt" in printed  # (the path may be cut to the terminal width)

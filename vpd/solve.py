@@ -16,6 +16,7 @@ The steps, each inspectable in the returned :class:`Solution`:
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
 import weakref
@@ -31,6 +32,7 @@ from vpd.traces.trace import Trace
 
 if TYPE_CHECKING:
     from vpd.programs.completions import CompletionCache
+    from vpd.programs.custom_prompt import PromptTemplate
     from vpd.programs.generation import ProgramSample
     from vpd.programs.library import ExampleLibrary
     from vpd.programs.sandbox import Sandbox, SandboxLimits
@@ -137,6 +139,8 @@ class Solution:
         model_name: The same, short (backend and model), for display.
         timings: Where the time went.
         error: Why there is no answer (None when there is one).
+        prompt: The prompt that asked for the programs: ``"vpd"`` (vpd's own) or
+            ``custom prompt PATH (style, sha256 ...)``.
     """
 
     question: str
@@ -151,6 +155,7 @@ class Solution:
     model_name: str = ""
     timings: SolveTimings = field(default_factory=SolveTimings)
     error: str | None = None
+    prompt: str = "vpd"
     image: ImageData | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -190,6 +195,7 @@ class Solution:
             "votes": dict(self.votes),
             "model": self.model,
             "model_name": self.model_name,
+            "prompt": self.prompt,
             "error": self.error,
             "timings": dataclasses.asdict(self.timings),
             "candidates": [_candidate_dict(c) for c in self.candidates],
@@ -216,6 +222,7 @@ def solve(
     fallback: bool = True,
     typed_vote: bool = True,
     progress: SolveProgress | None = None,
+    prompt: PromptTemplate | str | os.PathLike[str] | None = None,
 ) -> Solution:
     """Answer a question about an image with programs written by an LLM.
 
@@ -246,6 +253,10 @@ def solve(
             question answered with a colour, a counting question with text, a "what"
             question with yes/no; see :func:`vpd.traces.answers.answer_fits`), unless none fits.
         progress: Called with ``(stage, message)`` as the work advances (the CLI prints it).
+        prompt: Your own program-writing prompt instead of vpd's: a file path (a ViperGPT
+            prompt with ``INSERT_QUERY_HERE``, or a template with ``{question}`` and
+            optionally ``{api}`` and ``{examples}``) or a
+            :class:`~vpd.programs.custom_prompt.PromptTemplate`. ``Solution.prompt`` records it.
 
     Returns:
         The :class:`Solution`; a question nobody could answer has ``answer=None`` and an
@@ -276,6 +287,7 @@ def solve(
         sandbox=sandbox,
         typed_vote=typed_vote,
         progress=progress,
+        prompt=prompt,
     )
     return solver.solve(data, question, fallback=fallback, progress=progress)
 
@@ -314,6 +326,7 @@ class Solver:
         sandbox: Sandbox | None = None,
         typed_vote: bool = True,
         progress: SolveProgress | None = None,
+        prompt: PromptTemplate | str | os.PathLike[str] | None = None,
     ) -> None:
         from vpd.programs.generation import GenerationConfig, ProgramGenerator
         from vpd.tools.toolkit import current_toolkit
@@ -322,6 +335,11 @@ class Solver:
             raise InvalidArgumentError(f"k must be an integer from 1 to 64, got {k!r}.")
         say = progress or (lambda stage, message: None)
         self.k = k
+        from vpd.programs.custom_prompt import PromptTemplate
+
+        if prompt is not None and not isinstance(prompt, (PromptTemplate, str, os.PathLike)):
+            raise InvalidArgumentError(f"prompt must be a file path or a PromptTemplate, got {type(prompt).__name__}.")
+        self.template = prompt if prompt is None or isinstance(prompt, PromptTemplate) else PromptTemplate.load(prompt)
         self.config = GenerationConfig(
             k=k, temperature=temperature, max_repairs=max_repairs, examples=n_examples, seed=seed, max_workers=min(k, 8)
         )
@@ -349,7 +367,12 @@ class Solver:
             self.load_seconds = time.perf_counter() - t0
         self.examples = examples if examples is not None else _builtin_library(self.toolkit)
         self.generator = ProgramGenerator(
-            self.writer, library=self.examples, cache=cache, config=self.config, tools=self.toolkit.tools
+            self.writer,
+            library=self.examples,
+            cache=cache,
+            config=self.config,
+            tools=self.toolkit.tools,
+            prompt=self.template,
         )
         self._loads_reported = False
         self._lock = threading.Lock()
@@ -363,6 +386,11 @@ class Solver:
     def model_name(self) -> str:
         """The same, short (backend and model), for display."""
         return _model_name(self.writer)
+
+    @property
+    def prompt(self) -> str:
+        """Which prompt writes the programs: ``"vpd"`` or ``custom prompt PATH (style, sha256 ...)``."""
+        return "vpd" if self.template is None else self.template.describe()
 
     def solve(
         self, image: ImageSource, question: str, *, fallback: bool = True, progress: SolveProgress | None = None
@@ -399,7 +427,13 @@ class Solver:
             box = self.sandbox or default_sandbox()
             codes = list(programs)
             metas = [
-                {"question": question, "samples": programs[code], "model": writer.cache_identity()} for code in codes
+                {
+                    "question": question,
+                    "samples": programs[code],
+                    "model": writer.cache_identity(),
+                    **({"prompt": self.prompt} if self.template is not None else {}),
+                }
+                for code in codes
             ]
             runs = box.run_many(codes, data, toolkit=toolkit, limits=self.limits, metas=metas)
             executions = dict(zip(codes, runs))
@@ -461,6 +495,7 @@ class Solver:
             source=source,
             model=writer.cache_identity(),
             model_name=_model_name(writer),
+            prompt=self.prompt,
             timings=timings,
             error=None if winner is not None else error,
             image=data,

@@ -46,6 +46,12 @@ def add_parser(sub: Any) -> None:
     solve.add_argument(
         "--n-examples", type=int, default=4, help="worked examples in the prompt (default 4; 0 for the API only)"
     )
+    solve.add_argument(
+        "--prompt",
+        metavar="FILE",
+        help="your own prompt: a ViperGPT prompt file (INSERT_QUERY_HERE) or a template with {question} "
+        "(and optionally {api}, {examples})",
+    )
     solve.add_argument("--temperature", type=float, default=0.7, help="sampling temperature of samples 1..k-1")
     solve.add_argument("--seed", type=int, default=0, help="base sampling seed")
     solve.add_argument("--timeout", type=float, default=None, help="seconds per program run")
@@ -89,6 +95,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         cache=False if args.no_cache else None,
         limits=limits,
         progress=progress,
+        prompt=args.prompt,
     )
     if args.json:
         json.dump(solution.to_dict(), out, indent=2, ensure_ascii=False)

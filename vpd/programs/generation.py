@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from vpd.errors import InvalidArgumentError, VPDError
 from vpd.programs.checker import check_program, format_errors
 from vpd.programs.completions import CompletionCache
+from vpd.programs.custom_prompt import PromptTemplate
 from vpd.programs.extract import extract_program
 from vpd.programs.library import ExampleLibrary
 from vpd.programs.prompt import render_prompt, repair_messages
@@ -160,6 +161,8 @@ class ProgramGenerator:
             default location, or ``False`` for no cache.
         config: Sampling settings.
         tools: The user tools programs may call (default: those registered with ``@vpd.tool``).
+        prompt: A prompt of your own (:class:`~vpd.programs.custom_prompt.PromptTemplate`,
+            e.g. a ViperGPT prompt file) instead of vpd's; None for vpd's.
     """
 
     def __init__(
@@ -170,7 +173,11 @@ class ProgramGenerator:
         cache: CompletionCache | bool | None = None,
         config: GenerationConfig | None = None,
         tools: ToolRegistry | None = None,
+        prompt: PromptTemplate | None = None,
     ) -> None:
+        if prompt is not None and not isinstance(prompt, PromptTemplate):
+            raise InvalidArgumentError(f"prompt must be a PromptTemplate, got {type(prompt).__name__}.")
+        self.template = prompt
         if not callable(getattr(llm, "generate", None)) or not callable(getattr(llm, "cache_identity", None)):
             raise InvalidArgumentError(
                 f"{type(llm).__name__} cannot write programs: it needs generate(messages, ...) and "
@@ -192,8 +199,14 @@ class ProgramGenerator:
         self.config = config or GenerationConfig()
 
     def prompt(self, question: str) -> list[ChatMessage]:
-        """The conversation that asks for a program answering ``question``."""
-        examples = self.library.select(question, self.config.examples) if self.config.examples else []
+        """The conversation that asks for a program answering ``question`` (from the custom prompt, if any)."""
+        template = self.template
+        wants_examples = template is None or template.uses_examples
+        examples = (
+            self.library.select(question, self.config.examples) if self.config.examples and wants_examples else []
+        )
+        if template is not None:
+            return template.messages(question, tools=self.tools, examples=list(examples))
         return list(render_prompt(question, examples=examples, tools=self.tools))
 
     def sample(

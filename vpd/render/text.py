@@ -116,6 +116,10 @@ class SolutionLike(Protocol):
         """The model, short."""
 
     @property
+    def prompt(self) -> str:
+        """``"vpd"``, or the custom prompt that asked for the programs."""
+
+    @property
     def source(self) -> str:
         """``"program"``, ``"fallback"`` or ``"none"``."""
 
@@ -284,6 +288,8 @@ def format_solution(solution: SolutionLike, *, width: int | None = None, max_row
         _fit(f"Question: {one_line(solution.question)}", columns),
         _fit(f"Model:    {solution.model_name or solution.model}", columns),
     ]
+    if solution.prompt != "vpd":
+        lines.append(_fit(f"Prompt:   {solution.prompt}", columns))
     chosen = next((c for c in solution.candidates if c.chosen), None)
     if chosen is not None and chosen.execution is not None:
         lines += ["", f"Program (sample {chosen.index}, {chosen.votes} of {len(solution.candidates)} votes):"]
