@@ -147,7 +147,8 @@ def test_extra_execute_command_parameters_are_bound_by_name_and_traced(scene: Sc
     execution = run(scene, notebook)
     assert execution.ok and execution.answer == [None, None, None, 1], execution.error
     fixed = (
-        "def execute_command(image, possible_answers, query, ImagePatch, llm_query, bool_to_yesno, depth_of=None):\n"
+        "def execute_command(image, possible_answers, query, ImagePatch, VideoSegment, llm_query, bool_to_yesno,"
+        " depth_of=None):\n"
         "    patch = ImagePatch(image)\n"
         "    return [query, possible_answers, bool_to_yesno(patch.exists('cat')), depth_of]\n"
     )
@@ -265,6 +266,7 @@ def test_a_vipergpt_format_prompt_drives_solve(scene: Scene, tmp_path: Any) -> N
     assert solution.answer == "2", (solution.error, solution.program)
     assert solution.prompt.startswith(f"custom prompt {prompt} (vipergpt, sha256 ")
     assert solution.execution is not None and solution.execution.trace.meta["prompt"] == solution.prompt
+    assert solution.execution.trace.meta["prompt_style"] == "vipergpt"
     assert [c.operation for c in solution.execution.trace.tool_calls] == ["find", "depth"]
     assert solution.to_dict()["prompt"] == solution.prompt
 
@@ -315,3 +317,20 @@ def test_vpd_solve_prompt_option(scene: Scene, tmp_path: Any, capsys: pytest.Cap
     printed = capsys.readouterr().out
     assert code == 0 and request.messages[0]["content"] == "Use ImagePatch. How many dogs?"
     assert "Prompt:   custom prompt" in printed  # (the path may be cut to the terminal width)
+
+
+def test_llm_query_defaults_to_a_long_answer_only_for_programs_from_a_vipergpt_prompt(scene: Scene) -> None:
+    code = "def execute_command(image):\n    return [llm_query('What is the capital of France?'), 1]\n"
+    method = "def execute_command(image):\n    return ImagePatch(image).llm_query('What is the capital of France?')\n"
+
+    def long_answers(execution: vpd.Execution) -> list[Any]:
+        assert execution.ok, execution.error
+        return [inputs.get("long_answer") for name, inputs in calls(execution) if name == "llm_query"]
+
+    assert long_answers(run(scene, code)) == [False]
+    assert long_answers(run(scene, code, meta={"prompt_style": "vipergpt"})) == [True]
+    assert long_answers(run(scene, method, meta={"prompt_style": "vipergpt"})) == [True]
+    explicit = (
+        "def execute_command(image):\n    return llm_query('What is the capital of France?', long_answer=False)\n"
+    )
+    assert long_answers(run(scene, explicit, meta={"prompt_style": "vipergpt"})) == [False]

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from vpd.errors import InvalidArgumentError
-from vpd.patch import ImagePatch
+from vpd.patch import ImagePatch, long_answer_or_default, prompt_shows
 
 __all__ = [
     "COMPAT_HELPERS",
@@ -39,7 +39,8 @@ _NUMBER_WORDS = {
 _NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+")
 
 
-def llm_query(question: str, long_answer: bool = False) -> str:
+@prompt_shows(defaults={"long_answer": False})
+def llm_query(question: str, long_answer: bool | None = None) -> str:
     """Ask a language model a question that needs world knowledge, not the image.
 
     Args:
@@ -54,7 +55,7 @@ def llm_query(question: str, long_answer: bool = False) -> str:
     """
     from vpd.tools.toolkit import current_operations
 
-    return current_operations().llm_query(question, long_answer)
+    return current_operations().llm_query(question, long_answer_or_default(long_answer))
 
 
 def best_image_match(list_patches: list[ImagePatch], content: list[str], return_index: bool = False) -> Any:

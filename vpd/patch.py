@@ -11,6 +11,7 @@ import inspect
 import math
 import numbers
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vpd.errors import InvalidArgumentError
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
     from vpd.tools.contract import PatchOperations
 
-__all__ = ["COMPAT_API", "PATCH_API", "ImagePatch"]
+__all__ = ["COMPAT_API", "LONG_ANSWER_DEFAULT", "PATCH_API", "ImagePatch", "long_answer_or_default"]
 
 #: The ImagePatch members shown to the program-writing LLM, in prompt order.
 PATCH_API: tuple[str, ...] = (
@@ -54,24 +55,44 @@ COMPAT_API: tuple[str, ...] = ("compute_depth",)
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def _prompt_shows(*hidden: str, required: tuple[str, ...] = ()) -> Callable[[_F], _F]:
-    """Show the prompt a signature without ``hidden`` (ViperGPT's keywords), with ``required`` made required.
+def prompt_shows(
+    *hidden: str, required: tuple[str, ...] = (), defaults: dict[str, Any] | None = None
+) -> Callable[[_F], _F]:
+    """Give the prompt a signature of vpd's own, for a member that also takes ViperGPT's forms.
 
-    The function itself accepts them (the static check binds calls to the real
-    signature); :func:`vpd.programs.api.render_api` reads ``__prompt_signature__``.
+    The prompt's signature leaves out ``hidden`` (ViperGPT's keywords), makes ``required``
+    required and shows ``defaults`` as the defaults vpd's prompt promises. The function
+    itself accepts them all (the static check binds calls to the real signature);
+    :func:`vpd.programs.api.render_api` reads ``__prompt_signature__``.
     """
+    shown_defaults = defaults or {}
 
     def mark(func: _F) -> _F:
         signature = inspect.signature(func)
-        shown = [
-            p.replace(default=inspect.Parameter.empty, annotation=_not_none(p.annotation)) if p.name in required else p
-            for p in signature.parameters.values()
-            if p.name not in hidden
-        ]
+        shown = []
+        for p in signature.parameters.values():
+            if p.name in hidden:
+                continue
+            if p.name in required:
+                p = p.replace(default=inspect.Parameter.empty, annotation=_not_none(p.annotation))
+            elif p.name in shown_defaults:
+                p = p.replace(default=shown_defaults[p.name], annotation=_not_none(p.annotation))
+            shown.append(p)
         func.__prompt_signature__ = signature.replace(parameters=shown)  # type: ignore[attr-defined]
         return func
 
     return mark
+
+
+#: The default of ``llm_query``'s ``long_answer`` in this context: False (a short answer,
+#: vpd's), or True for programs written from a ViperGPT prompt, whose default that is (the
+#: sandbox's worker sets it for such runs).
+LONG_ANSWER_DEFAULT: ContextVar[bool] = ContextVar("vpd_long_answer_default", default=False)
+
+
+def long_answer_or_default(long_answer: bool | None) -> bool:
+    """``long_answer``, or the context's default (:data:`LONG_ANSWER_DEFAULT`) when None."""
+    return LONG_ANSWER_DEFAULT.get() if long_answer is None else bool(long_answer)
 
 
 def _not_none(annotation: Any) -> Any:
@@ -397,7 +418,7 @@ class ImagePatch:
         """
         return self.toolkit.exists(self._image, self.xyxy, object_name)
 
-    @_prompt_shows("visual_property", "attribute", required=("property",))
+    @prompt_shows("visual_property", "attribute", required=("property",))
     def verify_property(
         self,
         object_name: str,
@@ -426,7 +447,7 @@ class ImagePatch:
         )
         return self.toolkit.verify_property(self._image, self.xyxy, object_name, wanted)
 
-    @_prompt_shows("prefix", "option_list", required=("options",))
+    @prompt_shows("prefix", "option_list", required=("options",))
     def best_text_match(
         self, options: list[str] | None = None, prefix: str | None = None, *, option_list: list[str] | None = None
     ) -> str:
@@ -450,7 +471,7 @@ class ImagePatch:
         described = [f"{prefix} {option}" for option in choices]
         return choices[described.index(self.toolkit.best_text_match(self._image, self.xyxy, described))]
 
-    @_prompt_shows(required=("question",))
+    @prompt_shows(required=("question",))
     def simple_query(self, question: str | None = None) -> str:
         """Answer a simple question about this patch with a short answer (a word or a few).
 
@@ -500,7 +521,8 @@ class ImagePatch:
         """
         return self.toolkit.ocr(self._image, self.xyxy)
 
-    def llm_query(self, question: str, long_answer: bool = False) -> str:
+    @prompt_shows(defaults={"long_answer": False})
+    def llm_query(self, question: str, long_answer: bool | None = None) -> str:
         """Ask a language model a question that needs world knowledge, not the image.
 
         Args:
@@ -514,7 +536,7 @@ class ImagePatch:
             >>> food = image_patch.simple_query("What food is this?")
             >>> origin = image_patch.llm_query(f"Which country does {food} come from?")
         """
-        return self.toolkit.llm_query(question, long_answer)
+        return self.toolkit.llm_query(question, long_answer_or_default(long_answer))
 
     # -- user tools and dunder ---------------------------------------------------------
     def __getattr__(self, name: str) -> Callable[..., Any]:

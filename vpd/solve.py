@@ -431,7 +431,7 @@ class Solver:
                     "question": question,
                     "samples": programs[code],
                     "model": writer.cache_identity(),
-                    **({"prompt": self.prompt} if self.template is not None else {}),
+                    **({"prompt": self.prompt, "prompt_style": self.template.style} if self.template else {}),
                 }
                 for code in codes
             ]

@@ -54,7 +54,8 @@ PATCH_ATTRIBUTES = frozenset((*PATCH_API, *COMPAT_API, "score", "label", "xyxy")
 
 #: ``execute_command``'s parameters after the image that vpd binds by name, as ViperGPT's
 #: programs declare them, and what each gets: the run's question, its answer choices (a
-#: list, or None), or None for display parameters that only mean something in a notebook.
+#: list, or None), or None for display parameters that only mean something in a notebook
+#: and for ``VideoSegment`` (ViperGPT's video API, which image programs do not call).
 #: Parameters named after the API (``ImagePatch``, ``llm_query``...) get that object.
 ENTRY_PARAMETERS: dict[str, str | None] = {
     "query": "question",
@@ -64,6 +65,7 @@ ENTRY_PARAMETERS: dict[str, str | None] = {
     "my_fig": None,
     "time_wait_between_lines": None,
     "syntax": None,
+    "VideoSegment": None,
 }
 
 #: What a program may read of a failed tool call's exception besides ``args``: the user tool

@@ -568,6 +568,8 @@ def _entry_inputs(meta: dict[str, Any] | None) -> dict[str, Any]:
     return {
         "question": question if isinstance(question, str) else None,
         "choices": [str(c) for c in choices] if isinstance(choices, (list, tuple)) else None,
+        # Programs written from a ViperGPT prompt get its API defaults (llm_query's long_answer).
+        "api": "vipergpt" if meta.get("prompt_style") == "vipergpt" else "vpd",
     }
 
 
@@ -589,6 +591,8 @@ def run_program(
     for ViperGPT may declare more parameters: ``query`` (or ``question``) gets
     ``meta["question"]``, ``possible_answers`` (or ``choices``) ``meta["choices"]``, display
     parameters (``my_fig``...) None, and API names (``ImagePatch``...) the API itself.
+    With ``meta["prompt_style"] == "vipergpt"`` (programs written from a ViperGPT prompt),
+    ``llm_query``'s ``long_answer`` defaults to True, as in ViperGPT.
 
     Args:
         code: The program's source.

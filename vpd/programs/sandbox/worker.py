@@ -25,7 +25,7 @@ from typing import Any
 
 from vpd.errors import BackendError, InvalidArgumentError, ToolError
 from vpd.image import ImageData
-from vpd.patch import ImagePatch
+from vpd.patch import LONG_ANSWER_DEFAULT, ImagePatch
 from vpd.programs.modules import SAFE_MODULES, TYPING_NAMES, SafeModule
 from vpd.programs.policy import (
     ASSIGN_HOOK,
@@ -766,6 +766,8 @@ def run_worker(sock: socket.socket, job: dict[str, Any], code: CodeType) -> None
         from vpd.tools.toolkit import use_toolkit
 
         scope = build_scope(client, reporter)
+        if (job.get("inputs") or {}).get("api") == "vipergpt":
+            LONG_ANSWER_DEFAULT.set(True)  # this process runs this one program
         answer: Any = None
         error: dict[str, Any] | None = None
         started = time.perf_counter()
