@@ -138,7 +138,7 @@ WRONG_ARGUMENTS = [
     "ImagePatch(image).best_text_match('red')",
     "ImagePatch(image).best_text_match(['red', 2])",
     "ImagePatch(image).best_text_match([])",
-    "ImagePatch(image).simple_query(None)",
+    "ImagePatch(image).simple_query(3)",
     "ImagePatch(image).llm_query('Capital of France?', 1)",
     "llm_query('Capital of France?', long_answer='yes')",
     "best_image_match([ImagePatch(image)], [3])",

@@ -235,3 +235,29 @@ def test_a_half_precision_base_trains_its_weights_in_fp32(run: Path, tmp_path: P
     result = train_writer(run, base, tmp_path / "w", config, n_examples=0, progress=False, callbacks=[Probe()])
     assert dtypes == {"trained": {torch.float32}, "frozen": {torch.bfloat16}}
     assert result.loss is not None and math.isfinite(result.loss)
+
+
+def test_a_half_precision_checkpoint_trains_in_fp32_when_asked(run: Path, tmp_path: Path) -> None:
+    """precision fp32 (or auto without a GPU) loads the base in fp32, whatever dtype it was saved in."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    base = tiny_causal_lm(tmp_path / "base")
+    AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16).save_pretrained(base)
+    config = TrainConfig(max_steps=1, eval_fraction=0, precision="fp32", modules_to_save=("lm_head",))
+    result = train_writer(run, base, tmp_path / "w", config, n_examples=0, progress=False)
+    assert result.loss is not None and math.isfinite(result.loss)
+
+
+def test_models_that_need_their_own_cache_type_skip_the_shared_start(tmp_path: Path) -> None:
+    from vpd.programs.prompt import render_prompt
+    from vpd.tools.backends.transformers_llm import TransformersChat, _one_logit
+
+    base = tiny_causal_lm(tmp_path / "base", vocab_size=4000, corpus=[render_prompt("Q?")[0]["content"]] * 3)
+    chat = TransformersChat(str(base))
+    model, _ = chat.load()
+    assert _one_logit(model) == {"logits_to_keep": 1}
+    model.generation_config.cache_implementation = "static"
+    for question in ("How many cats?", "Is there a dog?", "What color is it?"):
+        assert chat.generate(render_prompt(question, n_examples=0), max_tokens=4).completion_tokens
+    assert chat.prefix_hits == 0

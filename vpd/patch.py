@@ -91,8 +91,11 @@ LONG_ANSWER_DEFAULT: ContextVar[bool] = ContextVar("vpd_long_answer_default", de
 
 
 def long_answer_or_default(long_answer: bool | None) -> bool:
-    """``long_answer``, or the context's default (:data:`LONG_ANSWER_DEFAULT`) when None."""
-    return LONG_ANSWER_DEFAULT.get() if long_answer is None else bool(long_answer)
+    """``long_answer``, or the context's default (:data:`LONG_ANSWER_DEFAULT`) when None.
+
+    Any other value passes as it is: the tool contract rejects what is not a bool.
+    """
+    return LONG_ANSWER_DEFAULT.get() if long_answer is None else long_answer
 
 
 def _not_none(annotation: Any) -> Any:

@@ -74,7 +74,7 @@ class DistillationTrainer(transformers.Trainer):
         self.model_accepts_loss_kwargs = False
         self.rationale_weight = rationale_weight
         self._sums: dict[str, dict[str, list[float]]] = {"train": {}, "eval": {}}
-        self._window: tuple[list[int], int] | None = None  # (tokens per task, batches) of this step
+        self._window: list[int] | None = None  # tokens per task in this optimizer step
 
     def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: Any) -> tuple[list[Any], Any]:
         """The Trainer's batches for one optimizer step; also counts each task's tokens in them, on all processes."""
@@ -83,7 +83,7 @@ class DistillationTrainer(transformers.Trainer):
         if self.args.world_size > 1:
             gathered = self.accelerator.gather(torch.tensor([counts], dtype=torch.long, device=device))
             counts = [int(value) for value in gathered.sum(0)]
-        self._window = (counts, max(len(batches), 1))
+        self._window = counts
         return batches, num_items
 
     def compute_loss(
@@ -103,8 +103,12 @@ class DistillationTrainer(transformers.Trainer):
         if model.training and self._window is not None:
             # A share of the step's mean: this batch's token losses over the step's token
             # counts, times the batches and processes the Trainer and DDP average over.
-            counts, batches = self._window
-            scale = batches * max(self.args.world_size, 1)
+            counts = self._window
+            # The divisor the Trainer applies next: the window's batches in transformers 5,
+            # the configured accumulation steps in older versions (also for a short last window).
+            divisor = getattr(self, "current_gradient_accumulation_steps", None)
+            divisor = divisor or self.args.gradient_accumulation_steps
+            scale = divisor * max(self.args.world_size, 1)
             parts = [weights[name] * losses[name][0] * scale / max(counts[i], 1) for i, name in enumerate(TASKS)]
         else:  # evaluation: this batch's means
             parts = [weights[name] * value / max(count, 1) for name, (value, count) in losses.items()]
@@ -125,7 +129,8 @@ class DistillationTrainer(transformers.Trainer):
             sums = self._sums[phase]
             totals = [sums.get(name, [0.0, 0.0]) for name in TASKS]
             if self.args.world_size > 1:  # every process logs at the same steps: sum theirs
-                local = torch.tensor([totals], dtype=torch.float32, device=self.args.device)
+                exact = torch.float32 if self.args.device.type == "mps" else torch.float64  # MPS has no float64
+                local = torch.tensor([totals], dtype=exact, device=self.args.device)
                 totals = self.accelerator.gather(local).sum(0).tolist()
             for name, (total, count) in zip(TASKS, totals, strict=True):
                 if count:

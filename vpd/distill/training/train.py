@@ -115,8 +115,15 @@ def local_or_hub(model: str | os.PathLike[str]) -> str:
 
 
 def load_dtype(torch: Any, config: TrainConfig) -> Any:
-    """The dtype to load the base in: bf16 or fp16 when the settings name one, else the checkpoint's own."""
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
+    """The dtype to load the base in: the one it trains in.
+
+    bf16 or fp16 when the settings name one (or ``auto`` finds a GPU with bf16), else fp32:
+    a half-precision checkpoint trained without autocast would feed half-precision
+    activations to the fp32 trained weights.
+    """
+    if config.precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[config.precision]
 
 
 def _require() -> tuple[Any, Any, Any]:
@@ -161,6 +168,9 @@ def language_model_linear_layers(model: Any) -> list[str]:
 
 
 def _has_accelerator(torch: Any) -> bool:
+    accelerator = getattr(torch, "accelerator", None)  # torch 2.6+: CUDA, MPS, XPU, HPU, NPU...
+    if accelerator is not None and callable(getattr(accelerator, "is_available", None)):
+        return bool(accelerator.is_available())
     mps = getattr(torch.backends, "mps", None)
     xpu = getattr(torch, "xpu", None)
     return bool(
@@ -235,6 +245,23 @@ def _training_arguments(
 RESUMABLE_CHANGES = frozenset(
     {"logging_steps", "eval_steps", "save_steps", "save_total_limit", "report_to", "dataloader_workers"}
 )
+
+
+def _frequencies_callback() -> Any:
+    """A callback that applies this run's logging, evaluation and save frequencies after a resume.
+
+    The Trainer computes them, then loads the checkpoint's state over them; a resumed run
+    may change them (:data:`RESUMABLE_CHANGES`), so they are computed again at the start.
+    """
+    import transformers
+
+    class FrequenciesOfThisRun(transformers.TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            compute = getattr(state, "compute_steps", None)
+            if callable(compute):
+                compute(args, state.max_steps)
+
+    return FrequenciesOfThisRun()
 
 
 def _is_main_process() -> bool:
@@ -428,7 +455,7 @@ def run_lora(
         eval_dataset=eval_dataset,
         data_collator=collator,
         rationale_weight=config.rationale_weight,
-        callbacks=list(callbacks) or None,
+        callbacks=[_frequencies_callback(), *callbacks],
     )
     if not progress:  # quiet: no bar and no printed log lines (the history keeps them)
         trainer.remove_callback(transformers.PrinterCallback)

@@ -204,16 +204,18 @@ class TransformersChat(HubBackend):
                 break
             shared += 1
         self._last_ids = ids
-        if shared < self.MIN_PREFIX_TOKENS:
+        if shared < self.MIN_PREFIX_TOKENS or not _plain_cache_model(model):
             return None
         from transformers import DynamicCache
 
-        cache = DynamicCache()
+        config = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else None
+        cache = DynamicCache(config=config) if config is not None else DynamicCache()
         start_ids = torch.tensor([ids[:shared]], device=self.device)
         model(
             input_ids=start_ids,
             attention_mask=torch.ones_like(start_ids),
             use_cache=True,
+            **_one_logit(model),  # only the keys and values are kept: no logits for every position
             **{_cache_keyword(model): cache},
         )
         self._prefix = (ids[:shared], cache)
@@ -238,3 +240,24 @@ def _cache_keyword(model: Any) -> str:
 
     inner = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
     return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
+
+
+def _plain_cache_model(model: Any) -> bool:
+    """Whether a plain dynamic key/value cache serves the model (not a hybrid, sliding or recurrent one)."""
+    inner = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    if getattr(getattr(inner, "generation_config", None), "cache_implementation", None):
+        return False  # the model asks for its own cache type (e.g. hybrid)
+    supports = getattr(inner, "_supports_default_dynamic_cache", None)
+    return bool(supports()) if callable(supports) else True
+
+
+def _one_logit(model: Any) -> dict[str, int]:
+    """``logits_to_keep=1`` (``num_logits_to_keep`` in older transformers), when the model takes it."""
+    import inspect
+
+    inner = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    parameters = inspect.signature(inner.forward).parameters
+    for name in ("logits_to_keep", "num_logits_to_keep"):
+        if name in parameters:
+            return {name: 1}
+    return {}
