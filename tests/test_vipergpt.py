@@ -334,3 +334,18 @@ def test_llm_query_defaults_to_a_long_answer_only_for_programs_from_a_vipergpt_p
         "def execute_command(image):\n    return llm_query('What is the capital of France?', long_answer=False)\n"
     )
     assert long_answers(run(scene, explicit, meta={"prompt_style": "vipergpt"})) == [False]
+
+
+def test_the_solver_passes_a_questions_choices_to_possible_answers(scene: Scene) -> None:
+    from vpd.testing.openai_server import FakeOpenAIServer
+
+    reply = "```python\ndef execute_command(image, possible_answers, query):\n    return possible_answers[-1]\n```"
+    with FakeOpenAIServer([reply]) as server:
+        solver = vpd.Solver(
+            k=1, toolkit=scene.toolkit(), llm=server.model_string, api_base=server.base_url, api_key="test", cache=False
+        )
+        solution = solver.solve(scene.image, "Which animal is it?", choices=["cat", "dog"], fallback=False)
+        with pytest.raises(vpd.InvalidArgumentError, match="choices must be a list of strings"):
+            solver.solve(scene.image, "Which animal is it?", choices="cat or dog")  # type: ignore[arg-type]
+    assert solution.answer == "dog", solution.error
+    assert solution.execution is not None and solution.execution.trace.meta["choices"] == ["cat", "dog"]

@@ -393,9 +393,19 @@ class Solver:
         return "vpd" if self.template is None else self.template.describe()
 
     def solve(
-        self, image: ImageSource, question: str, *, fallback: bool = True, progress: SolveProgress | None = None
+        self,
+        image: ImageSource,
+        question: str,
+        *,
+        fallback: bool = True,
+        progress: SolveProgress | None = None,
+        choices: list[str] | tuple[str, ...] | None = None,
     ) -> Solution:
-        """Answer one question about an image (see :func:`solve`)."""
+        """Answer one question about an image (see :func:`solve`).
+
+        ``choices`` (a multiple-choice question's options) go to programs that declare
+        ViperGPT's ``possible_answers`` parameter, and into each trace's meta.
+        """
         from vpd.programs.generation import unique_programs
         from vpd.programs.sandbox import default_sandbox
 
@@ -403,6 +413,8 @@ class Solver:
         if not isinstance(question, str) or not question.strip():
             raise InvalidArgumentError("The question must be a non-empty string.")
         question = question.strip()
+        if choices is not None and (isinstance(choices, str) or not all(isinstance(choice, str) for choice in choices)):
+            raise InvalidArgumentError("choices must be a list of strings (the options of the question).")
         say = progress or (lambda stage, message: None)
         data = load_image(image)
         toolkit, writer, k = self.toolkit, self.writer, self.k
@@ -432,6 +444,7 @@ class Solver:
                     "samples": programs[code],
                     "model": writer.cache_identity(),
                     **({"prompt": self.prompt, "prompt_style": self.template.style} if self.template else {}),
+                    **({"choices": list(choices)} if choices is not None else {}),
                 }
                 for code in codes
             ]

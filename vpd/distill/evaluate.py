@@ -92,7 +92,7 @@ def _teacher_records(solver: Solver, examples: Sequence[Example]) -> list[dict[s
         record = _base(example)
         started = time.perf_counter()
         try:
-            solution = solver.solve(example.image, example.question)
+            solution = solver.solve(example.image, example.question, choices=example.choices)
         except VPDError as exc:  # a bad image fails its question, not the evaluation
             record.update(error=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - started, tokens=0)
             records.append(_scored(record, example, None))

@@ -343,7 +343,7 @@ def synthesis_record(example: Example, solver: Solver, min_score: float) -> dict
         "source": example.source,
     }
     try:
-        solution = solver.solve(example.image, example.question, fallback=False)
+        solution = solver.solve(example.image, example.question, fallback=False, choices=example.choices)
     except ImageError as exc:  # the data's problem, recorded once (not retried on resume)
         return {**base, "error": f"ImageError: {exc}", "candidates": [], "chosen": None, "score": None,
                 "verified": False, "seconds": time.perf_counter() - started}  # fmt: skip
