@@ -232,11 +232,20 @@ def test_candidates_with_votes(execution: vpd.Execution, scene: Scene, sandbox: 
         FakeCandidate(3, None, None, 0, False, "no valid program: " + INJECT),
     ]
     html = render_candidates(candidates, scene.image, question="Is the left cup red?", answer="yes", label="yes")
-    assert html.count("<details open><summary>Candidate 0: yes</summary>") == 1
-    assert html.count("<details><summary>Candidate") == 2  # the candidate without a run has no view
-    assert '<tr class="vpd-chosen"><td>0</td><td><code>yes</code></td><td>2</td>' in html
-    assert "votes: yes: 2, no: 1" in html
+    # Numbered from 1, as the CLI counts samples; each row has its own vote, how many
+    # programs share its answer, and "chosen" under a header that says so.
+    assert html.count("<details open><summary>Program 1: yes</summary>") == 1
+    assert html.count("<details><summary>Program") == 2  # the candidate without a run has no view
+    assert "<th>its vote</th><th>programs with this answer</th><th>chosen</th>" in html
+    assert (
+        '<tr class="vpd-chosen"><td>1</td><td><code>yes</code></td><td>1</td><td>2 of 4</td><td>&#10003; chosen' in html
+    )
+    assert "<tr><td>2</td><td><code>no</code></td><td>1</td><td>1 of 4</td><td></td>" in html
+    assert "<span>2 of 4 programs agree</span>" in html and "votes: yes &times;2, no &times;1" in html
     assert_no_markup_from(html)
     # plain executions: votes counted from their answers
     html = render_candidates([execution, other, execution])
-    assert "votes: yes: 2, no: 1" in html
+    assert "votes: yes &times;2, no &times;1" in html
+    # An answer a typed vote dropped shows its own vote as 0.
+    html = render_candidates(candidates, scene.image, votes={"yes": 2})
+    assert '<td><code>no</code></td><td><span title="an answer of the wrong kind for the question">0</span>' in html

@@ -240,7 +240,7 @@ def test_cli_solve_prints_program_trace_and_answer(tmp_path: Path, monkeypatch: 
         assert "Answer: 3" in text
         assert 'find("cat")' in text  # the program
         assert "-> find(object_name='cat') = 3 boxes" in text  # the trace
-        assert "#1  answer '4'" in text
+        assert "  2. answer '4' (1 of 2 agree)" in text  # numbered from 1, as the progress counts
         json_out = io.StringIO()
         assert main([*args, "--json"], out=json_out) == 0
     payload = json.loads(json_out.getvalue())

@@ -349,36 +349,47 @@ def render_candidates(
                 counted[key] = counted.get(key, 0) + 1
         votes = counted
     loaded = load_for_render(image)
+    keys = [normalize_answer(ans) for _, ans, _ in unpacked]
+    same = {key: keys.count(key) for key in keys if key is not None}  # programs per answer
+    total = len(items)
     rows, views = [], []
-    for index, (item, (run, ans, error)) in enumerate(zip(items, unpacked)):
+    for index, (item, (run, ans, error), key) in enumerate(zip(items, unpacked, keys)):
         chosen = bool(getattr(item, "chosen", False))
-        key = normalize_answer(ans)
-        count = getattr(item, "votes", None) if getattr(item, "votes", None) is not None else votes.get(key or "", 0)
         status = esc(error) if error else ""
         cls = ' class="vpd-chosen"' if chosen else ""
-        number = esc(getattr(item, "index", index))
+        # Numbered from 1, as the CLI's progress counts the samples.
+        number = esc(int(getattr(item, "index", index)) + 1)
+        if key is None:
+            own, agree = "&ndash;", "&ndash;"
+        else:
+            counted = key in votes  # a typed vote drops answers of the wrong kind for the question
+            own = "1" if counted else '<span title="an answer of the wrong kind for the question">0</span>'
+            agree = f"{same[key]} of {total}"
         rows.append(
             f"<tr{cls}><td>{number}</td>"
-            f"<td><code>{esc(ans) if ans is not None else '&ndash;'}</code></td><td>{esc(count)}</td>"
-            f'<td class="vpd-muted">{status}</td><td>{"chosen" if chosen else ""}</td></tr>'
+            f"<td><code>{esc(ans) if ans is not None else '&ndash;'}</code></td><td>{own}</td><td>{agree}</td>"
+            f'<td>{"&#10003; chosen" if chosen else ""}</td><td class="vpd-muted">{status}</td></tr>'
         )
         if run is None:
             continue
         trace = run.trace if hasattr(run, "trace") else run
         body = _body(trace, loaded, question=None, label=label, correct=None, rationale=None, max_side=max_side)
         shown = esc(ans) if ans is not None else esc(error or "no answer")
-        title = f"Candidate {number}: {shown}"
+        title = f"Program {number}: {shown}"
         views.append(f"<details{' open' if chosen else ''}><summary>{title}</summary>{body}</details>")
     head = f"<h3>{esc(question)}</h3>" if question is not None else ""
     facts = []
     if answer is not None:
+        agreeing = same.get(normalize_answer(answer) or "", 0)
         facts.append(f"<span><b>Answer</b> <code>{esc(answer)}</code></span>")
+        facts.append(f"<span>{agreeing} of {total} program{'s' if total != 1 else ''} agree</span>")
     if label is not None:
         facts.append(f"<span><b>Label</b> <code>{esc(label)}</code></span>")
-    tally = ", ".join(f"{esc(k)}: {esc(v)}" for k, v in sorted(votes.items(), key=lambda kv: -kv[1]))
+    tally = ", ".join(f"{esc(k)} &times;{esc(v)}" for k, v in sorted(votes.items(), key=lambda kv: -kv[1]))
     facts.append(f'<span class="vpd-muted">votes: {tally or "none"}</span>')
     table = (
-        '<table class="vpd-cands"><tr><th>#</th><th>answer</th><th>votes</th><th>error</th><th></th></tr>'
+        '<table class="vpd-cands"><tr><th>program</th><th>answer</th><th>its vote</th>'
+        "<th>programs with this answer</th><th>chosen</th><th>why no answer</th></tr>"
         f"{''.join(rows)}</table>"
     )
     return _wrap(f'{head}<div class="vpd-facts">{"".join(facts)}</div>{table}{"".join(views)}')

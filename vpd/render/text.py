@@ -291,17 +291,22 @@ def format_solution(solution: SolutionLike, *, width: int | None = None, max_row
     if solution.prompt != "vpd":
         lines.append(_fit(f"Prompt:   {solution.prompt}", columns))
     chosen = next((c for c in solution.candidates if c.chosen), None)
+    total = len(solution.candidates)
+    answers = [c.answer for c in solution.candidates]
     if chosen is not None and chosen.execution is not None:
-        lines += ["", f"Program (sample {chosen.index}, {chosen.votes} of {len(solution.candidates)} votes):"]
+        agree = answers.count(chosen.answer)
+        lines += ["", f"Program {chosen.index + 1} of {total} ({agree} of {total} programs agree on its answer):"]
         lines.append(format_execution(chosen.execution, width=columns, max_rows=max_rows))
-    lines += ["", "Candidates:"]
+    lines += ["", "Programs (numbered as the progress counts them):"]
     for c in solution.candidates:
         mark = "  <- chosen" if c.chosen else ""
         if c.answer is not None:
-            votes = f"{c.votes} vote{'s' if c.votes != 1 else ''}"
-            lines.append(_fit(f"  #{c.index}  answer {clip(c.answer, 40)!r} ({votes}){mark}", columns))
+            # c.votes is 0 when a typed vote dropped the answer (the wrong kind for the question).
+            dropped = "; not counted: the wrong kind of answer" if c.votes == 0 else ""
+            agree = f"{answers.count(c.answer)} of {total} agree{dropped}"
+            lines.append(_fit(f"  {c.index + 1}. answer {clip(c.answer, 40)!r} ({agree}){mark}", columns))
         else:
-            lines.append(_fit(f"  #{c.index}  {one_line(c.error or 'no answer')}", columns))
+            lines.append(_fit(f"  {c.index + 1}. {one_line(c.error or 'no answer')}", columns))
     t = solution.timings
     cached = f", {t.cached_replies} from the cache" if t.cached_replies else ""
     lines += [
