@@ -362,8 +362,8 @@ def render_candidates(
         if key is None:
             own, agree = "&ndash;", "&ndash;"
         else:
-            counted = key in votes  # a typed vote drops answers of the wrong kind for the question
-            own = "1" if counted else '<span title="an answer of the wrong kind for the question">0</span>'
+            in_vote = key in votes  # a typed vote drops answers of the wrong kind for the question
+            own = "1" if in_vote else '<span title="an answer of the wrong kind for the question">0</span>'
             agree = f"{same[key]} of {total}"
         rows.append(
             f"<tr{cls}><td>{number}</td>"

@@ -303,8 +303,8 @@ def format_solution(solution: SolutionLike, *, width: int | None = None, max_row
         if c.answer is not None:
             # c.votes is 0 when a typed vote dropped the answer (the wrong kind for the question).
             dropped = "; not counted: the wrong kind of answer" if c.votes == 0 else ""
-            agree = f"{answers.count(c.answer)} of {total} agree{dropped}"
-            lines.append(_fit(f"  {c.index + 1}. answer {clip(c.answer, 40)!r} ({agree}){mark}", columns))
+            agreement = f"{answers.count(c.answer)} of {total} agree{dropped}"
+            lines.append(_fit(f"  {c.index + 1}. answer {clip(c.answer, 40)!r} ({agreement}){mark}", columns))
         else:
             lines.append(_fit(f"  {c.index + 1}. {one_line(c.error or 'no answer')}", columns))
     t = solution.timings
