@@ -249,3 +249,16 @@ def test_candidates_with_votes(execution: vpd.Execution, scene: Scene, sandbox: 
     # An answer a typed vote dropped shows its own vote as 0.
     html = render_candidates(candidates, scene.image, votes={"yes": 2})
     assert '<td><code>no</code></td><td><span title="an answer of the wrong kind for the question">0</span>' in html
+
+
+def test_cache_hits_say_whether_they_were_stored_or_shared(execution: vpd.Execution) -> None:
+    import dataclasses
+
+    from vpd.render.view import _info
+
+    call = execution.trace.tool_calls[0]
+    stored = dataclasses.replace(call, cache_hit=True, seconds=0.0004)
+    shared = dataclasses.replace(call, cache_hit=True, seconds=1.01)
+    assert "from the result cache" in _info(stored) and "shared" not in _info(stored)
+    assert "shared: an identical call was computing it" in _info(shared) and "1.01 s" in _info(shared)
+    assert "cache" not in _info(dataclasses.replace(call, cache_hit=False))

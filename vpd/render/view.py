@@ -183,11 +183,19 @@ def _positive(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
+#: A result-cache hit slower than this waited for an identical call in progress (a plain
+#: lookup takes microseconds, a disk read a few milliseconds).
+SHARED_CALL_SECONDS = 0.05
+
+
 def _info(call: ToolCall) -> str:
     parts = [p for p in (call.capability, call.backend, call.model) if p]
     parts.append(f"{call.seconds * 1000:.1f} ms" if call.seconds < 1 else f"{call.seconds:.2f} s")
     if call.cache_hit:
-        parts.append("cached")
+        # A hit that took time waited for the identical call another program was making
+        # (the result cache computes concurrent identical calls once).
+        quick = call.seconds < SHARED_CALL_SECONDS
+        parts.append("from the result cache" if quick else "shared: an identical call was computing it")
     return one_line(" · ".join(parts), 200)
 
 
