@@ -262,3 +262,25 @@ def test_cache_hits_say_whether_they_were_stored_or_shared(execution: vpd.Execut
     assert "from the result cache" in _info(stored) and "shared" not in _info(stored)
     assert "shared: an identical call was computing it" in _info(shared) and "1.01 s" in _info(shared)
     assert "cache" not in _info(dataclasses.replace(call, cache_hit=False))
+
+
+def test_events_repeated_in_a_loop_are_numbered(scene: Scene, sandbox: vpd.Sandbox) -> None:
+    from vpd.render.view import build_view
+
+    code = (
+        "def execute_command(image):\n"
+        "    total = 0\n"
+        "    for name in ['cup', 'cup', 'plate']:\n"
+        "        found = ImagePatch(image).find(name)\n"
+        "        total = total + len(found)\n"
+        "    return total\n"
+    )
+    execution = vpd.run_program(code, scene.image, toolkit=scene.toolkit(), sandbox=sandbox)
+    assert execution.ok, execution.error
+    view = build_view(execution.trace)
+    on_line_5 = [e.text for e in view.events if e.line == 5]
+    assert [t.split(" ", 1)[0] for t in on_line_5] == ["#1", "#2", "#3"]
+    assert on_line_5[0].startswith("#1 total = ")
+    finds = [e for e in view.events if e.kind == "call"]
+    assert [e.iteration for e in finds] == [1, 2, None]  # find('cup') twice, find('plate') once
+    assert [e.iteration for e in view.events if e.line == 2] == [None]  # ran once: no number

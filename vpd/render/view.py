@@ -99,6 +99,8 @@ class EventView:
         region: The region a call looked at, when not the whole image.
         info: Capability, backend, model, time and cache hit of a call.
         color: The colour of the call's boxes.
+        iteration: Which time this same call or assignment ran on its line (1, 2...), when
+            it ran more than once (a loop); None when it ran once. ``text`` starts with ``#n``.
     """
 
     kind: str
@@ -110,6 +112,7 @@ class EventView:
     region: list[int] | None = None
     info: str = ""
     color: str | None = None
+    iteration: int | None = None
 
 
 @dataclass
@@ -183,6 +186,31 @@ def _positive(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
+def _number_repeats(events: list[EventView]) -> None:
+    """Number the events that ran more than once on their line (loop iterations): ``#1 total = 0``...
+
+    Events are the same when their line, kind and name (the assigned variable, or the call
+    with its arguments) are: in a loop, the k-th of them ran in the k-th iteration that
+    reached it.
+    """
+
+    def key(event: EventView) -> tuple[Any, ...]:
+        name = event.text.split(" = ", 1)[0] if event.kind == "assign" else event.text
+        return (event.line, event.kind, name)
+
+    counts: dict[tuple[Any, ...], int] = {}
+    for event in events:
+        if event.line is not None and event.kind != "print":
+            counts[key(event)] = counts.get(key(event), 0) + 1
+    seen: dict[tuple[Any, ...], int] = {}
+    for event in events:
+        if event.line is None or event.kind == "print" or counts[key(event)] < 2:
+            continue
+        seen[key(event)] = seen.get(key(event), 0) + 1
+        event.iteration = seen[key(event)]
+        event.text = f"#{event.iteration} {event.text}"
+
+
 #: A result-cache hit slower than this waited for an identical call in progress (a plain
 #: lookup takes microseconds, a disk read a few milliseconds).
 SHARED_CALL_SECONDS = 0.05
@@ -253,6 +281,7 @@ def build_view(trace: Trace) -> TraceView:
             events.append(EventView("assign", event.line, text))
         elif isinstance(event, PrintOutput):
             events.append(EventView("print", event.line, shown(event.text, MAX_PRINT)))
+    _number_repeats(events)
     if len(trace.events) > MAX_EVENTS:
         notes.append(f"{len(trace.events) - MAX_EVENTS} more events are not shown (at most {MAX_EVENTS}).")
     if skipped_boxes:
