@@ -284,3 +284,23 @@ def test_events_repeated_in_a_loop_are_numbered(scene: Scene, sandbox: vpd.Sandb
     finds = [e for e in view.events if e.kind == "call"]
     assert [e.iteration for e in finds] == [1, 2, None]  # find('cup') twice, find('plate') once
     assert [e.iteration for e in view.events if e.line == 2] == [None]  # ran once: no number
+
+
+def test_exists_shows_its_evidence_and_the_query_mapping(scene: Scene, sandbox: vpd.Sandbox) -> None:
+    import dataclasses
+
+    from vpd.render.view import _info, build_view
+
+    code = "def execute_command(image):\n    return ImagePatch(image).exists('cup')\n"
+    execution = vpd.run_program(code, scene.image, toolkit=scene.toolkit(), sandbox=sandbox)
+    assert execution.ok and execution.answer is True, execution.error
+    (call,) = execution.trace.tool_calls
+    assert call.details["evidence_count"] >= 1 and call.details["evidence"][0]["box"]
+    view = build_view(execution.trace)
+    assert view.boxes and view.events[0].boxes  # the boxes that made it True are drawn
+    # A closed-vocabulary detector's reading of the query is shown with the call.
+    mapped = dataclasses.replace(
+        call,
+        details={"query_mapping": [{"query": "flag", "classes": []}, {"query": "mug", "classes": ["cup"]}]},
+    )
+    assert "'flag' -> no class it knows; 'mug' -> cup" in _info(mapped)

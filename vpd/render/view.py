@@ -216,8 +216,26 @@ def _number_repeats(events: list[EventView]) -> None:
 SHARED_CALL_SECONDS = 0.05
 
 
+def _mapping(call: ToolCall) -> str:
+    """How a closed-vocabulary detector read the query: ``'flag' -> no class`` / ``'mug' -> cup``."""
+    rows = call.details.get("query_mapping") if isinstance(call.details, dict) else None
+    if not isinstance(rows, list):
+        return ""
+    texts = []
+    for row in rows[:4]:
+        if not isinstance(row, dict):
+            continue
+        classes = [str(c) for c in row.get("classes") or []]
+        target = ", ".join(classes[:3]) + (" ..." if len(classes) > 3 else "") if classes else "no class it knows"
+        texts.append(f"{one_line(str(row.get('query', '')), 40)!r} -> {target}")
+    return "; ".join(texts)
+
+
 def _info(call: ToolCall) -> str:
     parts = [p for p in (call.capability, call.backend, call.model) if p]
+    mapping = _mapping(call)
+    if mapping:
+        parts.append(mapping)
     parts.append(f"{call.seconds * 1000:.1f} ms" if call.seconds < 1 else f"{call.seconds:.2f} s")
     if call.cache_hit:
         # A hit that took time waited for the identical call another program was making
@@ -263,6 +281,9 @@ def build_view(trace: Trace) -> TraceView:
                 where = f" (line {event.line})" if event.line is not None else ""
                 regions.setdefault(tuple(view.region), []).append(one_line(event.operation, 40) + where)
             found = _returned(event.output) if event.error is None else []
+            evidence = event.details.get("evidence") if isinstance(event.details, dict) else None
+            if not found and event.error is None and isinstance(evidence, list):
+                found = _returned(evidence)  # exists(): the boxes that made it True
             if found:
                 view.color = PALETTE[colors % len(PALETTE)]
                 colors += 1

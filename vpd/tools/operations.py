@@ -380,14 +380,27 @@ class ToolOperations:
         """Whether ``find`` returns at least one object (shares its cached detection)."""
         box = self.check_box(image, box)
         name = check_text(object_name, "object_name")
+        evidence: list[Region] = []
+
+        def run(call: _Call) -> bool:
+            # the same filtering as find(), so exists() is True exactly when find() is non-empty
+            evidence[:] = _regions(self._detections(call, image, box, [name]), image, name)
+            return bool(evidence)
+
         return self._operation(
             "exists",
             "detect",
             image,
             box,
             {"object_name": name},
-            # the same filtering as find(), so exists() is True exactly when find() is non-empty
-            lambda call: bool(_regions(self._detections(call, image, box, [name]), image, name)),
+            run,
+            # The boxes that made it True, for the trace views (at most 20; the count is exact).
+            details=lambda _: {
+                "evidence": [{"box": list(r.box), "score": round(r.score, 4)} for r in evidence[:20]],
+                "evidence_count": len(evidence),
+                "classes": sorted({r.class_name for r in evidence if r.class_name}),
+                **self.backend("detect").explain([name]),
+            },
         )
 
     # -- questions about a region ------------------------------------------------------
