@@ -304,3 +304,29 @@ def test_exists_shows_its_evidence_and_the_query_mapping(scene: Scene, sandbox: 
         details={"query_mapping": [{"query": "flag", "classes": []}, {"query": "mug", "classes": ["cup"]}]},
     )
     assert "'flag' -> no class it knows; 'mug' -> cup" in _info(mapped)
+
+
+def test_a_call_that_loaded_its_model_is_labelled_a_cold_start(scene: Scene, sandbox: vpd.Sandbox) -> None:
+    from typing import Any as _Any
+
+    from vpd.render.view import build_view
+    from vpd.testing.scene import FakeDetector
+
+    class LoadingDetector(FakeDetector):
+        def _load(self) -> _Any:
+            return "weights"
+
+        def detect(self, images: _Any, queries: _Any) -> _Any:
+            self.load()
+            return super().detect(images, queries)
+
+    detector = LoadingDetector(scene)
+    assert not detector.loaded
+    body = "    p = ImagePatch(image)\n    return [len(p.find('cup')), len(p.find('plate'))]\n"
+    code = "def execute_command(image):\n" + body
+    execution = vpd.run_program(code, scene.image, toolkit=scene.toolkit(detect=detector), sandbox=sandbox)
+    assert execution.ok, execution.error
+    assert detector.loaded
+    first, second = (e.info for e in build_view(execution.trace).events if e.kind == "call")
+    assert "cold start: the model loaded during this call" in first
+    assert "cold start" not in second

@@ -237,6 +237,9 @@ def _info(call: ToolCall) -> str:
     if mapping:
         parts.append(mapping)
     parts.append(f"{call.seconds * 1000:.1f} ms" if call.seconds < 1 else f"{call.seconds:.2f} s")
+    steps = call.details.get("steps") if isinstance(call.details, dict) else None
+    if isinstance(steps, list) and any(isinstance(step, dict) and step.get("cold_start") for step in steps):
+        parts.append("cold start: the model loaded during this call")
     if call.cache_hit:
         # A hit that took time waited for the identical call another program was making
         # (the result cache computes concurrent identical calls once).

@@ -238,6 +238,14 @@ class Backend:
         """The key under which the loaded model is shared in the :class:`ModelStore`."""
         return (type(self).__module__, type(self).__qualname__, self.model_id, self.device, self.requested_dtype)
 
+    @property
+    def loaded(self) -> bool:
+        """Whether this backend's model is loaded already (a call now is not a cold start)."""
+        try:
+            return self.model_key() in self.models
+        except Exception:  # a backend whose key cannot be made has nothing to load
+            return True
+
     def load(self) -> Any:
         """Return the loaded model, loading it on first call (shared through the store)."""
         self.ensure_requirements()

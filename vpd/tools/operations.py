@@ -175,6 +175,7 @@ class ToolOperations:
         backend = self.backend(capability)
         key = cache_key(backend.cache_identity(), image.sha256 if image is not None else None, box, inputs)
         start = time.perf_counter()
+        was_loaded = bool(getattr(backend, "loaded", True))
 
         def run() -> T:
             try:
@@ -201,6 +202,8 @@ class ToolOperations:
                 "model": backend.model_id,
                 "seconds": round(time.perf_counter() - start, 6),
                 "cache_hit": hit,
+                # The model loaded during this call: its time is mostly the loading.
+                **({"cold_start": True} if not was_loaded and bool(getattr(backend, "loaded", True)) else {}),
             }
         )
         return value
