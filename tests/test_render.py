@@ -85,6 +85,7 @@ def test_execution_view(execution: vpd.Execution, scene: Scene) -> None:
 def test_trace_without_its_image(execution: vpd.Execution) -> None:
     html = execution.trace._repr_html_()
     assert "Image not available: boxes drawn on a blank canvas of its size." in html
+    assert "vpd.render.render_execution(execution, image)" in html  # how to attach it
     (drawn,) = images_in(html)
     assert drawn.size == (W, H)
     assert execution._repr_html_() == html

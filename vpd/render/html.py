@@ -152,7 +152,11 @@ def _image_html(view: TraceView, image: ImageData | None, max_side: int) -> str:
     notes = []
     if image is None:
         base = placeholder(size)
-        notes.append("Image not available: boxes drawn on a blank canvas of its size.")
+        notes.append(
+            "Image not available: boxes drawn on a blank canvas of its size. An Execution keeps the image's "
+            "hash, not its pixels: to draw on the picture, call vpd.render.render_execution(execution, image) "
+            "with the image it ran on (a Solution from vpd.solve keeps its image and draws on it)."
+        )
     else:
         base = image.pil
         if view.image.get("sha256") and image.sha256 != view.image["sha256"]:
