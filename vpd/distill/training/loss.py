@@ -26,17 +26,22 @@ from vpd.distill.training.data import IGNORE_INDEX, TASKS
 __all__ = ["DistillationTrainer", "task_losses", "task_token_counts"]
 
 
+def _targets(labels: torch.Tensor, task: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(labels shifted to the positions that predict them, the target mask, each target token's task)."""
+    shifted = labels[:, 1:]
+    mask = shifted != IGNORE_INDEX
+    return shifted, mask, task[:, None].expand_as(shifted)[mask]
+
+
 def task_losses(logits: torch.Tensor, labels: torch.Tensor, task: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:
     """Per task: (summed cross-entropy over its target tokens, how many tokens).
 
     Only the target positions' logits are kept before the softmax, so the memory is
     tokens x vocabulary for the targets, not for the whole batch.
     """
-    shifted = labels[:, 1:]
-    mask = shifted != IGNORE_INDEX
+    shifted, mask, token_task = _targets(labels, task)
     picked = logits[:, :-1][mask].float()
     token_loss = functional.cross_entropy(picked, shifted[mask], reduction="none")
-    token_task = task[:, None].expand_as(shifted)[mask]
     result: dict[str, tuple[torch.Tensor, int]] = {}
     for index, name in enumerate(TASKS):
         chosen = token_task == index
@@ -49,8 +54,7 @@ def task_token_counts(batches: list[dict[str, Any]]) -> list[int]:
     """Target tokens of each task (in ``TASKS`` order) over some batches from the collator."""
     counts = [0] * len(TASKS)
     for batch in batches:
-        shifted = batch["labels"][:, 1:]
-        task = batch["task"][:, None].expand_as(shifted)[shifted != IGNORE_INDEX]
+        _, _, task = _targets(batch["labels"], batch["task"])
         for index in range(len(TASKS)):
             counts[index] += int((task == index).sum())
     return counts

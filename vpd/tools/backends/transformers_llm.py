@@ -234,17 +234,26 @@ class TransformersChat(HubBackend):
         return [self.generate(c, temperature=temperature, max_tokens=max_tokens).text for c in conversations]
 
 
-def _cache_keyword(model: Any) -> str:
-    """The keyword that passes a key/value cache: ``cache`` in newer transformers, ``past_key_values`` before."""
+def _unwrapped(model: Any) -> Any:
+    """The transformers model itself: a PEFT model's base, or the model."""
+    return model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+
+
+def _forward_parameters(model: Any) -> Any:
+    """The parameters the model's ``forward`` takes (by name)."""
     import inspect
 
-    inner = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
-    return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
+    return inspect.signature(_unwrapped(model).forward).parameters
+
+
+def _cache_keyword(model: Any) -> str:
+    """The keyword that passes a key/value cache: ``cache`` in newer transformers, ``past_key_values`` before."""
+    return "cache" if "cache" in _forward_parameters(model) else "past_key_values"
 
 
 def _plain_cache_model(model: Any) -> bool:
     """Whether a plain dynamic key/value cache serves the model (not a hybrid, sliding or recurrent one)."""
-    inner = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    inner = _unwrapped(model)
     if getattr(getattr(inner, "generation_config", None), "cache_implementation", None):
         return False  # the model asks for its own cache type (e.g. hybrid)
     supports = getattr(inner, "_supports_default_dynamic_cache", None)
@@ -253,10 +262,7 @@ def _plain_cache_model(model: Any) -> bool:
 
 def _one_logit(model: Any) -> dict[str, int]:
     """``logits_to_keep=1`` (``num_logits_to_keep`` in older transformers), when the model takes it."""
-    import inspect
-
-    inner = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
-    parameters = inspect.signature(inner.forward).parameters
+    parameters = _forward_parameters(model)
     for name in ("logits_to_keep", "num_logits_to_keep"):
         if name in parameters:
             return {name: 1}
