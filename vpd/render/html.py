@@ -345,16 +345,11 @@ def render_candidates(
 
     items = list(candidates)
     unpacked = [_as_candidate(item) for item in items]
-    if votes is None:
-        counted: dict[str, int] = {}
-        for _, ans, _ in unpacked:
-            key = normalize_answer(ans)
-            if key is not None:
-                counted[key] = counted.get(key, 0) + 1
-        votes = counted
-    loaded = load_for_render(image)
     keys = [normalize_answer(ans) for _, ans, _ in unpacked]
     same = {key: keys.count(key) for key in keys if key is not None}  # programs per answer
+    if votes is None:  # one vote per program
+        votes = same
+    loaded = load_for_render(image)
     total = len(items)
     rows, views = [], []
     for index, (item, (run, ans, error), key) in enumerate(zip(items, unpacked, keys)):
