@@ -7,8 +7,11 @@ clear reason otherwise.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,11 +19,31 @@ import pytest
 from support import make_user_tools
 
 import vpd
+from vpd.tools.cache import default_cache_dir
 from vpd.tools.user_tools import ToolRegistry
 
 # litellm reads this when first imported (test modules import it at collection): without it,
 # it tries to download its model cost map, which fails offline after retries.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+def _private_cache_dir() -> None:
+    """Point ``VPD_CACHE_DIR`` at a directory of this test session's own.
+
+    Tests must never read completions an earlier run stored: the fake LLM servers listen on
+    ephemeral ports, so a port the OS hands out again would make a later run's request hit an
+    old run's cached reply (and tests would write into the user's real cache). Assembled model
+    files are expensive and immutable, so ``models/`` links to the user's real one.
+    """
+    models = default_cache_dir() / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    private = Path(tempfile.mkdtemp(prefix="vpd-test-cache-"))
+    (private / "models").symlink_to(models, target_is_directory=True)
+    os.environ["VPD_CACHE_DIR"] = str(private)  # subprocesses (CLI tests, torchrun) inherit it
+    atexit.register(shutil.rmtree, private, ignore_errors=True)
+
+
+_private_cache_dir()
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -80,6 +80,7 @@ def _solver(server: FakeOpenAIServer, scene: Scene) -> vpd.Solver:
         api_key="test",
         max_repairs=0,
         limits=vpd.SandboxLimits(timeout=2.0),
+        cache=False,  # the tests count the LLM's requests: a cached reply would hide one
     )
 
 
