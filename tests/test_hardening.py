@@ -464,7 +464,14 @@ class TestTracesNeverLoseEventsSilently:
     """Class 3: every event is recorded or counted, whatever the program does and however the run ends."""
 
     def test_a_tracing_hook_that_cannot_be_called_is_counted(self) -> None:
-        from vpd.programs.policy import ASSIGN_HOOK, LOST_COUNTER, RECURSION_ERROR, compile_program
+        from vpd.programs.policy import (
+            ASSIGN_HOOK,
+            LINE_COUNTS,
+            LOST_COUNTER,
+            RECURSION_ERROR,
+            RETURN_LINE,
+            compile_program,
+        )
 
         code = (
             "def execute_command(image):\n    a = 1\n    b, c = 2, 3\n    for d in [4]:\n        pass\n"
@@ -488,6 +495,8 @@ class TestTracesNeverLoseEventsSilently:
             ASSIGN_HOOK: unreachable,
             LOST_COUNTER: lost,
             RECURSION_ERROR: RecursionError,
+            LINE_COUNTS: [0] * 20,
+            RETURN_LINE: [None],
         }
         exec(compiled.code, scope)
         # a, b, c, d counted and the program goes on; the ":=" is counted before the program sees the error.

@@ -115,7 +115,7 @@ def test_failed_runs(scene: Scene, sandbox: vpd.Sandbox) -> None:
         sandbox=sandbox,
     )
     html = render_execution(runtime, scene.image, label="2")
-    assert '<tr class="vpd-errline"><td class="vpd-no">4</td>' in html
+    assert '<tr class="vpd-ran vpd-errline" data-line="4"><td class="vpd-no">4</td>' in html
     assert "failed: runtime" in html and "ZeroDivisionError" in html and "vpd-badge vpd-bad" in html
     broken = vpd.run_program("def execute_command(image):\n    return (\n", scene.image, sandbox=sandbox)
     assert broken.error is not None and broken.error.kind == "compile"

@@ -3,8 +3,9 @@
 :func:`compile_program` parses a program, rejects forbidden constructs (imports, classes,
 ``global``, ``with``, generators, async, underscore names and attributes), rewrites
 attribute access, item access, iteration, writes and in-place operators into calls of
-guard functions (RestrictedPython's transformer), and inserts a call after every
-assignment that reports the assigned value to the tracer. The result is cached by source.
+guard functions (RestrictedPython's transformer), inserts a call after every assignment
+that reports the assigned value to the tracer, and counts each statement as it starts (a
+list increment, so which lines ran costs next to nothing). The result is cached by source.
 
 The names a program may use (:data:`SAFE_BUILTIN_NAMES`, :data:`PATCH_ATTRIBUTES`) are
 declared here too, for the static checker and the worker alike. The guards themselves live
@@ -28,7 +29,9 @@ __all__ = [
     "ASSIGN_HOOK",
     "ENTRY_PARAMETERS",
     "EXCEPTION_FIELDS",
+    "LINE_COUNTS",
     "LOST_COUNTER",
+    "RETURN_LINE",
     "RECURSION_ERROR",
     "PATCH_ATTRIBUTES",
     "PROGRAM_FILENAME",
@@ -78,6 +81,11 @@ ASSIGN_HOOK = "__vpd_assign__"
 #: Name of a one-item list counting assignments whose hook could not even be called (a
 #: RecursionError at the call): counted without a call, so a program cannot hide one.
 LOST_COUNTER = "__vpd_lost__"
+#: Name of the list counting, at index ``n``, how many times a statement starting on line
+#: ``n`` began (statements are counted as they start: one that raised still ran).
+LINE_COUNTS = "__vpd_lines__"
+#: Name of a one-item list set to the line of the ``return`` that ``execute_command`` runs.
+RETURN_LINE = "__vpd_return__"
 #: RecursionError under a name only the inserted tracing code uses (programs cannot name it).
 RECURSION_ERROR = "__vpd_RecursionError__"
 #: Filename of compiled programs; the worker finds program lines by it.
@@ -342,6 +350,55 @@ class _AssignmentTracer(ast.NodeTransformer):
         return node
 
 
+class _LineCounter(ast.NodeTransformer):
+    """Insert ``__vpd_lines__[n] += 1`` before every statement (``n``: its first line).
+
+    A compound statement (``if``, ``for``, ``def``...) is counted when reached, its body's
+    statements each time they run, so a loop header counts entries and its body iterations.
+    ``execute_command``'s own ``return`` statements also set ``__vpd_return__[0]``.
+    """
+
+    def __init__(self) -> None:
+        self._functions: list[bool] = []  # the enclosing functions: is each the entry point?
+
+    def _block(self, body: list[ast.stmt]) -> list[ast.stmt]:
+        out: list[ast.stmt] = []
+        in_entry = bool(self._functions) and self._functions[-1]
+        for stmt in body:
+            line = stmt.lineno
+            count = ast.AugAssign(
+                target=ast.Subscript(ast.Name(LINE_COUNTS, ast.Load()), ast.Constant(line), ast.Store()),
+                op=ast.Add(),
+                value=ast.Constant(1),
+            )
+            out.append(ast.copy_location(count, stmt))
+            if isinstance(stmt, ast.Return) and in_entry:
+                mark = ast.Assign(
+                    targets=[ast.Subscript(ast.Name(RETURN_LINE, ast.Load()), ast.Constant(0), ast.Store())],
+                    value=ast.Constant(line),
+                )
+                out.append(ast.copy_location(mark, stmt))
+            out.append(self.visit(stmt))
+        return out
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        self._functions.append(not self._functions and node.name == "execute_command")
+        self.generic_visit(node)
+        self._functions.pop()
+        return node
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        for name in ("body", "orelse", "finalbody"):
+            block = getattr(node, name, None)
+            if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
+                setattr(node, name, self._block(block))
+        for handler in getattr(node, "handlers", ()):  # try / try*
+            handler.body = self._block(handler.body)
+        for case in getattr(node, "cases", ()):  # match
+            case.body = self._block(case.body)
+        return node
+
+
 def _counting_recursion_errors(body: list[ast.stmt], *, reraise: bool) -> ast.Try:
     """``try: body`` / ``except RecursionError: __vpd_lost__[0] += 1`` (then ``raise`` if asked)."""
     count = ast.AugAssign(
@@ -403,7 +460,8 @@ def compile_program(source: str) -> CompiledProgram:
         return CompiledProgram(None, ((None, "The program is nested too deeply."),))
     if errors:
         return CompiledProgram(None, tuple(_split_line(e) for e in errors))
-    tree = _AssignmentTracer().visit(_WalrusTracer().visit(tree))
+    # Lines first: the assignment hooks inserted next are not program statements to count.
+    tree = _AssignmentTracer().visit(_WalrusTracer().visit(_LineCounter().visit(tree)))
     ast.fix_missing_locations(tree)
     try:
         code = compile(tree, PROGRAM_FILENAME, "exec")

@@ -29,7 +29,17 @@ from vpd.traces.trace import Trace
 if TYPE_CHECKING:
     from vpd.image import ImageData, ImageSource
 
-__all__ = ["CandidateLike", "esc", "render_candidates", "render_execution", "render_trace", "stylesheet"]
+__all__ = [
+    "LINE_KEY",
+    "PROGRAM_COLUMNS",
+    "CandidateLike",
+    "esc",
+    "line_mark",
+    "render_candidates",
+    "render_execution",
+    "render_trace",
+    "stylesheet",
+]
 
 #: Events shown per program line before the rest fold away.
 _EVENTS_SHOWN = 6
@@ -117,26 +127,62 @@ def _events_html(events: Sequence[Any]) -> str:
     return shown
 
 
+def line_mark(view: TraceView, number: int) -> tuple[list[str], str, str]:
+    """``(row classes, mark, mark's explanation)`` of a program line: ran or not, the return, the failure."""
+    runs = view.line_runs[number - 1] if number <= len(view.line_runs) else None
+    classes = [] if runs is None else ["vpd-ran" if runs else "vpd-notrun"]
+    error = view.error or {}
+    if number == error.get("line"):
+        classes.append("vpd-errline")
+        if error.get("kind") == "timeout":
+            return classes, "stopped", "this line was running when the program was stopped"
+        return classes, "failed", "the error happened on this line"
+    if number == view.return_line:
+        classes.append("vpd-returned")
+        return classes, "return", "the answer was returned from this line"
+    if runs is not None and runs > 1:
+        return classes, f"\u00d7{runs}", f"ran {runs} times"
+    if runs == 0:
+        return classes, "", "this line did not run"
+    return classes, "", ""
+
+
+#: What the line marks mean, shown under a program whose lines were counted.
+LINE_KEY = (
+    "Lines that ran have a green edge; lines that did not run are faded. "
+    "\u00d7n: ran n times \u00b7 return: the answer came from this line \u00b7 "
+    "failed / stopped: where the error or the timeout happened."
+)
+
+#: Column widths of the program table: code and calls share the width, so neither hides the other.
+PROGRAM_COLUMNS = (
+    '<colgroup><col class="vpd-c-no"><col class="vpd-c-mark"><col class="vpd-c-src"><col class="vpd-c-ev"></colgroup>'
+)
+
+
 def _program_html(view: TraceView) -> str:
     by_line: dict[int | None, list[Any]] = {}
     for event in view.events:
         by_line.setdefault(event.line, []).append(event)
-    error_line = view.error.get("line") if view.error else None
     rows = []
     for number, code in enumerate(view.program_lines, start=1):
-        cls = ' class="vpd-errline"' if number == error_line else ""
+        classes, mark, why = line_mark(view, number)
+        cls = f' class="{" ".join(classes)}"' if classes else ""
+        title = f' title="{esc(why)}"' if why else ""
         events = by_line.pop(number, [])
         rows.append(
-            f'<tr{cls}><td class="vpd-no">{number}</td><td class="vpd-src"><code>{esc(code)}</code></td>'
-            f'<td class="vpd-ev">{_events_html(events)}</td></tr>'
+            f'<tr{cls} data-line="{number}"><td class="vpd-no">{number}</td>'
+            f'<td class="vpd-mark"{title}>{esc(mark)}</td>'
+            f'<td class="vpd-src"><code>{esc(code)}</code></td><td class="vpd-ev">{_events_html(events)}</td></tr>'
         )
     orphans = [event for events in by_line.values() for event in events]
     if orphans:
         rows.append(
-            '<tr><td class="vpd-no">&ndash;</td><td class="vpd-src vpd-muted">(no program line)</td>'
-            f'<td class="vpd-ev">{_events_html(orphans)}</td></tr>'
+            '<tr><td class="vpd-no">&ndash;</td><td class="vpd-mark"></td><td class="vpd-src vpd-muted">'
+            f'(no program line)</td><td class="vpd-ev">{_events_html(orphans)}</td></tr>'
         )
-    return f'<table class="vpd-prog">{"".join(rows)}</table>'
+    key = f'<div class="vpd-key">{esc(LINE_KEY)}</div>' if any(r is not None for r in view.line_runs) else ""
+    return f'<table class="vpd-prog">{PROGRAM_COLUMNS}{"".join(rows)}</table>{key}'
 
 
 def _box_text(box: Sequence[float] | None) -> str:

@@ -41,7 +41,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vpd.render.html import esc, stylesheet
+from vpd.render.html import LINE_KEY, esc, stylesheet
 from vpd.render.view import BOX_CONVENTION, build_view
 from vpd.traces.files import BadLine, TraceRecord
 from vpd.traces.text import answer_text, clip, one_line, shown
@@ -403,7 +403,7 @@ def _build(
             missing += 1
             omitted_traces += note == OMITTED_NOTE
         entries.append(_entry(record, key, note))
-    data = {"title": title, "convention": BOX_CONVENTION, "traces": entries}
+    data = {"title": title, "convention": BOX_CONVENTION, "lineKey": LINE_KEY, "traces": entries}
     css = stylesheet() + _asset("report.css")
     script = _asset("report.js")
     badges = []

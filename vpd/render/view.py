@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from vpd.render.lines import line_runs
 from vpd.render.text import call_summary, result_summary
 from vpd.traces.text import answer_text, box_of, clip, one_line, reveal, shown, trace_to_text
 from vpd.traces.trace import Assignment, PrintOutput, ToolCall, Trace
@@ -62,6 +63,7 @@ class BoxView:
         label: Short label, e.g. ``"cup 0.90"``.
         source: The call that returned it, e.g. ``"find(object_name='cup'), line 3"``.
         color: ``#rrggbb``, shared by the boxes of one call.
+        line: The program line of that call (None when unknown): views link the box to it.
     """
 
     n: int
@@ -69,6 +71,7 @@ class BoxView:
     label: str
     source: str
     color: str
+    line: int | None = None
 
 
 @dataclass
@@ -133,6 +136,10 @@ class TraceView:
         tool_calls: How many tool calls the trace holds.
         notes: What was left out (truncation, limits).
         text: The execution-trace text (:func:`~vpd.traces.trace_to_text`).
+        line_runs: For each program line, how many times its statement ran (0: it never
+            did), or None for a line of no statement and for every line when the trace did
+            not record it (see :func:`vpd.render.lines.line_runs`).
+        return_line: The line of the ``return`` that produced the answer.
     """
 
     program_lines: list[str]
@@ -148,6 +155,8 @@ class TraceView:
     tool_calls: int
     notes: list[str]
     text: str
+    line_runs: list[int | None] = field(default_factory=list)
+    return_line: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form; an event's empty fields (no result, no error, no boxes...) are left out."""
@@ -295,9 +304,8 @@ def build_view(trace: Trace) -> TraceView:
                     if len(boxes) >= MAX_BOXES:
                         skipped_boxes += 1
                         continue
-                    boxes.append(
-                        BoxView(len(boxes) + 1, list(box_of(item) or []), _label(item, event), source, view.color)
-                    )
+                    box = list(box_of(item) or [])
+                    boxes.append(BoxView(len(boxes) + 1, box, _label(item, event), source, view.color, event.line))
                     view.boxes.append(len(boxes))
             events.append(view)
         elif isinstance(event, Assignment):
@@ -340,4 +348,6 @@ def build_view(trace: Trace) -> TraceView:
         tool_calls=sum(1 for e in trace.events if isinstance(e, ToolCall)),
         notes=notes,
         text=shown(trace_to_text(trace), 20_000),
+        line_runs=line_runs(trace.program, trace.line_counts, len(program_lines)),
+        return_line=trace.return_line if trace.error is None else None,
     )

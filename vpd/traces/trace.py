@@ -197,6 +197,11 @@ class Trace:
         dropped_events: How many events were not recorded.
         version: The trace format version.
         meta: Free-form JSON for callers (question, label, sample index...).
+        line_counts: How many times each program line's statement started (``{line:
+            count}``; a loop's header counts once per entry, its body once per iteration), or None when not recorded (a
+            worker killed before it reported, a program that never started, older traces).
+            Lines absent from it did not run.
+        return_line: The line ``execute_command`` returned from, when it returned an answer.
     """
 
     program: str
@@ -210,6 +215,8 @@ class Trace:
     dropped_events: int = 0
     version: str = TRACE_VERSION
     meta: dict[str, Any] = field(default_factory=dict)
+    line_counts: dict[int, int] | None = None
+    return_line: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -256,6 +263,8 @@ class Trace:
             "truncated": self.truncated,
             "dropped_events": self.dropped_events,
             "meta": self.meta,
+            "line_counts": None if self.line_counts is None else {str(k): v for k, v in self.line_counts.items()},
+            "return_line": self.return_line,
         }
 
     def to_json(self, **kwargs: Any) -> str:
@@ -291,9 +300,20 @@ class Trace:
             dropped_events=data.get("dropped_events", 0),
             version=version,
             meta=dict(data.get("meta", {})),
+            line_counts=_line_counts(data.get("line_counts")),
+            return_line=data.get("return_line"),
         )
 
     @classmethod
     def from_json(cls, text: str) -> Trace:
         """Inverse of :meth:`to_json`."""
         return cls.from_dict(json.loads(text))
+
+
+def _line_counts(raw: Any) -> dict[int, int] | None:
+    """``{line: count}`` from JSON's string keys (None stays None: not recorded)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"line_counts must be an object of line numbers to counts, not {type(raw).__name__}.")
+    return {int(line): int(count) for line, count in raw.items()}

@@ -28,6 +28,11 @@ MAX_TRACE_BYTES = 4_000_000
 _MAX_REJECTED_INPUT_CHARS = 2_000
 _MAX_MESSAGE_CHARS = 2000
 _MAX_STDOUT = 20_000
+_MAX_LINES = 70_000  # a program has at most 64,000 bytes
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def bounded(text: Any, limit: int = _MAX_MESSAGE_CHARS) -> str:
@@ -97,6 +102,25 @@ class TraceRecorder:
         self._bytes = 0
         self._lock = threading.Lock()
         self._sealed = False
+        # From the worker's last message: {line: times it ran}, the return taken, the line a stop interrupted.
+        self.line_counts: dict[int, int] | None = None
+        self.return_line: int | None = None
+        self.stop_line: int | None = None
+
+    def note_lines(self, message: dict[str, Any]) -> None:
+        """Take the line counts of a ``done`` or ``stopped`` message (malformed ones are ignored: they are optional)."""
+        raw = message.get("lines")
+        if isinstance(raw, dict) and len(raw) <= _MAX_LINES:
+            counts: dict[int, int] = {}
+            for key, count in raw.items():
+                if not (isinstance(key, str) and key.isdigit() and _positive(count)):
+                    return
+                counts[int(key)] = count
+            self.line_counts = counts
+        for name in ("return_line", "line"):
+            value = message.get(name)
+            if _positive(value):
+                setattr(self, "return_line" if name == "return_line" else "stop_line", value)
 
     def note_worker_dropped(self, count: Any) -> None:
         """Take the worker's running count of events it did not send (carried by every message)."""
@@ -233,6 +257,8 @@ class TraceRecorder:
             truncated=truncated,
             dropped_events=dropped,
             meta=jsonable(meta or {}),
+            line_counts=self.line_counts,
+            return_line=self.return_line if error is None else None,
         )
         return Execution(answer, error, trace, wall_seconds, tool_seconds, stdout)
 

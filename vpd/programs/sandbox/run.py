@@ -105,7 +105,7 @@ class ProgramRun:
         try:
             answer, error = self._conversation(deadline)
             if self._stopping is not None:  # whatever the conversation saw, the host stopped it first
-                answer, error = None, self._stopping
+                answer, error = None, self._at_stop_line(self._stopping)
             if not self._reported:
                 self.recorder.incomplete = True
             return answer, error
@@ -150,9 +150,11 @@ class ProgramRun:
                     self.stop(ProgramError("violation", self.server.violation))
             elif kind == "done":
                 self._reported = True
+                self.recorder.note_lines(message)
                 return self._done(message)
             elif kind == "stopped":
                 self._reported = True
+                self.recorder.note_lines(message)
                 return None, self._stopping or ProgramError("worker-crash", "The worker stopped unasked.")
 
     def _call(self, message: dict[str, Any]) -> bool:
@@ -231,6 +233,8 @@ class ProgramRun:
                     if "events" in message:
                         self.recorder.add_worker_events(message["events"])
                     self._reported = message.get("type") in ("stopped", "done")
+                    if self._reported:
+                        self.recorder.note_lines(message)
             except (wire.WireError, OSError):
                 pass
             finally:
@@ -241,7 +245,7 @@ class ProgramRun:
         self.recorder.seal()
         self.finished = True
         assert self._stopping is not None
-        outcome = self._stopping
+        outcome = self._at_stop_line(self._stopping)
         if outcome.kind == "timeout":
             why = (
                 " A tool call was still running; its result is discarded."
@@ -250,6 +254,12 @@ class ProgramRun:
             )
             outcome = ProgramError("timeout", outcome.message + why, outcome.line)
         return None, outcome
+
+    def _at_stop_line(self, outcome: ProgramError) -> ProgramError:
+        """``outcome`` at the program line the worker was on when stopped (where a timeout landed)."""
+        if outcome.line is None and self.recorder.stop_line is not None:
+            return ProgramError(outcome.kind, outcome.message, self.recorder.stop_line)
+        return outcome
 
     def _hello(self, message: dict[str, Any]) -> None:
         pid = message.get("pid")

@@ -38,6 +38,7 @@ from vpd.programs.policy import (
     SAFE_BUILTIN_NAMES,
 )
 from vpd.programs.sandbox import wire
+from vpd.programs.sandbox.lines import LineCounts, program_frame_line
 from vpd.tools.contract import OPERATIONS, Region, operation_signature
 from vpd.tools.user_tools import ToolRegistry, ToolSpec
 
@@ -87,7 +88,12 @@ class WorkerStop(BaseException):
     """
 
 
+#: The program line the stop signal interrupted (reported with ``stopped``: where a timeout landed).
+_STOP_LINE: list[int | None] = [None]
+
+
 def _stop(signum: int, frame: FrameType | None) -> None:
+    _STOP_LINE[0] = program_frame_line(frame)
     raise WorkerStop
 
 
@@ -749,6 +755,7 @@ def run_worker(sock: socket.socket, job: dict[str, Any], code: CodeType) -> None
 
     status = 0
     reporter = Reporter(sock)
+    lines = LineCounts(code)
     try:
         signal.signal(signal.SIGUSR1, _stop)
         wire.send(sock, {"type": "hello", "pid": os.getpid()})
@@ -766,6 +773,7 @@ def run_worker(sock: socket.socket, job: dict[str, Any], code: CodeType) -> None
         from vpd.tools.toolkit import use_toolkit
 
         scope = build_scope(client, reporter)
+        lines.install(scope)
         if (job.get("inputs") or {}).get("api") == "vipergpt":
             LONG_ANSWER_DEFAULT.set(True)  # this process runs this one program
         answer: Any = None
@@ -816,6 +824,7 @@ def run_worker(sock: socket.socket, job: dict[str, Any], code: CodeType) -> None
             "dropped": reporter.not_recorded,
             "cpu_seconds": time.process_time(),
             "seconds": time.perf_counter() - started,
+            **lines.report(answered=error is None),
         }
         try:
             wire.send(sock, done)
@@ -830,19 +839,28 @@ def run_worker(sock: socket.socket, job: dict[str, Any], code: CodeType) -> None
             )
             wire.send(sock, done)
     except WorkerStop:
-        status = _report_stop(reporter, sock)
+        status = _report_stop(reporter, sock, lines)
     except BaseException:  # the host learns from the missing "done" and the exit status
         status = 70
     finally:
         os._exit(status)
 
 
-def _report_stop(reporter: Reporter, sock: socket.socket) -> int:
-    """After ``SIGUSR1``: send what is left of the trace, then ``stopped`` (exit status)."""
+def _report_stop(reporter: Reporter, sock: socket.socket, lines: LineCounts) -> int:
+    """After ``SIGUSR1``: send what is left of the trace, then ``stopped`` (exit status).
+
+    ``stopped`` carries the line counts and the program line the signal interrupted.
+    """
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     try:
         reporter.flush()
-        wire.send(sock, {"type": "stopped", "dropped": reporter.not_recorded})
+        stopped = {
+            "type": "stopped",
+            "dropped": reporter.not_recorded,
+            "line": _STOP_LINE[0],
+            **lines.report(answered=False),
+        }
+        wire.send(sock, stopped)
     except BaseException:
         return 70
     return 0

@@ -53,6 +53,8 @@
     return "[" + b.map(function (v) { return String(v); }).join(", ") + "]";
   }
 
+  function area(b) { return Math.abs((b[2] - b[0]) * (b[3] - b[1])); }
+
   function seconds(v) {
     return v < 1 ? Math.round(v * 1000) + " ms" : v.toFixed(2) + " s";
   }
@@ -202,7 +204,10 @@
       kids.push(failed ? h("span", { "class": "vpd-err", text: "error: " + e.error })
         : h("span", { "class": "vpd-res", text: e.result || "" }));
       kids.push(" ");
-      boxes.slice(0, 20).forEach(function (n) { kids.push(h("span", { "class": "vpd-chip", bg: e.color, text: String(n) })); });
+      boxes.slice(0, 20).forEach(function (n) {
+        kids.push(h("span", { "class": "vpd-chip", bg: e.color, text: String(n), "data-box": String(n),
+          "data-box-line": e.line === null || e.line === undefined ? "" : String(e.line) }));
+      });
       if (boxes.length > 20) kids.push(h("span", { "class": "vpd-muted", text: "+" + (boxes.length - 20) }));
       kids.push(" ", h("span", { "class": "vpd-info", text: e.info || "" }));
       return h("div", { "class": "vpd-call" + (failed ? " vpd-failed" : "") }, kids);
@@ -220,39 +225,103 @@
     return td;
   }
 
+  // ran / did not run / return / failed, as vpd.render.html.line_mark computes them
+  function lineMark(v, n) {
+    var runs = n <= v.line_runs.length ? v.line_runs[n - 1] : null;
+    var cls = runs === null || runs === undefined ? [] : [runs ? "vpd-ran" : "vpd-notrun"];
+    var err = v.error || {};
+    if (n === err.line) {
+      cls.push("vpd-errline");
+      return err.kind === "timeout" ? [cls, "stopped", "this line was running when the program was stopped"]
+        : [cls, "failed", "the error happened on this line"];
+    }
+    if (n === v.return_line) { cls.push("vpd-returned"); return [cls, "return", "the answer was returned from this line"]; }
+    if (runs > 1) return [cls, "\u00d7" + runs, "ran " + runs + " times"];
+    if (runs === 0) return [cls, "", "this line did not run"];
+    return [cls, "", ""];
+  }
+
   function program(v) {
     var byLine = {}, orphans = [];
     v.events.forEach(function (e) {
       if (e.line !== null && e.line >= 1 && e.line <= v.program_lines.length) (byLine[e.line] = byLine[e.line] || []).push(e);
       else orphans.push(e);
     });
-    var errLine = v.error ? v.error.line : null;
+    var cols = h("colgroup", {}, ["vpd-c-no", "vpd-c-mark", "vpd-c-src", "vpd-c-ev"].map(function (c) {
+      return h("col", { "class": c });
+    }));
     var rows = v.program_lines.map(function (code, i) {
-      var n = i + 1;
-      return h("tr", n === errLine ? { "class": "vpd-errline" } : {}, [
+      var n = i + 1, mark = lineMark(v, n), attrs = { "data-line": String(n) };
+      if (mark[0].length) attrs["class"] = mark[0].join(" ");
+      var markAttrs = { "class": "vpd-mark", text: mark[1] };
+      if (mark[2]) markAttrs.title = mark[2];
+      return h("tr", attrs, [
         h("td", { "class": "vpd-no", text: String(n) }),
+        h("td", markAttrs),
         h("td", { "class": "vpd-src" }, [h("code", { text: code })]),
         eventsNode(byLine[n] || [])
       ]);
     });
     if (orphans.length) {
-      rows.push(h("tr", {}, [h("td", { "class": "vpd-no", text: "\u2013" }),
+      rows.push(h("tr", {}, [h("td", { "class": "vpd-no", text: "\u2013" }), h("td", { "class": "vpd-mark" }),
         h("td", { "class": "vpd-src vpd-muted", text: "(no program line)" }), eventsNode(orphans)]));
     }
-    return h("table", { "class": "vpd-prog" }, rows);
+    var kids = [h("table", { "class": "vpd-prog" }, [cols].concat(rows))];
+    if (v.line_runs.some(function (r) { return r !== null; })) kids.push(h("div", { "class": "vpd-key", text: DATA.lineKey }));
+    return h("div", {}, kids);
+  }
+
+  // -- image <-> code: a box, its legend row, its call chip and its line light up together ----
+  function link(view, line, n, on) {
+    if (line !== null && line !== undefined) {
+      view.querySelectorAll("tr[data-line='" + line + "']").forEach(function (tr) { tr.classList.toggle("vpd-hot", on); });
+    }
+    var sel = n !== null ? "[data-box='" + n + "']" : "[data-box-line='" + line + "']";
+    view.querySelectorAll(sel).forEach(function (node) { node.classList.toggle("vpd-hot", on); });
+  }
+
+  function wireLinks(view) {
+    var pinned = null;
+    function target(ev) {
+      var node = ev.target.closest("[data-box], tr[data-line]");
+      if (!node || !view.contains(node)) return null;
+      if (node.hasAttribute("data-box")) {
+        var line = node.getAttribute("data-box-line");
+        return { line: line === "" ? null : line, n: node.getAttribute("data-box") };
+      }
+      return { line: node.getAttribute("data-line"), n: null };
+    }
+    view.addEventListener("mouseover", function (ev) { var t = target(ev); if (t && !pinned) link(view, t.line, t.n, true); });
+    view.addEventListener("mouseout", function (ev) { var t = target(ev); if (t && !pinned) link(view, t.line, t.n, false); });
+    view.addEventListener("click", function (ev) {
+      var t = target(ev);
+      if (!t || (t.n === null && !ev.target.closest(".vpd-no, .vpd-mark, .vpd-src"))) return;
+      if (pinned) link(view, pinned.line, pinned.n, false);
+      var same = pinned && pinned.line === t.line && pinned.n === t.n;
+      pinned = same ? null : t;
+      if (pinned) {
+        link(view, t.line, t.n, true);
+        var row = t.line !== null ? view.querySelector("tr[data-line='" + t.line + "']") : null;
+        if (row && t.n !== null && row.scrollIntoView) row.scrollIntoView({ block: "nearest" });
+      }
+    });
   }
 
   function overlay(v, W, H) {
     var svg = s("svg", { "class": "vpd-overlay", viewBox: "0 0 " + W + " " + H, preserveAspectRatio: "none" });
     var fs = Math.max(W, H) / 45;
-    v.boxes.forEach(function (b, i) {
+    // largest first, so a small box drawn over a large one stays reachable by the pointer
+    var order = v.boxes.map(function (b, i) { return [b, i]; });
+    order.sort(function (p, q) { return area(q[0].box) - area(p[0].box) || p[1] - q[1]; });
+    order.forEach(function (pair) {
+      var b = pair[0], i = pair[1];
       var x0 = Math.min(b.box[0], b.box[2]), y0 = Math.min(b.box[1], b.box[3]);
-      var g = s("g", {});
+      var g = s("g", { "class": "vpd-box", "data-box": String(b.n), "data-box-line": b.line === null || b.line === undefined ? "" : String(b.line) });
       var title = s("title", {});
       title.textContent = b.n + " " + b.label + " " + boxText(b.box) + " \u2014 " + b.source;
       g.appendChild(title);
       g.appendChild(s("rect", { x: x0, y: y0, width: Math.abs(b.box[2] - b.box[0]), height: Math.abs(b.box[3] - b.box[1]),
-        fill: "none", stroke: b.color, "stroke-width": 2, "vector-effect": "non-scaling-stroke" }));
+        fill: "transparent", stroke: b.color, "stroke-width": 2, "vector-effect": "non-scaling-stroke" }));
       var label = i < 12 ? b.n + " " + b.label : String(b.n);
       var tw = label.length * fs * 0.6 + fs * 0.5, th = fs * 1.3;
       var ty = y0 - th >= 0 ? y0 - th : y0, tx = Math.max(0, Math.min(x0, W - tw));
@@ -289,7 +358,8 @@
     notes.forEach(function (n) { kids.push(h("div", { "class": "vpd-note", text: n })); });
     if (v.boxes.length) {
       kids.push(h("table", { "class": "vpd-legend" }, v.boxes.slice(0, 100).map(function (b) {
-        return h("tr", {}, [h("td", {}, [h("span", { "class": "vpd-swatch", bg: b.color }), String(b.n)]),
+        return h("tr", { "data-box": String(b.n), "data-box-line": b.line === null || b.line === undefined ? "" : String(b.line) }, [
+          h("td", {}, [h("span", { "class": "vpd-swatch", bg: b.color }), String(b.n)]),
           h("td", { text: b.label }), h("td", {}, [h("code", { text: boxText(b.box) })]),
           h("td", { "class": "vpd-muted", text: b.source })]);
       })));
@@ -348,6 +418,7 @@
       })));
     }
     var view = h("div", { "class": "vpd", id: "r-view", "data-index": String(shown[sel]) }, kids);
+    wireLinks(view);
     detail.replaceChildren(view);
     detail.scrollTop = 0;
   }

@@ -1,0 +1,56 @@
+"""Which program lines ran, how often, which ``return`` was taken and where a stop landed.
+
+The compiled program counts its own statements (see :data:`vpd.programs.policy.LINE_COUNTS`):
+a list increment before each statement, so counting costs next to nothing even in hot
+loops and runs only in program code. A compound statement counts when reached (a loop
+header once per entry), the statements of a body each time they run.
+
+The counts reach the host in the worker's ``done`` or ``stopped`` message and become
+:attr:`vpd.traces.trace.Trace.line_counts`; the views mark lines that ran apart from lines
+that did not.
+"""
+
+from __future__ import annotations
+
+from types import CodeType, FrameType
+from typing import Any
+
+from vpd.programs.policy import LINE_COUNTS, PROGRAM_FILENAME, RETURN_LINE
+
+__all__ = ["LineCounts", "program_frame_line"]
+
+
+def program_frame_line(frame: FrameType | None) -> int | None:
+    """The program line ``frame`` (or the nearest program frame it was called from) is at."""
+    while frame is not None:
+        if frame.f_code.co_filename == PROGRAM_FILENAME:
+            return frame.f_lineno
+        frame = frame.f_back
+    return None
+
+
+def _last_line(code: CodeType) -> int:
+    """The highest line any instruction of ``code`` (or of code nested in it) is on."""
+    last = max((line for _, _, line in code.co_lines() if line is not None), default=0)
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            last = max(last, _last_line(const))
+    return last
+
+
+class LineCounts:
+    """The lists a compiled program counts its lines into (put in its scope by :meth:`install`)."""
+
+    def __init__(self, code: CodeType) -> None:
+        self.counts = [0] * (_last_line(code) + 2)
+        self.returned: list[int | None] = [None]
+
+    def install(self, scope: dict[str, Any]) -> None:
+        """Put the counters in the program's globals (names programs cannot write)."""
+        scope[LINE_COUNTS] = self.counts
+        scope[RETURN_LINE] = self.returned
+
+    def report(self, *, answered: bool) -> dict[str, Any]:
+        """For the host's message: ``{"lines": {"3": 1, ...}, "return_line": n or None}``."""
+        lines = {str(line): count for line, count in enumerate(self.counts) if count}
+        return {"lines": lines, "return_line": self.returned[0] if answered else None}

@@ -1,0 +1,48 @@
+"""Which statement each program line belongs to, to show which lines ran.
+
+A trace counts statements by their first line (:attr:`vpd.traces.trace.Trace.line_counts`);
+a view marks every line of a statement (a call spread over three lines, the header of an
+``if``) with that statement's count. Lines that belong to no statement (blank lines,
+comments, ``else:``) get no mark. An ``except`` line takes the count of its handler's first
+statement: it ran when the handler did.
+"""
+
+from __future__ import annotations
+
+import ast
+
+__all__ = ["line_runs", "statement_heads"]
+
+
+def statement_heads(program: str) -> dict[int, int]:
+    """``{line: first line of the statement it belongs to}``; empty when the program does not parse."""
+    try:
+        tree = ast.parse(program)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return {}
+    heads: dict[int, int] = {}
+    for node in ast.walk(tree):  # parents before children: a nested statement's lines win
+        if isinstance(node, ast.stmt):
+            body = getattr(node, "body", None)
+            if isinstance(body, list) and body and isinstance(body[0], ast.stmt):
+                end = body[0].lineno - 1  # the header only (``if x:``, a multi-line ``def``)
+            else:
+                end = node.end_lineno or node.lineno
+            first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", ()))])
+            for line in range(first, max(end, node.lineno) + 1):
+                heads[line] = node.lineno
+        elif isinstance(node, ast.ExceptHandler) and node.body:
+            for line in range(node.lineno, node.body[0].lineno):
+                heads[line] = node.body[0].lineno
+    return heads
+
+
+def line_runs(program: str, counts: dict[int, int] | None, lines: int) -> list[int | None]:
+    """For each of the first ``lines`` program lines: how often its statement ran (0: never).
+
+    None for a line of no statement, and for every line when ``counts`` is None (not recorded).
+    """
+    if counts is None:
+        return [None] * lines
+    heads = statement_heads(program)
+    return [counts.get(heads[n], 0) if n in heads else None for n in range(1, lines + 1)]
