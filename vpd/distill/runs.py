@@ -24,7 +24,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from vpd.errors import ConfigError, TraceFileError
+from vpd.errors import ConfigError
+from vpd.traces.records import read_records, scan_records
 
 __all__ = ["RunDirectory", "read_records"]
 
@@ -33,51 +34,6 @@ CONFIG = "run.json"
 _LOCK = ".lock"
 
 
-def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The complete records of a records file (a torn last line, if any, is left out).
-
-    Raises:
-        TraceFileError: A line other than the last is not a JSON object (the file was
-            changed by something else), named by line number.
-    """
-    return [record for record, _ in _scan(Path(path))[0]]
-
-
-def _scan(path: Path) -> tuple[list[tuple[dict[str, Any], int]], int]:
-    """(record, end offset) of each complete line, and the offset where complete lines end."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return [], 0
-    records: list[tuple[dict[str, Any], int]] = []
-    good_end = 0
-    start = 0
-    number = 0
-    while start < len(data):
-        number += 1
-        newline = data.find(b"\n", start)
-        end = len(data) if newline < 0 else newline + 1
-        line = data[start:end]
-        last = end >= len(data)
-        if not line.strip() and line.endswith(b"\n"):  # a blank line: nothing to read
-            good_end = start = end
-            continue
-        try:
-            record = json.loads(line)
-            ok = isinstance(record, dict) and line.endswith(b"\n")
-        except ValueError:
-            ok = False
-        if not ok:
-            if last:  # a torn tail: the example being written when the process died
-                break
-            raise TraceFileError(
-                f"{path}:{number}: not a complete JSON record; the file was changed by something other than vpd. "
-                "Move the bad line out of the way (or start a new run directory)."
-            )
-        records.append((record, end))
-        good_end = end
-        start = end
-    return records, good_end
 
 
 class RunDirectory:
@@ -172,7 +128,7 @@ class RunDirectory:
     def records(self, name: str = RECORDS) -> list[dict[str, Any]]:
         """The finished records of ``name``; a torn last line (from a killed process) is cut off the file."""
         path = self.path / name
-        records, good_end = _scan(path)
+        records, good_end = scan_records(path)
         if path.exists() and path.stat().st_size > good_end:
             with open(path, "r+b") as handle:
                 handle.truncate(good_end)

@@ -134,6 +134,11 @@ def _asset(name: str) -> str:
     return resources.files("vpd.render").joinpath(f"assets/{name}").read_text(encoding="utf-8")
 
 
+def page_script(page: str) -> str:
+    """The script of a ``vpd show`` page: the shared trace view (``view.js``) and the page's own, in one scope."""
+    return '(function () {\n  "use strict";\n' + _asset("view.js") + "\n" + _asset(page) + "})();\n"
+
+
 # -- images and their budget ------------------------------------------------------------------
 
 
@@ -405,7 +410,7 @@ def _build(
         entries.append(_entry(record, key, note))
     data = {"title": title, "convention": BOX_CONVENTION, "lineKey": LINE_KEY, "traces": entries}
     css = stylesheet() + _asset("report.css")
-    script = _asset("report.js")
+    script = page_script("traces.js")
     badges = []
     if bad:
         listed = "\n".join(str(b) for b in bad[:20]) + (f"\n… and {len(bad) - 20} more" if len(bad) > 20 else "")

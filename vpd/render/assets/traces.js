@@ -1,0 +1,194 @@
+/* The `vpd show` trace report: a virtual list of traces with filters, and the trace view on demand
+ * (view.js draws it).
+ * Data comes from the JSON block #vpd-data (written by vpd.render.report); each image is a
+ * data URL in its own inert text/plain script block #vpd-img-KEY, after this script, read
+ * only when a trace that uses it is shown. Every text from a trace is untrusted:
+ * it only ever reaches the page through text nodes and attribute values, never through
+ * innerHTML. */
+  var TRACES = DATA.traces;
+  var ROW = 30;
+  var list = el("r-list"), spacer = el("r-spacer"), detail = el("r-detail");
+  var search = el("r-q"), statusSel = el("r-status"), kindSel = el("r-kind"), count = el("r-count");
+  var shown = [];
+  var sel = -1;
+  var hay = null;
+  function status(t) {
+    if (!t.v.ok) return "failed";
+    if (t.c === true) return "correct";
+    if (t.c === false) return "wrong";
+    return "nolabel";
+  }
+
+  var MARKS = {
+    correct: ["\u2713", "r-st-ok", "correct"],
+    wrong: ["\u2717", "r-st-bad", "wrong answer"],
+    failed: ["!", "r-st-fail", "failed"],
+    nolabel: ["\u00b7", "r-st-none", "no label"]
+  };
+
+  // -- filtering ---------------------------------------------------------------------------
+  function haystack() {
+    if (hay === null) {
+      hay = TRACES.map(function (t) {
+        var e = t.v.error;
+        return [t.id, t.q || "", t.a || "", t.l || "", e ? e.kind + " " + e.message : "",
+          t.v.program_lines.join("\n"), t.r || ""].join("\n").toLowerCase();
+      });
+    }
+    return hay;
+  }
+
+  function applyFilter(mode) {
+    var terms = search.value.toLowerCase().split(/\s+/).filter(Boolean);
+    var st = statusSel.value, kind = kindSel.value;
+    var texts = terms.length ? haystack() : null;
+    var current = sel >= 0 ? shown[sel] : -1;
+    shown = [];
+    for (var i = 0; i < TRACES.length; i++) {
+      var t = TRACES[i];
+      var stt = status(t);
+      if (st === "bad" ? (stt !== "wrong" && stt !== "failed") : (st !== "all" && stt !== st)) continue;
+      if (kind === "none" ? t.k : (kind !== "any" && t.k !== kind)) continue;
+      if (texts) {
+        var text = texts[i], ok = true;
+        for (var j = 0; j < terms.length && ok; j++) ok = text.indexOf(terms[j]) >= 0;
+        if (!ok) continue;
+      }
+      shown.push(i);
+    }
+    count.textContent = "showing " + shown.length + " of " + TRACES.length;
+    spacer.style.height = shown.length * ROW + "px";
+    sel = shown.indexOf(current);
+    if (sel < 0 && mode === "first" && shown.length) sel = 0;
+    if (sel >= 0) {
+      select(sel);
+    } else {
+      drawRows();
+      clearDetail();
+      saveHash();
+    }
+  }
+
+  // -- the virtual list --------------------------------------------------------------------
+  function drawRows() {
+    var first = Math.max(0, Math.floor(list.scrollTop / ROW) - 5);
+    var last = Math.min(shown.length, first + Math.ceil(list.clientHeight / ROW) + 10);
+    var rows = [];
+    for (var p = first; p < last; p++) {
+      var t = TRACES[shown[p]], mark = MARKS[status(t)];
+      var row = h("div", {
+        "class": "r-row" + (p === sel ? " r-sel" : ""), role: "option", id: "r-row-" + p,
+        "aria-selected": p === sel ? "true" : "false", "data-pos": String(p)
+      }, [
+        h("span", { "class": "r-n", text: String(shown[p] + 1) }),
+        h("span", { "class": mark[1], title: mark[2], text: mark[0] }),
+        h("span", { title: t.q || t.id, text: t.q || t.id }),
+        h("span", { title: t.a === null ? "" : t.a, text: t.a === null ? "\u2014" : t.a }),
+        h("span", { title: t.l === null ? "" : t.l, text: t.l === null ? "" : t.l }),
+        h("span", { "class": "r-st-fail", text: t.k })
+      ]);
+      row.style.top = p * ROW + "px";
+      rows.push(row);
+    }
+    spacer.replaceChildren.apply(spacer, rows);
+    if (sel >= 0) list.setAttribute("aria-activedescendant", "r-row-" + sel);
+    else list.removeAttribute("aria-activedescendant");
+  }
+
+  function select(pos, focusDetail) {
+    if (!shown.length) return;
+    sel = Math.max(0, Math.min(shown.length - 1, pos));
+    var top = sel * ROW;
+    if (top < list.scrollTop) list.scrollTop = top;
+    else if (top + ROW > list.scrollTop + list.clientHeight) list.scrollTop = top + ROW - list.clientHeight;
+    drawRows();
+    showDetail();
+    saveHash();
+    if (focusDetail) detail.focus();
+  }
+
+  // -- the trace view ----------------------------------------------------------------------
+  function clearDetail() {
+    detail.replaceChildren(h("div", { "class": "r-empty",
+      text: shown.length ? "Select a trace (click, or \u2193 / j in the list)." : "No trace matches the filters." }));
+  }
+
+  function showDetail() {
+    var t = TRACES[shown[sel]];
+    waiting = false;
+    var kids = [h("h3", { text: t.q || t.id })].concat(traceBody(t));
+    var view = h("div", { "class": "vpd", id: "r-view", "data-index": String(shown[sel]) }, kids);
+    wireLinks(view);
+    detail.replaceChildren(view);
+    detail.scrollTop = 0;
+  }
+
+  // -- state in the URL --------------------------------------------------------------------
+  function saveHash() {
+    var p = new URLSearchParams();
+    if (search.value) p.set("q", search.value);
+    if (statusSel.value !== "all") p.set("status", statusSel.value);
+    if (kindSel.value !== "any") p.set("kind", kindSel.value);
+    if (sel >= 0) p.set("i", String(shown[sel] + 1));
+    var hash = p.toString();
+    if (hash !== location.hash.slice(1)) history.replaceState(null, "", hash ? "#" + hash : location.pathname);
+  }
+
+  function loadHash() {
+    var p = new URLSearchParams(location.hash.slice(1));
+    search.value = p.get("q") || "";
+    if (p.get("status")) statusSel.value = p.get("status");
+    if (p.get("kind") && kindSel.querySelector("option[value='" + CSS.escape(p.get("kind")) + "']")) kindSel.value = p.get("kind");
+    applyFilter(false);
+    var i = parseInt(p.get("i") || "", 10) - 1;
+    if (i >= 0 && shown.indexOf(i) >= 0) select(shown.indexOf(i));
+  }
+
+  // -- wiring ------------------------------------------------------------------------------
+  var kinds = {};
+  TRACES.forEach(function (t) { if (t.k) kinds[t.k] = (kinds[t.k] || 0) + 1; });
+  Object.keys(kinds).sort().forEach(function (k) {
+    kindSel.appendChild(h("option", { value: k, text: k + " (" + kinds[k] + ")" }));
+  });
+  var timer = 0;
+  search.addEventListener("input", function () {
+    clearTimeout(timer);
+    timer = setTimeout(function () { applyFilter("first"); }, TRACES.length > 2000 ? 150 : 30);
+  });
+  statusSel.addEventListener("change", function () { applyFilter("first"); });
+  kindSel.addEventListener("change", function () { applyFilter("first"); });
+  list.addEventListener("scroll", drawRows, { passive: true });
+  window.addEventListener("resize", drawRows);
+  spacer.addEventListener("click", function (ev) {
+    var row = ev.target.closest(".r-row");
+    if (row) { select(parseInt(row.getAttribute("data-pos"), 10)); list.focus(); }
+  });
+  list.addEventListener("keydown", function (ev) {
+    var page = Math.max(1, Math.floor(list.clientHeight / ROW) - 1);
+    var moves = { ArrowDown: 1, j: 1, ArrowUp: -1, k: -1, PageDown: page, PageUp: -page };
+    if (ev.key in moves) select(sel < 0 ? 0 : sel + moves[ev.key]);
+    else if (ev.key === "Home") select(0);
+    else if (ev.key === "End") select(shown.length - 1);
+    else if (ev.key === "Enter" && sel >= 0) detail.focus();
+    else return;
+    ev.preventDefault();
+  });
+  search.addEventListener("keydown", function (ev) {
+    if (ev.key === "ArrowDown" || ev.key === "Enter") {
+      clearTimeout(timer);
+      applyFilter("first");
+      list.focus();
+      ev.preventDefault();
+    }
+  });
+  document.addEventListener("keydown", function (ev) {
+    var typing = /^(INPUT|SELECT|TEXTAREA)$/.test(document.activeElement.tagName);
+    if (ev.key === "/" && !typing) { search.focus(); search.select(); ev.preventDefault(); }
+    else if (ev.key === "Escape") { list.focus(); ev.preventDefault(); }
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    if (waiting && sel >= 0) showDetail();
+  });
+  loadHash();
+  if (sel < 0) clearDetail();
+  document.body.setAttribute("data-ready", "true");
