@@ -1,7 +1,10 @@
-"""``vpd show TRACES.jsonl -o report.html``: one self-contained HTML report to browse traces.
+"""``vpd show``: one self-contained HTML report to browse traces, or synthesis and evaluation runs.
 
-The report itself is :func:`vpd.render.write_report`; this module reads the files, checks
-the options and says what was written, skipped or shrunk.
+``vpd show TRACES.jsonl [...]`` writes the trace report (:func:`vpd.render.write_report`);
+``vpd show RUN [RUN...]`` (folders written by ``vpd synthesize`` or ``vpd eval``) writes the
+run report (:func:`vpd.render.write_run_report`), comparing the runs when there are
+several. This module reads the inputs, checks the options and says what was written,
+skipped or shrunk.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Any, TextIO
 
 from vpd.errors import InvalidArgumentError
 from vpd.render.report import DEFAULT_MAX_IMAGE_BYTES, write_report
+from vpd.render.run_report import write_run_report
+from vpd.render.runs import is_run, load_runs
 from vpd.traces.files import read_traces
 
 __all__ = ["add_parser", "run"]
@@ -23,15 +28,20 @@ def add_parser(sub: Any) -> None:
     """Add the ``show`` command to the ``vpd`` parser's subparsers."""
     show = sub.add_parser(
         "show",
-        help="write one self-contained HTML report to browse a JSONL file of traces",
+        help="write one self-contained HTML report to browse traces, or synthesis and evaluation runs",
         description=(
-            "Write one self-contained HTML file (no network) to browse traces: a list with question, answer, "
-            "label, correct or not and error kind; filters and search; the full view of each trace. Input: "
-            "one trace per line as Trace.to_json() writes it, or {'trace': ..., 'question': ..., 'label': ..., "
-            "'image': PATH, 'correct': ..., 'rationale': ..., 'id': ...} (see vpd.traces.files)."
+            "Write one self-contained HTML file (no network) to browse traces or runs. TRACES.jsonl: a list "
+            "with question, answer, label, correct or not and error kind; filters and search; the full view of "
+            "each trace (one trace per line as Trace.to_json() writes it, or {'trace': ..., 'question': ..., "
+            "'label': ..., 'image': PATH, 'correct': ..., 'rationale': ..., 'id': ...}, see vpd.traces.files). "
+            "RUN folders (vpd synthesize's, vpd eval's, or one system of vpd eval): a summary per run, one row "
+            "per example with each run's outcome, the k candidates of a synthesis run with why each failed and "
+            "their traces, the verified share at k = 1..K; several runs are compared, differing examples first."
         ),
     )
-    show.add_argument("traces", nargs="+", metavar="TRACES.jsonl", help="JSONL file(s) of traces")
+    show.add_argument(
+        "traces", nargs="+", metavar="TRACES.jsonl|RUN", help="JSONL file(s) of traces, or run folder(s) to compare"
+    )
     show.add_argument("-o", "--output", metavar="REPORT.html", help="where to write (default: the first input, .html)")
     show.add_argument(
         "--images",
@@ -60,6 +70,15 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         raise InvalidArgumentError(f"--max-image-side must be at least 16 pixels, got {args.max_image_side}.")
     if not (args.max_image_mb > 0 and math.isfinite(args.max_image_mb)):
         raise InvalidArgumentError(f"--max-image-mb must be a positive number of megabytes, got {args.max_image_mb:g}.")
+    runs = [is_run(p) for p in args.traces]
+    if any(runs):
+        if not all(runs):
+            files = ", ".join(p for p, r in zip(args.traces, runs) if not r)
+            raise InvalidArgumentError(
+                f"vpd show takes either trace files or run folders, not both: {files} is not a run. "
+                "Make one report of each."
+            )
+        return _show_runs(args, out)
     output = Path(args.output) if args.output else Path(args.traces[0]).with_suffix(".html")
     if any(output.resolve() == Path(p).resolve() for p in args.traces):
         raise InvalidArgumentError(f"The report would overwrite its input {str(output)!r}; pass -o REPORT.html.")
@@ -88,4 +107,36 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"  {stats.skipped_lines} bad lines skipped (listed in the report's header)\n")
     if stats.missing_images:
         out.write(f"  {stats.missing_images} traces shown without their image (boxes on blank canvases)\n")
+    return 0
+
+
+def _show_runs(args: argparse.Namespace, out: TextIO) -> int:
+    """``vpd show RUN [RUN...]``: the run report."""
+    runs = load_runs(args.traces)
+    first = Path(args.traces[0])
+    default = (first.parent if first.is_file() else first).resolve()
+    output = Path(args.output) if args.output else default.with_name(default.name + ".html")
+    if output.exists() and output.is_dir():
+        raise InvalidArgumentError(f"{output} is a folder; pass -o REPORT.html.")
+    names = ", ".join(run.name for run in runs)
+    title = args.title or ("vpd runs: " if len(runs) > 1 else "vpd run: ") + names
+    stats = write_run_report(
+        runs,
+        output,
+        title=title,
+        images_dir=args.images,
+        max_image_side=args.max_image_side,
+        images=not args.no_images,
+        max_total_image_bytes=round(args.max_image_mb * 1e6),
+    )
+    for warning in stats.warnings:
+        print(f"vpd: warning: {warning}", file=sys.stderr)
+    compared = f", {stats.differing} where they differ" if stats.runs > 1 else ""
+    out.write(
+        f"wrote {stats.path}: {stats.runs} run{'s' if stats.runs != 1 else ''} ({names}), {stats.examples} examples"
+        f"{compared}, {stats.traces} traces, {stats.images} images, {stats.bytes / 1e6:.1f} MB "
+        f"in {stats.seconds:.1f} s\n"
+    )
+    if stats.missing_images:
+        out.write(f"  {stats.missing_images} examples shown without their image\n")
     return 0

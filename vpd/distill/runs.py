@@ -34,8 +34,6 @@ CONFIG = "run.json"
 _LOCK = ".lock"
 
 
-
-
 class RunDirectory:
     """A run directory, locked for this process while open (use it as a context manager).
 

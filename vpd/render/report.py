@@ -148,6 +148,7 @@ class _Image:
     sha256: str
     width: int
     height: int
+    thumb: str = ""  # a small data URL for list rows, when asked
 
 
 @dataclass
@@ -201,17 +202,24 @@ def _load(path: Path, max_side: int | None = None) -> _Source | str:
     return _Source(pil, image.sha256, image.width, image.height)
 
 
-def _encode(image: _Source, level: tuple[int, int]) -> _Image:
+def _encode(image: _Source, level: tuple[int, int], thumb_side: int = 0) -> _Image:
     from vpd.render.images import data_url
 
     side, quality = level
     url = data_url(image.pil, max_side=side, quality=quality, max_bytes=_IMAGE_CAP)
-    if "<" in url:  # pragma: no cover - base64 never has one; the block must not be closable
+    thumb = data_url(image.pil, max_side=thumb_side, quality=_FLOOR_QUALITY) if thumb_side else ""
+    if "<" in url or "<" in thumb:  # pragma: no cover - base64 never has one; the block must not be closable
         raise ValueError("an image data URL must not contain '<'")
-    return _Image(url, image.sha256, image.width, image.height)
+    return _Image(url, image.sha256, image.width, image.height, thumb)
 
 
-def _plan_images(records: Sequence[TraceRecord], max_side: int, budget: int | None, workers: int | None) -> _ImagePlan:
+def _plan_images(
+    image_paths: Sequence[Path | None],
+    max_side: int,
+    budget: int | None,
+    workers: int | None,
+    thumb_side: int = 0,
+) -> _ImagePlan:
     """Encode each distinct image once, at the largest size that keeps all of them within ``budget``.
 
     A sample of the images (up to 48, spread over the run) is encoded at each size in turn
@@ -221,8 +229,8 @@ def _plan_images(records: Sequence[TraceRecord], max_side: int, budget: int | No
     most used first, while they fit, and the others omitted. Identical images (same
     sha256) under different paths are embedded once.
     """
-    paths = list(dict.fromkeys(r.image_path for r in records if r.image_path is not None))
-    uses = Counter(r.image_path for r in records if r.image_path is not None)
+    paths = list(dict.fromkeys(p for p in image_paths if p is not None))
+    uses = Counter(p for p in image_paths if p is not None)
     levels = _levels(max_side)
     plan = _ImagePlan(level=levels[0], asked=levels[0], budget=budget)
     if not paths:
@@ -245,7 +253,7 @@ def _plan_images(records: Sequence[TraceRecord], max_side: int, budget: int | No
                 def encode_sample(path: Path) -> _Image:
                     image = loaded[path]
                     assert not isinstance(image, str)
-                    return _encode(image, levels[level])
+                    return _encode(image, levels[level], thumb_side)
 
                 for path, image in zip(readable, pool.map(encode_sample, readable)):
                     cache[(path, level)] = image
@@ -264,7 +272,7 @@ def _plan_images(records: Sequence[TraceRecord], max_side: int, budget: int | No
                 if (path, level) in cache:
                     return cache[(path, level)]
                 image = loaded[path] if path in loaded else _load(path)
-                return image if isinstance(image, str) else _encode(image, levels[level])
+                return image if isinstance(image, str) else _encode(image, levels[level], thumb_side)
 
             plan = _ImagePlan(level=levels[level], asked=levels[0], budget=budget)
             by_sha: dict[str, str] = {}
@@ -340,6 +348,8 @@ def _image_blocks(images: dict[str, _Image]) -> Iterator[str]:
             f'<script type="text/plain" id="vpd-img-{key}" data-sha256="{esc(image.sha256)}" '
             f'data-w="{image.width}" data-h="{image.height}">{image.url}</script>\n'
         )
+        if image.thumb:
+            yield f'<script type="text/plain" id="vpd-th-{key}">{image.thumb}</script>\n'
 
 
 # -- the page ---------------------------------------------------------------------------------
@@ -393,7 +403,7 @@ def _build(
     if max_total_image_bytes is not None and max_total_image_bytes < 0:
         raise ValueError(f"max_total_image_bytes must be at least 0, got {max_total_image_bytes}")
     if images:
-        plan = _plan_images(records, max_image_side, max_total_image_bytes, workers)
+        plan = _plan_images([r.image_path for r in records], max_image_side, max_total_image_bytes, workers)
     else:
         plan = _ImagePlan(level=(max_image_side, _QUALITY), asked=(max_image_side, _QUALITY))
     entries = []
@@ -505,7 +515,7 @@ _PAGE = """<!DOCTYPE html>
 <title>{title}</title>
 <style>{css}</style>
 </head>
-<body>
+<body class="vpd-page">
 <header class="r-top">
 <h1>{title}</h1>
 <input id="r-q" type="search" placeholder="Search question, answer, label, error, program  ( / )"
