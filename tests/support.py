@@ -205,3 +205,77 @@ def write_jsonl(path: Path, count: int, *, images: list[tuple[str, str]] | None 
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
             traces.append(trace)
     return traces
+
+
+# -- synthesis and evaluation runs, made by the real pipeline with a scripted LLM ------------------
+
+RUN_HOSTILE = '<script>window.__pwned = 3</script><img src=x onerror="window.__pwned = 4">'
+
+
+def _count_program(body: str) -> str:
+    lines = "\n".join("    " + line for line in body.strip().splitlines())
+    return f"```python\ndef execute_command(image):\n{lines}\n```"
+
+
+#: Per question word, the reply of each sample: sample 0 is wrong for cats, 1 and 2 right.
+RUN_SCRIPT = {
+    "cats": [
+        _count_program("cats = ImagePatch(image).find('cat')\nif len(cats) > 5:\n    return 99\nreturn len(cats) + 1"),
+        _count_program("cats = ImagePatch(image).find('cat')\nif len(cats) > 5:\n    return 99\nreturn len(cats)"),
+        _count_program("return len(ImagePatch(image).find('cat'))"),
+    ],
+    "dogs": [
+        _count_program("return ImagePatch(image).find('dog')[10]"),
+        "I cannot answer that.",
+        _count_program("return len(ImagePatch(image).find('dog')) + 1"),
+    ],
+}
+
+
+def run_responder(script: dict[str, list[str]]):  # type: ignore[no-untyped-def]
+    def respond(request: dict) -> str:
+        question = request["messages"][-1]["content"]
+        for word, replies in script.items():
+            if f"How many {word}" in question:
+                return replies[int(request.get("seed", 0)) % len(replies)]
+        return "I cannot answer that."
+
+    return respond
+
+
+def make_runs(folder: Path) -> tuple[Path, Path]:
+    """A synthesis run (k = 3) and an evaluation folder with two teachers that differ, on a scene.
+
+    Returns:
+        ``(synthesis run folder, evaluation folder)``.
+    """
+    from vpd.distill.datasets import Dataset, Example
+    from vpd.distill.evaluate import evaluate
+    from vpd.distill.synthesis import synthesize
+    from vpd.testing import Scene, SceneObject
+    from vpd.testing.openai_server import FakeOpenAIServer
+
+    scene = Scene(320, 240, [SceneObject("cat", (10, 10, 60, 60)), SceneObject("cat", (100, 10, 150, 60)),
+                             SceneObject("dog", (20, 150, 90, 220))])  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    image = folder / "scene.png"
+    scene.image.save(image)
+    dataset = Dataset(
+        "toy",
+        (
+            Example("q1", image, "How many cats are there?", ("2",), metric="count"),
+            Example("q2", image, "How many dogs are there?", ("1",), metric="count"),
+            Example("q3", image, f"How many cats {RUN_HOSTILE}?", ("2",), metric="count"),
+        ),
+    )
+    options = {"toolkit": scene.toolkit(), "api_key": "test", "cache": False, "max_repairs": 0,
+               "limits": vpd.SandboxLimits(timeout=2.0)}  # fmt: skip
+    with FakeOpenAIServer(run_responder(RUN_SCRIPT)) as server:
+        synthesize(dataset, folder / "synth", k=3, llm=server.model_string, api_base=server.base_url, **options)
+        solver = vpd.Solver(k=1, llm=server.model_string, api_base=server.base_url, **options)
+        evaluate(dataset, folder / "eval", solver, name="teacher")
+    other = {"cats": [RUN_SCRIPT["cats"][2]], "dogs": [_count_program("return len(ImagePatch(image).find('dog'))")]}
+    with FakeOpenAIServer(run_responder(other)) as server:
+        solver = vpd.Solver(k=1, llm=server.model_string, api_base=server.base_url, **options)
+        evaluate(dataset, folder / "eval", solver, name="fixed")
+    return folder / "synth", folder / "eval"

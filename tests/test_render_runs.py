@@ -1,0 +1,146 @@
+"""Runs read for viewing (vpd.render.runs), the run report and ``vpd show RUN...``, the notebook view."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from support import RUN_HOSTILE, make_runs
+
+from vpd.cli import main
+from vpd.errors import TraceFileError
+from vpd.render import build_run_report, load_run, load_runs, render_runs, write_run_report
+from vpd.render.runs import compare_rows, is_run
+
+pytest.importorskip("litellm")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return make_runs(tmp_path_factory.mktemp("runs"))
+
+
+def test_a_synthesis_run_reads_as_examples_with_their_candidates(runs: tuple[Path, Path]) -> None:
+    synth, _ = runs
+    run = load_run(synth)
+    assert run.kind == "synthesis" and run.k == 3 and sorted(e.id for e in run.examples) == ["q1", "q2", "q3"]
+    q1, q2 = run.outcomes["q1"], run.outcomes["q2"]
+    assert q1.outcome == "verified" and q1.candidates == ("wrong", "correct", "correct") and q1.chosen == 1
+    assert q2.outcome == "wrong" and q2.candidates == ("runtime", "no-code", "wrong")
+    assert run.counts() == {"verified": 2, "wrong": 1}
+    assert run.verified_at() == [0, 2, 2]  # no example right with sample 0 alone; two from sample 1 on
+    assert run.candidate_counts()["correct"] == 4
+    summary = run.summary()
+    assert summary["k"] == 3 and summary["verified_at"] == [0, 2, 2] and abs(summary["accuracy"] - 2 / 3) < 1e-9
+    assert is_run(synth) and is_run(synth / "records.jsonl") and not is_run(synth / "missing")
+
+
+def test_an_evaluation_folder_opens_as_its_systems_compared(runs: tuple[Path, Path]) -> None:
+    _, folder = runs
+    teacher, fixed = sorted(load_runs([folder]), key=lambda r: r.name, reverse=True)
+    assert {teacher.name, fixed.name} == {"teacher", "fixed"} and teacher.kind == "eval"
+    assert fixed.counts() == {"correct": 3} and fixed.accuracy() == 1.0
+    assert teacher.outcomes["q1"].prediction == "3" and teacher.outcomes["q1"].outcome == "wrong"
+    rows = compare_rows([teacher, fixed])
+    assert [(e.id, differ) for e, _, differ in rows] == [("q1", True), ("q2", True), ("q3", True)]
+    same = compare_rows([fixed, fixed])
+    assert not any(differ for _, _, differ in same)
+
+
+def test_examples_missing_from_a_run_and_a_torn_record(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    synth, _ = runs
+    copy = tmp_path / "partial"
+    copy.mkdir()
+    (copy / "run.json").write_text((synth / "run.json").read_text())
+    lines = (synth / "records.jsonl").read_text().splitlines(keepends=True)
+    (copy / "records.jsonl").write_text(lines[0] + lines[1][:40])  # the second record was being written
+    partial = load_run(copy)
+    kept = json.loads(lines[0])["id"]
+    assert list(partial.outcomes) == [kept]
+    rows = compare_rows([load_run(synth), partial])
+    assert sorted((e.id, o[1] is None, differ) for e, o, differ in rows) == sorted(
+        (ident, ident != kept, ident != kept) for ident in ("q1", "q2", "q3")
+    )
+
+
+def test_not_a_run_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(TraceFileError, match="is not a run"):
+        load_runs([tmp_path])
+    (tmp_path / "run.json").write_text('{"kind": "training"}')
+    with pytest.raises(TraceFileError, match="kind 'training'"):
+        load_runs([tmp_path])
+    (tmp_path / "run.json").write_text('{"kind": "synthesis"}')
+    (tmp_path / "records.jsonl").write_text('{"id": 1}\nnot json\n{"id": 2}\n')
+    with pytest.raises(TraceFileError, match="records.jsonl:2"):
+        load_runs([tmp_path])
+
+
+def _data(page: str) -> dict:
+    block = re.search(r'<script type="application/json" id="vpd-data">(.*?)</script>', page, re.S)
+    assert block is not None
+    return json.loads(block.group(1))
+
+
+def test_the_report_holds_the_summary_rows_and_each_examples_candidates(runs: tuple[Path, Path]) -> None:
+    synth, folder = runs
+    page, counts = build_run_report(load_runs([synth]))
+    assert counts == {"runs": 1, "examples": 3, "traces": 8, "images": 1, "missing_images": 0, "differing": 0}
+    data = _data(page)
+    assert data["runs"][0]["summary"]["verified_at"] == [0, 2, 2]
+    position = [e["id"] for e in data["examples"]].index("q1")
+    first = data["examples"][position]
+    assert first["r"][0]["o"] == "verified" and first["r"][0]["c"] == ["wrong", "correct", "correct"]
+    assert first["refs"] == ["2"] and first["img"] == "i0"
+    block = re.search(rf'<script type="text/plain" id="vpd-ex-{position}">(.*?)</script>', page, re.S)
+    assert block is not None
+    details = json.loads(block.group(1))
+    candidates = details[0]["cands"]
+    assert [c["o"] for c in candidates] == ["wrong", "correct", "correct"]
+    view = candidates[1]["t"]["v"]
+    assert view["return_line"] == 5 and view["line_runs"][2] == 1 and view["line_runs"][3] == 0  # if taken, 99 not
+    assert '<script type="text/plain" id="vpd-th-i0">data:image/' in page  # the row thumbnail
+    assert "Content-Security-Policy" in page and "script-src 'sha256-" in page
+
+    compared, counts = build_run_report(load_runs([folder]))
+    assert counts["runs"] == 2 and counts["differing"] == 3
+    assert [r["name"] for r in _data(compared)["runs"]] == ["fixed", "teacher"]
+
+
+def test_hostile_text_in_a_run_stays_data(runs: tuple[Path, Path]) -> None:
+    synth, folder = runs
+    page, _ = build_run_report(load_runs([synth, folder]))
+    assert RUN_HOSTILE not in page and "<img src=x" not in page
+    assert "</script><img" not in page
+    data = _data(page)
+    assert any(RUN_HOSTILE in (e["q"] or "") for e in data["examples"])  # kept exactly, as data
+    html = render_runs(load_runs([synth, folder]))
+    assert RUN_HOSTILE not in html and "&lt;script&gt;window.__pwned = 3" in html
+
+
+def test_the_notebook_view_summarises_and_lists(runs: tuple[Path, Path]) -> None:
+    synth, folder = runs
+    run = load_run(synth)
+    html = run._repr_html_()
+    assert "verified 2" in html and "wrong 1" in html and "candidates: correct 4" in html
+    assert '<svg class="vpd-chart"' in html and "k=2 67%" in html  # the verified@k chart
+    assert html.count('class="vpd-cand vpd-c-') == 9  # every candidate's outcome square
+    assert repr(run) == "Run('synth', synthesis, 3 examples: verified 2, wrong 1)"
+    two = render_runs(load_runs([folder]), limit=2)
+    assert two.count('<tr class="vpd-differ">') == 2 and "1 more examples" in two
+
+
+def test_vpd_show_on_runs(runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    synth, folder = runs
+    out = tmp_path / "report.html"
+    assert main(["show", str(synth), str(folder), "-o", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "3 runs (synth, fixed, teacher), 3 examples, 3 where they differ, 8 traces" in said
+    assert out.read_text().startswith("<!DOCTYPE html>")
+    traces = tmp_path / "traces.jsonl"
+    traces.write_text("")
+    assert main(["show", str(synth), str(traces), "-o", str(out)]) != 0
+    assert "either trace files or run folders" in capsys.readouterr().err
+    stats = write_run_report(load_runs([synth]), tmp_path / "no-images.html", images=False)
+    assert stats.images == 0 and stats.missing_images == 3 and stats.traces == 8  # the no-code candidate has no trace
