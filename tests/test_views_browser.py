@@ -303,3 +303,42 @@ def test_a_run_of_ten_thousand_examples_opens_quickly(browser: Browser, tmp_path
         f"loaded and the last example open in {ready_seconds:.2f} s, searched in {search_seconds:.2f} s"
     )
     assert ready_seconds < 30 and search_seconds < 10  # generous bounds: a broken page, not a slow machine
+
+
+@pytest.mark.slow
+def test_the_notebook_links_boxes_and_lines_without_a_script(browser: Browser, pages: dict[str, Path]) -> None:  # noqa: F811
+    """Notebooks run no script: pointing at a box lights its line, legend row and chip through CSS alone."""
+    _open(browser, pages["notebook"].as_uri(), 1400)
+    assert browser.js("document.querySelectorAll('script').length") == 0
+    hot = browser.js("getComputedStyle(document.querySelector('.vpd')).getPropertyValue('--vpd-hot').trim()")
+    point = browser.js(
+        "(() => { const r = document.querySelector('svg.vpd-static g[data-box=\"3\"] rect').getBoundingClientRect();"
+        " return {x: r.left + r.width / 2, y: r.top + r.height / 2}; })()"
+    )
+    line_bg = "getComputedStyle(document.querySelector(\"tr[data-line='4'] td.vpd-src\")).backgroundColor"
+    legend_bg = "getComputedStyle(document.querySelector(\".vpd-legend tr[data-box='3'] td\")).backgroundColor"
+    before = browser.js(line_bg)
+    browser.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": point["x"], "y": point["y"]})
+    lit = browser.js(line_bg)
+    assert lit != before and lit == browser.js(legend_bg)
+    assert (
+        browser.js("getComputedStyle(document.querySelector('svg.vpd-static g[data-box=\"3\"] rect')).strokeWidth")
+        == "4px"
+    )
+    assert (
+        browser.js("getComputedStyle(document.querySelector(\"span.vpd-chip[data-box='3']\")).outlineStyle") == "solid"
+    )
+    browser.screenshot(ARTIFACTS / "notebook-linking.png")
+    # pointing at line 3 lights its two find() boxes, not line 4's
+    browser.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": 5, "y": 5})
+    row = browser.js(
+        "(() => { const r = document.querySelector(\"tr[data-line='3'] td.vpd-src\").getBoundingClientRect();"
+        " return {x: r.left + 5, y: r.top + r.height / 2}; })()"
+    )
+    browser.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": row["x"], "y": row["y"]})
+    widths = browser.js(
+        "[...document.querySelectorAll('svg.vpd-static g')].map(g => [g.dataset.boxLine, getComputedStyle(g.querySelector('rect')).strokeWidth])"
+    )
+    assert sorted(w for line, w in widths if line == "3") == ["4px", "4px"]
+    assert all(w == "0px" for line, w in widths if line == "4")
+    assert hot and browser.problems() == []

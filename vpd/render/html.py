@@ -99,8 +99,11 @@ def _facts(view: TraceView, question: Any, label: Any, correct: bool | None) -> 
 
 def _event_html(event: Any) -> str:
     if event.kind == "call":
+        line = "" if event.line is None else esc(event.line)
         chips = "".join(
-            f'<span class="vpd-chip" style="background:{esc(event.color)}">{n}</span>' for n in event.boxes[:20]
+            f'<span class="vpd-chip" style="background:{esc(event.color)}" data-box="{n}" data-box-line="{line}">'
+            f"{n}</span>"
+            for n in event.boxes[:20]
         )
         if len(event.boxes) > 20:
             chips += f'<span class="vpd-muted">+{len(event.boxes) - 20}</span>'
@@ -210,12 +213,14 @@ def _image_html(view: TraceView, image: ImageData | None, max_side: int) -> str:
     drawn = annotate(base, view.boxes, size, max_side=max_side)
     caption = esc(BOX_CONVENTION)
     url = data_url(drawn, max_side=max_side, max_bytes=max_side * 150)  # about 96 kB at 640 px
-    parts = [f'<figure class="vpd-figure"><img alt="image with boxes" src="{url}">']
+    stage = f'<img alt="image with boxes" src="{url}">{_overlay(view, size or (drawn.width, drawn.height))}'
+    parts = [f'<figure class="vpd-figure"><div class="vpd-stage">{stage}</div>']
     parts.append(f"<figcaption>{caption}</figcaption></figure>")
     parts.extend(f'<div class="vpd-note">{esc(note)}</div>' for note in notes)
     if view.boxes:
         rows = "".join(
-            f'<tr><td><span class="vpd-swatch" style="background:{esc(b.color)}"></span>{b.n}</td>'
+            f'<tr data-box="{b.n}" data-box-line="{"" if b.line is None else esc(b.line)}" tabindex="0">'
+            f'<td><span class="vpd-swatch" style="background:{esc(b.color)}"></span>{b.n}</td>'
             f"<td>{esc(b.label)}</td><td><code>{esc(_box_text(b.box))}</code></td>"
             f'<td class="vpd-muted">{esc(b.source)}</td></tr>'
             for b in view.boxes[:_LEGEND]
@@ -235,6 +240,49 @@ def _image_html(view: TraceView, image: ImageData | None, max_side: int) -> str:
         tail = f'<div class="vpd-muted">… {extra} more regions</div>' if extra > 0 else ""
         parts.append(f'<h4>Regions the tools looked at</h4><div class="vpd-crops">{"".join(crops)}</div>{tail}')
     return "".join(parts)
+
+
+def _overlay(view: TraceView, size: tuple[int, int]) -> str:
+    """Invisible boxes over the drawn image, to point at: they light up with their line, and the reverse.
+
+    Notebooks run no script, so the linking is CSS (``:has``): :func:`_link_rules`.
+    """
+    width, height = size
+    boxes = []
+    for b in view.boxes[:_LEGEND]:
+        x0, x1 = sorted((b.box[0], b.box[2]))
+        y0, y1 = sorted((b.box[1], b.box[3]))
+        line = "" if b.line is None else esc(b.line)
+        boxes.append(
+            (
+                (x1 - x0) * (y1 - y0),
+                f'<g class="vpd-box" data-box="{b.n}" data-box-line="{line}" tabindex="0"><title>{b.n} {esc(b.label)} '
+                f"{esc(_box_text(b.box))} \u2014 {esc(b.source)}</title>"
+                f'<rect x="{x0:g}" y="{y0:g}" width="{x1 - x0:g}" height="{y1 - y0:g}" stroke="{esc(b.color)}"/></g>',
+            )
+        )
+    boxes.sort(key=lambda item: -item[0])  # largest first: a small box over a large one stays reachable
+    shapes = "".join(shape for _, shape in boxes)
+    return (
+        f'<svg class="vpd-overlay vpd-static" viewBox="0 0 {width} {height}" preserveAspectRatio="none" '
+        f'aria-hidden="true">{shapes}</svg>'
+    )
+
+
+def _link_rules(view: TraceView) -> str:
+    """CSS that links each box, its legend row and chip, and its program line, on hover or focus."""
+    rules = []
+    for b in view.boxes[:_LEGEND]:
+        on = f'.vpd-cols:has([data-box="{b.n}"]:is(:hover, :focus))'
+        rows = f'{on} tr[data-box="{b.n}"] td' + (f', {on} tr[data-line="{b.line}"] td' if b.line is not None else "")
+        rules.append(f'{on} g[data-box="{b.n}"] rect {{ stroke-width: 4px; }}')
+        rules.append(f"{rows} {{ background: var(--vpd-hot); }}")
+        rules.append(f'{on} span[data-box="{b.n}"] {{ outline: 2px solid var(--vpd-fg); outline-offset: 1px; }}')
+    for line in sorted({b.line for b in view.boxes[:_LEGEND] if b.line is not None}):
+        on = f'.vpd-cols:has(tr[data-line="{line}"]:hover)'
+        rules.append(f'{on} g[data-box-line="{line}"] rect {{ stroke-width: 4px; }}')
+        rules.append(f'{on} tr[data-box-line="{line}"] td {{ background: var(--vpd-hot); }}')
+    return f"<style>{''.join(rules)}</style>" if rules else ""
 
 
 def _text_html(view: TraceView, rationale: str | None) -> str:
@@ -268,7 +316,7 @@ def _body(
         )
     parts.extend(f'<div class="vpd-note">{esc(note)}</div>' for note in view.notes)
     parts.append(
-        f'<div class="vpd-cols"><div class="vpd-code">{_program_html(view)}</div>'
+        f'<div class="vpd-cols">{_link_rules(view)}<div class="vpd-code">{_program_html(view)}</div>'
         f'<div class="vpd-side">{_image_html(view, image, max_side)}</div></div>'
     )
     parts.append(_text_html(view, rationale))
