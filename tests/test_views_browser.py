@@ -337,7 +337,8 @@ def test_the_notebook_links_boxes_and_lines_without_a_script(browser: Browser, p
     )
     browser.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": row["x"], "y": row["y"]})
     widths = browser.js(
-        "[...document.querySelectorAll('svg.vpd-static g')].map(g => [g.dataset.boxLine, getComputedStyle(g.querySelector('rect')).strokeWidth])"
+        "[...document.querySelectorAll('svg.vpd-static g')]"
+        ".map(g => [g.dataset.boxLine, getComputedStyle(g.querySelector('rect')).strokeWidth])"
     )
     assert sorted(w for line, w in widths if line == "3") == ["4px", "4px"]
     assert all(w == "0px" for line, w in widths if line == "4")
