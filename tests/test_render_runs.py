@@ -144,3 +144,29 @@ def test_vpd_show_on_runs(runs: tuple[Path, Path], tmp_path: Path, capsys: pytes
     assert "either trace files or run folders" in capsys.readouterr().err
     stats = write_run_report(load_runs([synth]), tmp_path / "no-images.html", images=False)
     assert stats.images == 0 and stats.missing_images == 3 and stats.traces == 8  # the no-code candidate has no trace
+
+
+def test_hostile_names_answers_references_and_errors_stay_text(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    synth, _ = runs
+    hostile = tmp_path / '<img src=x onerror="alert(1)">'
+    hostile.mkdir()
+    config = json.loads((synth / "run.json").read_text())
+    config["config"]["model"] = RUN_HOSTILE
+    (hostile / "run.json").write_text(json.dumps(config))
+    records = [json.loads(line) for line in (synth / "records.jsonl").read_text().splitlines()]
+    for record in records:
+        record["references"] = [RUN_HOSTILE]
+        record["error"] = None
+        for candidate in record["candidates"]:
+            candidate["prediction"] = RUN_HOSTILE
+            candidate["error"] = RUN_HOSTILE
+    (hostile / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    loaded = load_runs([hostile])
+    page, _ = build_run_report(loaded)
+    assert "<img src=x" not in page and RUN_HOSTILE not in page
+    assert page.count("</script>") == page.count("<script")  # no text closed a block early
+    data = _data(page)
+    assert data["runs"][0]["name"] == hostile.name and data["examples"][0]["refs"] == [RUN_HOSTILE]
+    html = render_runs(loaded)
+    assert "<img src=x" not in html and RUN_HOSTILE not in html
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
