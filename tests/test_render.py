@@ -307,6 +307,24 @@ def test_exists_shows_its_evidence_and_the_query_mapping(scene: Scene, sandbox: 
     assert "'flag' -> no class it knows; 'mug' -> cup" in _info(mapped)
 
 
+def test_verify_property_shows_the_region_it_judged_and_its_verdict(scene: Scene, sandbox: vpd.Sandbox) -> None:
+    from vpd.render.view import build_view
+
+    code = (
+        "def execute_command(image):\n    cup = ImagePatch(image).find('cup')[0]\n"
+        "    return cup.verify_property('cup', 'red')\n"
+    )
+    execution = vpd.run_program(code, scene.image, toolkit=scene.toolkit(), sandbox=sandbox)
+    assert execution.ok, execution.error
+    verify = execution.trace.tool_calls[-1]
+    (item,) = verify.details["evidence"]
+    assert item["box"] == verify.box and item["label"].startswith("red? ")
+    assert item["label"] == f"red? {'yes' if execution.answer else 'no'}" or "(" in item["label"]
+    view = build_view(execution.trace)
+    drawn = [b for b in view.boxes if b.line == 3]
+    assert len(drawn) == 1 and drawn[0].label.startswith("red? ")  # drawn, with the verdict, linked to its line
+
+
 def test_a_call_that_loaded_its_model_is_labelled_a_cold_start(scene: Scene, sandbox: vpd.Sandbox) -> None:
     from typing import Any as _Any
 

@@ -432,17 +432,32 @@ class ToolOperations:
         if not self.has("match"):  # the question the VQA model will read, as composed
             self.check_prompt(question, "verify_property's question", "Use a shorter object name and property.")
 
+        judged: dict[str, Any] = {}
+
         def run(call: _Call) -> bool:
             if self.has("match"):
                 texts = [f"a photo of a {prop} {name}", f"a photo of a {name}"]
                 logits = self._capability(
                     call, "match", image, box, {"texts": texts}, lambda b: b.score([self._crop(image, box)], [texts])[0]
                 )
-                return _softmax_first(logits) > 0.5
-            return _yes(self._vqa(call, image, box, question))
+                judged["score"] = round(_softmax_first(logits), 4)
+                return bool(judged["score"] > 0.5)
+            judged["answer"] = self._vqa(call, image, box, question)
+            return _yes(judged["answer"])
+
+        def evidence(verdict: bool) -> dict[str, Any]:
+            # The region judged and the verdict, for the trace views (drawn like exists()' boxes).
+            label = f"{prop}? {'yes' if verdict else 'no'}"
+            if "answer" in judged:
+                label += f" ({judged['answer'][:40]!r})"
+            item: dict[str, Any] = {"box": list(box), "label": label}
+            if "score" in judged:
+                item["score"] = judged["score"]
+            return {"evidence": [item], "evidence_count": 1}
 
         capability = "match" if self.has("match") else "vqa"
-        return self._operation("verify_property", capability, image, box, {"object_name": name, "property": prop}, run)
+        inputs = {"object_name": name, "property": prop}
+        return self._operation("verify_property", capability, image, box, inputs, run, details=evidence)
 
     def best_text_match(self, image: ImageData, box: Box, options: Sequence[str]) -> str:
         """The option that best describes the region."""
