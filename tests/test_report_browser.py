@@ -307,6 +307,21 @@ def test_report_in_chromium(browser: Browser, report: tuple[Path, dict[str, int]
     browser.wait_for(f"document.getElementById('r-count').textContent === 'showing {expected['failed']} of {N_TRACES}'")
     assert browser.js("[...document.querySelectorAll('.r-row')].every(r => r.children[1].textContent === '!')")
     assert browser.js("document.querySelector('#r-view .vpd-badge').textContent").startswith("failed")
+    # every filter shows its count, and the summary bar's pills filter too
+    option = browser.js("document.querySelector('#r-status option[value=failed]').textContent")
+    assert option == f"failed (error) ({expected['failed']})"
+    assert (
+        browser.js("document.querySelector('#r-summary [data-status=failed]').getAttribute('aria-pressed')") == "true"
+    )
+    browser.js("document.querySelector('#r-summary [data-status=failed]').click()")  # again: all outcomes
+    browser.wait_for(f"document.getElementById('r-count').textContent === 'showing {N_TRACES} of {N_TRACES}'")
+    browser.js("document.querySelector('#r-summary [data-status=failed]').click()")
+    browser.wait_for(f"document.getElementById('r-count').textContent === 'showing {expected['failed']} of {N_TRACES}'")
+    # columns sort: by error kind, then back
+    browser.js("document.querySelector('.r-head [data-sort=k]').click()")
+    kinds = browser.js("[...document.querySelectorAll('.r-row')].map(r => r.lastChild.textContent)")
+    assert kinds == sorted(kinds) and browser.js("document.querySelector('.r-head [aria-sort]').dataset.sort") == "k"
+    assert "sort=k" in browser.js("location.hash")
     browser.screenshot(ARTIFACTS / "report-filtered.png")
 
     # narrow window: list above, the view below, the image before the program
@@ -351,7 +366,11 @@ def test_report_with_an_image_per_trace(browser: Browser, distinct_report: tuple
     ready_seconds = time.perf_counter() - started
     browser.wait_event("Page.loadEventFired")
     load_seconds = time.perf_counter() - started
-    assert browser.js("document.querySelectorAll('script[type=\"text/plain\"]').length") == N_DISTINCT
+    assert browser.js('document.querySelectorAll(\'script[type="text/plain"][id^="vpd-img-"]\').length') == N_DISTINCT
+    assert browser.js('document.querySelectorAll(\'script[type="text/plain"][id^="vpd-th-"]\').length') == N_DISTINCT
+    assert browser.js(
+        "[...document.querySelectorAll('.r-row img.r-thumb')].every(i => i.src.startsWith('data:image/'))"
+    )
     assert browser.js("document.getElementById('r-count').textContent") == f"showing {N_DISTINCT} of {N_DISTINCT}"
 
     # the linked trace (its image block is the last in the file) shows its own image

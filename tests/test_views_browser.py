@@ -155,13 +155,15 @@ def test_lines_that_ran_and_box_to_line_linking(browser: Browser, pages: dict[st
     # and the reverse: selecting a line lights up all of its boxes (and only them)
     boxes = f"#r-view g.vpd-box[data-box-line='{line}']"
     src = f"document.querySelector(\"#r-view tr[data-line='{line}'] td.vpd-src\")"
+    on_line = browser.js(f'document.querySelectorAll("{boxes}").length')
+    assert on_line >= 2  # line 4: exists() and verify_property() evidence, twice each
     browser.js(f"{src}.click()")
-    assert browser.js(f'document.querySelectorAll("{boxes}.vpd-hot").length') == 2  # exists() twice on line 4
-    assert browser.js("document.querySelectorAll('#r-view g.vpd-box.vpd-hot').length") == 2
+    assert browser.js(f'document.querySelectorAll("{boxes}.vpd-hot").length') == on_line
+    assert browser.js("document.querySelectorAll('#r-view g.vpd-box.vpd-hot').length") == on_line  # only them
     browser.js(f"{src}.click()")  # unpinned: nothing lit
     assert browser.js("document.querySelectorAll('#r-view .vpd-hot').length") == 0
     browser.js(f"{src}.dispatchEvent(new MouseEvent('mouseover', {{bubbles: true}}))")  # hovering lights them too
-    assert browser.js(f'document.querySelectorAll("{boxes}.vpd-hot").length') == 2
+    assert browser.js(f'document.querySelectorAll("{boxes}.vpd-hot").length') == on_line
     assert browser.problems() == []
 
 
@@ -313,21 +315,22 @@ def test_the_notebook_links_boxes_and_lines_without_a_script(browser: Browser, p
     hot = browser.js("getComputedStyle(document.querySelector('.vpd')).getPropertyValue('--vpd-hot').trim()")
     point = browser.js(
         "(() => { const r = document.querySelector('svg.vpd-static g[data-box=\"3\"] rect').getBoundingClientRect();"
-        " return {x: r.left + r.width / 2, y: r.top + r.height / 2}; })()"
+        " const x = r.left + r.width / 2, y = r.top + r.height / 2;"
+        " const g = document.elementFromPoint(x, y).closest('g[data-box]');"  # the box on top there (line 4)
+        " return {x: x, y: y, n: g.dataset.box, line: g.dataset.boxLine}; })()"
     )
-    line_bg = "getComputedStyle(document.querySelector(\"tr[data-line='4'] td.vpd-src\")).backgroundColor"
-    legend_bg = "getComputedStyle(document.querySelector(\".vpd-legend tr[data-box='3'] td\")).backgroundColor"
+    n, line = point["n"], point["line"]
+    assert line == "4"
+    line_bg = f"getComputedStyle(document.querySelector(\"tr[data-line='{line}'] td.vpd-src\")).backgroundColor"
+    legend_bg = f"getComputedStyle(document.querySelector(\".vpd-legend tr[data-box='{n}'] td\")).backgroundColor"
     before = browser.js(line_bg)
     browser.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": point["x"], "y": point["y"]})
     lit = browser.js(line_bg)
     assert lit != before and lit == browser.js(legend_bg)
-    assert (
-        browser.js("getComputedStyle(document.querySelector('svg.vpd-static g[data-box=\"3\"] rect')).strokeWidth")
-        == "4px"
-    )
-    assert (
-        browser.js("getComputedStyle(document.querySelector(\"span.vpd-chip[data-box='3']\")).outlineStyle") == "solid"
-    )
+    stroke = f"getComputedStyle(document.querySelector('svg.vpd-static g[data-box=\"{n}\"] rect')).strokeWidth"
+    assert browser.js(stroke) == "4px"
+    outline = f"getComputedStyle(document.querySelector(\"span.vpd-chip[data-box='{n}']\")).outlineStyle"
+    assert browser.js(outline) == "solid"
     browser.screenshot(ARTIFACTS / "notebook-linking.png")
     # pointing at line 3 lights its two find() boxes, not line 4's
     browser.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": 5, "y": 5})

@@ -71,6 +71,8 @@ _FLOOR_QUALITY = 40  # ... at the smallest size
 _MIN_SIDE = 128  # the smallest longest side images shrink to
 _IMAGE_CAP = 45_000  # target bytes of one encoded image
 _SAMPLE = 48  # images encoded to estimate the total size
+#: Longest side of a list row's thumbnail, in pixels (shown smaller, sharp on dense screens).
+THUMB_SIDE = 56
 
 
 @dataclass(frozen=True)
@@ -403,7 +405,9 @@ def _build(
     if max_total_image_bytes is not None and max_total_image_bytes < 0:
         raise ValueError(f"max_total_image_bytes must be at least 0, got {max_total_image_bytes}")
     if images:
-        plan = _plan_images([r.image_path for r in records], max_image_side, max_total_image_bytes, workers)
+        plan = _plan_images(
+            [r.image_path for r in records], max_image_side, max_total_image_bytes, workers, thumb_side=THUMB_SIDE
+        )
     else:
         plan = _ImagePlan(level=(max_image_side, _QUALITY), asked=(max_image_side, _QUALITY))
     entries = []
@@ -534,12 +538,15 @@ _PAGE = """<!DOCTYPE html>
 </select>
 <span id="r-count" class="r-count" role="status"></span>
 {skipped}
-<span class="r-help">/ search · ↑↓ or j k move · Enter open · Esc list</span>
+<span class="r-help">/ search · ↑↓ or j k move · Enter open · Esc list · click a column to sort</span>
 </header>
+<section id="r-summary" class="r-summary" aria-label="Summary"></section>
 <main class="r-main">
 <div class="r-side">
-<div class="r-head" aria-hidden="true"><span>#</span><span></span><span>question</span><span>answer</span>\
-<span>label</span><span>error</span></div>
+<div class="r-head"><span data-sort="n" title="sort by position">#</span><span data-sort="st" title="sort by outcome">\
+</span><span></span><span data-sort="q" title="sort by question">question</span>\
+<span data-sort="a" title="sort by answer">answer</span><span data-sort="l" title="sort by label">label</span>\
+<span data-sort="k" title="sort by error kind">error</span></div>
 <div id="r-list" class="r-list" role="listbox" tabindex="0" aria-label="Traces">\
 <div id="r-spacer" class="r-spacer"></div></div>
 </div>

@@ -12,6 +12,7 @@
   var shown = [];
   var sel = -1;
   var hay = null;
+  var sortKey = "n", sortDir = 1;
   function status(t) {
     if (!t.v.ok) return "failed";
     if (t.c === true) return "correct";
@@ -56,8 +57,26 @@
       }
       shown.push(i);
     }
+    if (sortKey !== "n" || sortDir !== 1) {
+      var values = {};
+      shown.forEach(function (i) { values[i] = sortValue(i); });
+      shown.sort(function (a, b) {
+        var va = values[a], vb = values[b];
+        return va < vb ? -sortDir : va > vb ? sortDir : a - b;
+      });
+    }
     count.textContent = "showing " + shown.length + " of " + TRACES.length;
     spacer.style.height = shown.length * ROW + "px";
+    document.querySelectorAll("#r-summary [data-status]").forEach(function (b) {
+      b.setAttribute("aria-pressed", b.getAttribute("data-status") === statusSel.value ? "true" : "false");
+    });
+    document.querySelectorAll("#r-summary [data-kind]").forEach(function (b) {
+      b.setAttribute("aria-pressed", b.getAttribute("data-kind") === kindSel.value ? "true" : "false");
+    });
+    document.querySelectorAll(".r-head [data-sort]").forEach(function (node) {
+      if (node.getAttribute("data-sort") === sortKey) node.setAttribute("aria-sort", sortDir > 0 ? "ascending" : "descending");
+      else node.removeAttribute("aria-sort");
+    });
     sel = shown.indexOf(current);
     if (sel < 0 && mode === "first" && shown.length) sel = 0;
     if (sel >= 0) {
@@ -67,6 +86,73 @@
       clearDetail();
       saveHash();
     }
+  }
+
+  var ORDER = { correct: 0, nolabel: 1, wrong: 2, failed: 3 };
+  function sortValue(i) {
+    var t = TRACES[i];
+    if (sortKey === "st") return ORDER[status(t)];
+    if (sortKey === "q") return (t.q || t.id).toLowerCase();
+    if (sortKey === "a") return t.a === null ? "\uffff" : t.a.toLowerCase();
+    if (sortKey === "l") return t.l === null ? "\uffff" : t.l.toLowerCase();
+    if (sortKey === "k") return t.k || "\uffff";
+    return i;
+  }
+
+  // -- the summary bar and the counts on the filters -----------------------------------------
+  function summary() {
+    var counts = { correct: 0, wrong: 0, failed: 0, nolabel: 0 }, kinds = {}, clean = 0;
+    TRACES.forEach(function (t) {
+      counts[status(t)] += 1;
+      if (t.k) kinds[t.k] = (kinds[t.k] || 0) + 1; else clean += 1;
+    });
+    var labels = { all: "all outcomes", correct: "correct", wrong: "wrong answer", failed: "failed (error)",
+      bad: "wrong or failed", nolabel: "no label" };
+    var n = { all: TRACES.length, bad: counts.wrong + counts.failed };
+    [].forEach.call(statusSel.options, function (o) {
+      var c = o.value in counts ? counts[o.value] : n[o.value];
+      o.textContent = labels[o.value] + " (" + c + ")";
+    });
+    kindSel.options[0].textContent = "any error kind (" + TRACES.length + ")";
+    kindSel.options[1].textContent = "no error (" + clean + ")";
+    Object.keys(kinds).sort().forEach(function (k) {
+      kindSel.appendChild(h("option", { value: k, text: k + " (" + kinds[k] + ")" }));
+    });
+    var pills = [h("span", { text: TRACES.length + " traces" })];
+    ["correct", "wrong", "failed", "nolabel"].forEach(function (st) {
+      if (!counts[st]) return;
+      var m = MARKS[st];
+      pills.push(h("button", { "class": "r-pill", type: "button", "data-status": st, title: "show only: " + m[2] },
+        [h("span", { "class": m[1], text: m[0] + " " }), m[2] + " " + counts[st]]));
+    });
+    Object.keys(kinds).sort().forEach(function (k) {
+      pills.push(h("button", { "class": "r-pill", type: "button", "data-kind": k, title: "show only errors of kind " + k },
+        [h("span", { "class": "r-st-fail", text: "! " }), k + " " + kinds[k]]));
+    });
+    var key = h("span", { "class": "vpd-muted r-key" }, ["marks: "].concat(["correct", "wrong", "failed", "nolabel"].map(function (st) {
+      var m = MARKS[st];
+      return h("span", {}, [h("span", { "class": m[1], text: m[0] }), " " + m[2] + "  "]);
+    })));
+    var box = el("r-summary");
+    box.replaceChildren(h("div", { "class": "r-facts" }, pills.concat([key])));
+    box.addEventListener("click", function (ev) {
+      var pill = ev.target.closest("[data-status], [data-kind]");
+      if (!pill) return;
+      if (pill.hasAttribute("data-status")) {
+        var st = pill.getAttribute("data-status");
+        statusSel.value = statusSel.value === st ? "all" : st;
+      } else {
+        var k = pill.getAttribute("data-kind");
+        kindSel.value = kindSel.value === k ? "any" : k;
+      }
+      applyFilter("first");
+    });
+  }
+
+  function thumb(key) {
+    if (key === null || key === undefined) return null;
+    var node = document.getElementById("vpd-th-" + key);
+    return node ? node.textContent : null;
   }
 
   // -- the virtual list --------------------------------------------------------------------
@@ -82,6 +168,7 @@
       }, [
         h("span", { "class": "r-n", text: String(shown[p] + 1) }),
         h("span", { "class": mark[1], title: mark[2], text: mark[0] }),
+        thumb(t.img) ? h("img", { "class": "r-thumb r-thumb-s", src: thumb(t.img), alt: "" }) : h("span", {}),
         h("span", { title: t.q || t.id, text: t.q || t.id }),
         h("span", { title: t.a === null ? "" : t.a, text: t.a === null ? "\u2014" : t.a }),
         h("span", { title: t.l === null ? "" : t.l, text: t.l === null ? "" : t.l }),
@@ -129,6 +216,7 @@
     if (search.value) p.set("q", search.value);
     if (statusSel.value !== "all") p.set("status", statusSel.value);
     if (kindSel.value !== "any") p.set("kind", kindSel.value);
+    if (sortKey !== "n" || sortDir !== 1) p.set("sort", (sortDir < 0 ? "-" : "") + sortKey);
     if (sel >= 0) p.set("i", String(shown[sel] + 1));
     var hash = p.toString();
     if (hash !== location.hash.slice(1)) history.replaceState(null, "", hash ? "#" + hash : location.pathname);
@@ -138,6 +226,7 @@
     var p = new URLSearchParams(location.hash.slice(1));
     search.value = p.get("q") || "";
     if (p.get("status")) statusSel.value = p.get("status");
+    if (p.get("sort")) { sortDir = p.get("sort").charAt(0) === "-" ? -1 : 1; sortKey = p.get("sort").replace(/^-/, ""); }
     if (p.get("kind") && kindSel.querySelector("option[value='" + CSS.escape(p.get("kind")) + "']")) kindSel.value = p.get("kind");
     applyFilter(false);
     var i = parseInt(p.get("i") || "", 10) - 1;
@@ -145,10 +234,14 @@
   }
 
   // -- wiring ------------------------------------------------------------------------------
-  var kinds = {};
-  TRACES.forEach(function (t) { if (t.k) kinds[t.k] = (kinds[t.k] || 0) + 1; });
-  Object.keys(kinds).sort().forEach(function (k) {
-    kindSel.appendChild(h("option", { value: k, text: k + " (" + kinds[k] + ")" }));
+  summary();
+  document.querySelector(".r-head").addEventListener("click", function (ev) {
+    var node = ev.target.closest("[data-sort]");
+    if (!node) return;
+    var key = node.getAttribute("data-sort");
+    sortDir = key === sortKey ? -sortDir : 1;
+    sortKey = key;
+    applyFilter(false);
   });
   var timer = 0;
   search.addEventListener("input", function () {
