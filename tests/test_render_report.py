@@ -245,7 +245,7 @@ def test_one_image_per_trace_and_the_budget(tmp_path: Path) -> None:
     ]
     html, counts = build_report(records)
     blocks = image_blocks(html)
-    assert len(blocks) == counts["images"] == n and html.count('<script type="text/plain"') == n
+    assert len(blocks) == counts["images"] == n and html.count('<script type="text/plain" id="vpd-img-') == n
     assert counts["images_shrunk"] == counts["images_omitted"] == counts["missing_images"] == 0
     assert (counts["image_side"], counts["image_quality"]) == (448, 75)
     assert counts["image_bytes"] == sum(len(url) for url in blocks.values()) < DEFAULT_MAX_IMAGE_BYTES

@@ -142,6 +142,8 @@ def test_vpd_show_on_runs(runs: tuple[Path, Path], tmp_path: Path, capsys: pytes
     traces.write_text("")
     assert main(["show", str(synth), str(traces), "-o", str(out)]) != 0
     assert "either trace files or run folders" in capsys.readouterr().err
+    assert main(["show", str(synth / "records.jsonl"), "-o", str(out)]) == 0  # a file: its candidates as traces
+    assert ": 8 traces, 1 images" in capsys.readouterr().out  # the no-code candidate ran nothing
     stats = write_run_report(load_runs([synth]), tmp_path / "no-images.html", images=False)
     assert stats.images == 0 and stats.missing_images == 3 and stats.traces == 8  # the no-code candidate has no trace
 

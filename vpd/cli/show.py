@@ -18,7 +18,7 @@ from typing import Any, TextIO
 from vpd.errors import InvalidArgumentError
 from vpd.render.report import DEFAULT_MAX_IMAGE_BYTES, write_report
 from vpd.render.run_report import write_run_report
-from vpd.render.runs import is_run, load_runs
+from vpd.render.runs import load_runs
 from vpd.traces.files import read_traces
 
 __all__ = ["add_parser", "run"]
@@ -70,13 +70,15 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         raise InvalidArgumentError(f"--max-image-side must be at least 16 pixels, got {args.max_image_side}.")
     if not (args.max_image_mb > 0 and math.isfinite(args.max_image_mb)):
         raise InvalidArgumentError(f"--max-image-mb must be a positive number of megabytes, got {args.max_image_mb:g}.")
-    runs = [is_run(p) for p in args.traces]
-    if any(runs):
-        if not all(runs):
-            files = ", ".join(p for p, r in zip(args.traces, runs) if not r)
+    # Folders are runs (their records.jsonl, passed as a file, is shown as traces: one per candidate).
+    folders = [Path(p).is_dir() for p in args.traces]
+    if any(folders):
+        if not all(folders):
+            files = ", ".join(p for p, r in zip(args.traces, folders) if not r)
             raise InvalidArgumentError(
-                f"vpd show takes either trace files or run folders, not both: {files} is not a run. "
-                "Make one report of each."
+                f"vpd show takes either trace files or run folders, not both: {files} is a file. "
+                "Make one report of each (a run's records.jsonl shows its candidates as traces; pass its folder "
+                "for the run view)."
             )
         return _show_runs(args, out)
     output = Path(args.output) if args.output else Path(args.traces[0]).with_suffix(".html")

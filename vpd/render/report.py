@@ -34,7 +34,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
@@ -134,6 +134,17 @@ def embed_json(value: Any) -> str:
 
 def _asset(name: str) -> str:
     return resources.files("vpd.render").joinpath(f"assets/{name}").read_text(encoding="utf-8")
+
+
+def write_parts(parts: Iterable[str], target: Path) -> int:
+    """Write a page's parts to ``target`` one by one (never one string of all the images); its size in bytes."""
+    size = 0
+    with target.open("wb") as out:
+        for part in parts:
+            data = part.encode("utf-8")
+            out.write(data)
+            size += len(data)
+    return size
 
 
 def page_script(page: str) -> str:
@@ -586,12 +597,7 @@ def write_report(
         max_total_image_bytes=max_total_image_bytes,
     )
     target = Path(path)
-    size = 0
-    with target.open("wb") as out:
-        for part in built.parts():
-            data = part.encode("utf-8")
-            out.write(data)
-            size += len(data)
+    size = write_parts(built.parts(), target)
     counts = built.counts
     return ReportStats(
         path=target,

@@ -45,6 +45,7 @@ from vpd.render.report import (
     _plan_images,
     embed_json,
     page_script,
+    write_parts,
 )
 from vpd.render.runs import Example, Run, RunOutcome, compare_rows
 from vpd.render.view import BOX_CONVENTION
@@ -328,12 +329,7 @@ def write_run_report(
         max_total_image_bytes=max_total_image_bytes,
     )
     target = Path(path)
-    size = 0
-    with target.open("wb") as out:
-        for part in built.parts():
-            data = part.encode("utf-8")
-            out.write(data)
-            size += len(data)
+    size = write_parts(built.parts(), target)
     counts = built.counts
     return RunReportStats(
         path=target,

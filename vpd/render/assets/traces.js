@@ -149,12 +149,6 @@
     });
   }
 
-  function thumb(key) {
-    if (key === null || key === undefined) return null;
-    var node = document.getElementById("vpd-th-" + key);
-    return node ? node.textContent : null;
-  }
-
   // -- the virtual list --------------------------------------------------------------------
   function drawRows() {
     var first = Math.max(0, Math.floor(list.scrollTop / ROW) - 5);
@@ -243,44 +237,10 @@
     sortKey = key;
     applyFilter(false);
   });
-  var timer = 0;
-  search.addEventListener("input", function () {
-    clearTimeout(timer);
-    timer = setTimeout(function () { applyFilter("first"); }, TRACES.length > 2000 ? 150 : 30);
-  });
-  statusSel.addEventListener("change", function () { applyFilter("first"); });
-  kindSel.addEventListener("change", function () { applyFilter("first"); });
-  list.addEventListener("scroll", drawRows, { passive: true });
-  window.addEventListener("resize", drawRows);
-  spacer.addEventListener("click", function (ev) {
-    var row = ev.target.closest(".r-row");
-    if (row) { select(parseInt(row.getAttribute("data-pos"), 10)); list.focus(); }
-  });
-  list.addEventListener("keydown", function (ev) {
-    var page = Math.max(1, Math.floor(list.clientHeight / ROW) - 1);
-    var moves = { ArrowDown: 1, j: 1, ArrowUp: -1, k: -1, PageDown: page, PageUp: -page };
-    if (ev.key in moves) select(sel < 0 ? 0 : sel + moves[ev.key]);
-    else if (ev.key === "Home") select(0);
-    else if (ev.key === "End") select(shown.length - 1);
-    else if (ev.key === "Enter" && sel >= 0) detail.focus();
-    else return;
-    ev.preventDefault();
-  });
-  search.addEventListener("keydown", function (ev) {
-    if (ev.key === "ArrowDown" || ev.key === "Enter") {
-      clearTimeout(timer);
-      applyFilter("first");
-      list.focus();
-      ev.preventDefault();
-    }
-  });
-  document.addEventListener("keydown", function (ev) {
-    var typing = /^(INPUT|SELECT|TEXTAREA)$/.test(document.activeElement.tagName);
-    if (ev.key === "/" && !typing) { search.focus(); search.select(); ev.preventDefault(); }
-    else if (ev.key === "Escape") { list.focus(); ev.preventDefault(); }
-  });
-  document.addEventListener("DOMContentLoaded", function () {
-    if (waiting && sel >= 0) showDetail();
+  wireList({
+    size: TRACES.length, rowHeight: ROW, selects: [statusSel, kindSel], filter: applyFilter, select: select,
+    draw: drawRows, sel: function () { return sel; }, count: function () { return shown.length; },
+    show: function () { if (waiting && sel >= 0) showDetail(); }
   });
   loadHash();
   if (sel < 0) clearDetail();

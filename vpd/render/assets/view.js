@@ -309,3 +309,53 @@
     }
     return kids;
   }
+
+  // -- the pages' list: a virtual list of rows, a search box, the keys -------------------------
+  // A row thumbnail (an inert block, read when the row is drawn).
+  function thumb(key) {
+    if (key === null || key === undefined) return null;
+    var node = document.getElementById("vpd-th-" + key);
+    return node ? node.textContent : null;
+  }
+
+  // Wires #r-list, #r-spacer, #r-q and the keys to a page: page.size (rows in all),
+  // page.filter(mode), page.select(pos), page.draw(), page.sel() and page.count() (rows shown),
+  // page.rowHeight, page.selects (the filter <select>s), page.show() (on DOMContentLoaded).
+  function wireList(page) {
+    var list = el("r-list"), spacer = el("r-spacer"), search = el("r-q"), detail = el("r-detail"), timer = 0;
+    search.addEventListener("input", function () {
+      clearTimeout(timer);
+      timer = setTimeout(function () { page.filter("first"); }, page.size > 2000 ? 150 : 30);
+    });
+    page.selects.forEach(function (node) { node.addEventListener("change", function () { page.filter("first"); }); });
+    list.addEventListener("scroll", page.draw, { passive: true });
+    window.addEventListener("resize", page.draw);
+    spacer.addEventListener("click", function (ev) {
+      var row = ev.target.closest(".r-row");
+      if (row) { page.select(parseInt(row.getAttribute("data-pos"), 10)); list.focus(); }
+    });
+    list.addEventListener("keydown", function (ev) {
+      var step = Math.max(1, Math.floor(list.clientHeight / page.rowHeight) - 1), sel = page.sel();
+      var moves = { ArrowDown: 1, j: 1, ArrowUp: -1, k: -1, PageDown: step, PageUp: -step };
+      if (ev.key in moves) page.select(sel < 0 ? 0 : sel + moves[ev.key]);
+      else if (ev.key === "Home") page.select(0);
+      else if (ev.key === "End") page.select(page.count() - 1);
+      else if (ev.key === "Enter" && sel >= 0) detail.focus();
+      else return;
+      ev.preventDefault();
+    });
+    search.addEventListener("keydown", function (ev) {
+      if (ev.key === "ArrowDown" || ev.key === "Enter") {
+        clearTimeout(timer);
+        page.filter("first");
+        list.focus();
+        ev.preventDefault();
+      }
+    });
+    document.addEventListener("keydown", function (ev) {
+      var typing = /^(INPUT|SELECT|TEXTAREA)$/.test(document.activeElement.tagName);
+      if (ev.key === "/" && !typing) { search.focus(); search.select(); ev.preventDefault(); }
+      else if (ev.key === "Escape") { list.focus(); ev.preventDefault(); }
+    });
+    document.addEventListener("DOMContentLoaded", page.show);
+  }
