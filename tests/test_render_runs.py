@@ -106,6 +106,11 @@ def test_the_report_holds_the_summary_rows_and_each_examples_candidates(runs: tu
     compared, counts = build_run_report(load_runs([folder]))
     assert counts["runs"] == 2 and counts["differing"] == 3
     assert [r["name"] for r in _data(compared)["runs"]] == ["fixed", "teacher"]
+    block = re.search(r'<script type="text/plain" id="vpd-ex-0">(.*?)</script>', compared, re.S)
+    assert block is not None
+    fixed, teacher = json.loads(block.group(1))
+    assert teacher["trace"]["v"]["program_lines"][0] == "def execute_command(image):"  # the teacher's trace
+    assert teacher["trace"]["v"]["return_line"] is not None and fixed["program"]
 
 
 def test_hostile_text_in_a_run_stays_data(runs: tuple[Path, Path]) -> None:

@@ -238,7 +238,10 @@ def test_two_runs_compared_differing_examples_first(browser: Browser, run_pages:
     assert "sort=-r1" in browser.js("location.hash")
     browser.js("document.querySelector('.r-row').click()")
     browser.wait_for("document.querySelectorAll('#r-view .r-runbox').length === 3")
-    assert browser.js("document.querySelectorAll('#r-view .r-runbox pre').length") >= 2  # the teachers' programs
+    # each teacher's chosen program opens in the trace view, like a synthesis candidate
+    browser.js('document.querySelector(\'#r-view .r-runbox[data-run="1"] .r-cand[data-cand="-1"]\').click()')
+    browser.wait_for("document.getElementById('r-view').textContent.includes(\"teacher's program: what it did\")")
+    assert browser.js("document.querySelectorAll('#r-view .vpd-prog tr[data-line]').length") >= 2
     browser.screenshot(ARTIFACTS / "run-compare.png")
     text = browser.js("document.body.textContent")
     assert RUN_HOSTILE in text and browser.js("typeof window.__pwned") == "undefined"

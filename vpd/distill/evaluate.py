@@ -7,7 +7,8 @@ the tokens), resumable and crash-safe like synthesis. ``OUT/summary.json`` and
 so "teacher vs student" and "before vs after distillation" are one table.
 
 * The **teacher** is :class:`vpd.solve.Solver` (k programs, vote); its completion cache and
-  the toolkit's result cache make a second evaluation of the same data cheap.
+  the toolkit's result cache make a second evaluation of the same data cheap. Its lines
+  also hold the chosen program and its trace, which ``vpd show OUT`` draws.
 * A **student** is :class:`vpd.distill.student.Student`, asked in batches.
 """
 
@@ -106,6 +107,8 @@ def _teacher_records(solver: Solver, examples: Sequence[Example]) -> list[dict[s
             seconds=timings.total,
             tokens=timings.prompt_tokens + timings.completion_tokens,
             cached_replies=timings.cached_replies,
+            # What the chosen program did, so `vpd show` draws the teacher's trace beside a student's answer.
+            trace=solution.trace.to_dict() if solution.trace is not None else None,
         )
         answer = normalize_answer(solution.answer) if solution.answer is not None else None
         records.append(_scored(record, example, answer))

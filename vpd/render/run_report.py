@@ -152,6 +152,10 @@ def _detail(run: Run, outcome: RunOutcome, example: Example, image_key: str | No
         ]
     else:
         data["program"] = _clip(_text(record.get("program")), 64_000)
+        if isinstance(record.get("trace"), dict):  # a teacher's chosen program: its trace view
+            teacher = {"index": 0, "outcome": outcome.outcome, "prediction": outcome.prediction,
+                       "score": outcome.score, "trace": record["trace"], "program": record.get("program")}  # fmt: skip
+            data["trace"] = _candidate(teacher, example, image_key, note)["t"]
         for key in ("rationale", "text"):
             if isinstance(record.get(key), str) and record[key].strip():
                 data["explanation"] = _clip(record[key], 20_000)

@@ -280,7 +280,12 @@
     if (d && d.cands) {
       kids.push(h("div", { "class": "r-cands-grid" }, d.cands.map(function (c) { return candButton(r, c, c.i === x.ch); })));
     }
-    if (d && d.program) kids.push(h("h4", { text: "Program" }), h("pre", { text: d.program }));
+    if (d && d.trace) {
+      var open = picked && picked[0] === r && picked[1] === -1;
+      kids.push(h("button", { "class": "r-cand", type: "button", "data-run": String(r), "data-cand": "-1",
+        "aria-pressed": open ? "true" : "false" }, [h("b", { text: "its program: what it did" })]));
+    }
+    if (d && d.program && !d.trace) kids.push(h("h4", { text: "Program" }), h("pre", { text: d.program }));
     if (d && d.explanation) kids.push(h("h4", { text: "Explanation" }), h("pre", { text: d.explanation }));
     if (d && d.votes && Object.keys(d.votes).length > 1) {
       kids.push(h("div", { "class": "vpd-muted", text: "votes: " + Object.keys(d.votes).map(function (k) { return k + " \u00d7" + d.votes[k]; }).join(", ") }));
@@ -299,6 +304,7 @@
         var best = d.cands.filter(function (c) { return c.i === x.ch; })[0] || d.cands.filter(function (c) { return c.t; })[0];
         if (best) picked = [r, best.i];
       }
+      for (var q = 0; q < R && picked === null; q++) if (details[q] && details[q].trace) picked = [q, -1];
     }
     var kids = [h("h3", { text: e.q || e.id })];
     var refs = [h("b", { text: "References " })];
@@ -307,17 +313,19 @@
     if (R > 1) kids.push(h("div", { "class": e.d ? "vpd-note" : "vpd-muted", text: e.d ? "The runs differ on this example." : "The runs agree on this example." }));
     kids.push(h("div", { "class": "r-compare" }, e.r.map(function (x, r) { return runBox(r, x, details[r], e); })));
     var trace = null;
-    if (picked) {
+    if (picked && picked[1] === -1) {
+      trace = (details[picked[0]] || {}).trace || null;
+    } else if (picked) {
       var cands = (details[picked[0]] || {}).cands || [];
       var c = cands.filter(function (k) { return k.i === picked[1]; })[0];
       if (c && c.t) trace = c.t;
       if (c && !c.t) kids.push(h("h4", { text: "Program " + (c.i + 1) }), h("pre", { text: c.code || "(no program)" }));
     }
     if (trace) {
-      kids.push(h("h4", { text: RUNS[picked[0]].name + ", program " + (picked[1] + 1) + ": what it did" }));
+      kids.push(h("h4", { text: RUNS[picked[0]].name + (picked[1] < 0 ? "'s program" : ", program " + (picked[1] + 1)) + ": what it did" }));
       var tv = h("div", { "class": "r-trace" }, traceBody(trace));
       kids.push(tv);
-    } else if (!e.r.some(function (x, r) { return details[r] && details[r].cands; })) {
+    } else if (!e.r.some(function (x, r) { return details[r] && (details[r].cands || details[r].trace); })) {
       var img = image(e.img);
       if (img) kids.push(h("div", { "class": "r-example-image" }, [h("img", { src: img.url, alt: "the example's image" })]));
       else if (e.imgNote) kids.push(h("div", { "class": "vpd-note", text: "Image not available (" + e.imgNote + ")." }));
