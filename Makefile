@@ -61,6 +61,7 @@ bench: install
 	$(BIN)/python benchmarks/solve.py
 	$(BIN)/python benchmarks/synthesis.py
 	$(BIN)/python benchmarks/training.py
+	$(BIN)/python benchmarks/views.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache
