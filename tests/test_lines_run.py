@@ -107,3 +107,54 @@ def test_the_view_marks_ran_not_run_return_and_the_failure(scene: Scene, sandbox
     old = Trace(program="x = 1", image={"width": 10, "height": 10})  # a trace without counts
     html = render_trace(old)
     assert 'class="vpd-ran' not in html and 'class="vpd-notrun' not in html and "green edge" not in html
+
+
+def test_the_return_taken_is_the_one_that_returned(scene: Scene, sandbox: vpd.Sandbox) -> None:
+    raising = (
+        "def execute_command(image):\n    try:\n        return 1 / 0\n    except ZeroDivisionError:\n        pass\n"
+    )
+    run = vpd.run_program(raising, scene.image, sandbox=sandbox)
+    assert run.ok and run.answer is None and run.trace.return_line is None  # line 3 never returned
+    recursive = (
+        "def execute_command(image, depth=0):\n    if depth < 2:\n        return execute_command(image, depth + 1)\n"
+        "    return depth\n"
+    )
+    run = vpd.run_program(recursive, scene.image, sandbox=sandbox)
+    assert run.answer == 2 and run.trace.return_line == 3  # the outer call returned from line 3
+
+
+def test_a_line_counts_how_often_it_was_reached_not_its_statements(scene: Scene, sandbox: vpd.Sandbox) -> None:
+    program = (
+        "def execute_command(image):\n    a = 1; b = 2\n    for i in range(3):\n        a += 1; b += 1\n"
+        "    if a: return a + b\n"
+    )
+    run = vpd.run_program(program, scene.image, sandbox=sandbox)
+    assert run.answer == 9 and run.trace.line_counts == {1: 1, 2: 1, 3: 1, 4: 3, 5: 1}
+    assert run.trace.return_line == 5
+
+
+def test_a_long_program_still_answers(scene: Scene, sandbox: vpd.Sandbox) -> None:
+    """15,000 lines ran: the counts must not crowd the worker's last message out of the wire."""
+    program = "def execute_command(image):\n" + " 1\n" * 15_000 + " return 5\n"  # 45 kB
+    run = vpd.run_program(program, scene.image, sandbox=sandbox)
+    assert run.ok and run.answer == 5, run.error
+    counts = run.trace.line_counts
+    assert counts is None or counts[15_001] == 1  # counted when they fit, else not recorded (never wrong)
+
+
+def test_the_host_keeps_only_sane_counts() -> None:
+    from vpd.programs.sandbox.recording import TraceRecorder
+
+    for bad in ("12", [1, -1], [1, True], [1, "2"], [0] * 12, {"1": 1}, [1, 2**70]):
+        recorder = TraceRecorder()
+        recorder.note_lines({"lines": bad, "return_line": 99, "line": "3"}, program_lines=10)
+        assert recorder.line_counts is None and recorder.return_line is None and recorder.stop_line is None, bad
+    recorder = TraceRecorder()
+    recorder.note_lines({"lines": [7, 1, 0, 4], "return_line": 3, "line": 2}, program_lines=10)
+    assert recorder.line_counts == {1: 1, 3: 4} and recorder.return_line == 3 and recorder.stop_line == 2
+
+
+def test_comments_and_blank_lines_under_a_header_get_no_mark() -> None:
+    program = "def f(a):\n    # why\n\n    if a:\n        # note\n        return 1\n"
+    heads = statement_heads(program)
+    assert heads == {1: 1, 4: 4, 6: 6}

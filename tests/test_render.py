@@ -73,10 +73,10 @@ def test_execution_view(execution: vpd.Execution, scene: Scene) -> None:
     assert "find(object_name=&#x27;cup&#x27;)" in html and "2 boxes: [100, 300, 180, 400] 0.90" in html
     assert "verify_property(object_name=&#x27;cup&#x27;, property=&#x27;red&#x27;)" in html
     assert "print: cups: 2" in html and "is_red = True" in html
-    # the image with 3 boxes, their legend, the convention, and crops of the regions tools looked at
+    # the image with 4 boxes, their legend, the convention, and crops of the regions tools looked at
     drawn, *crops = images_in(html)
     assert drawn.size == (W, H) and len(crops) == 2  # [100, 300, 180, 400] (verify_property) and the sign (ocr)
-    assert html.count('<span class="vpd-swatch"') == 3
+    assert html.count('<span class="vpd-swatch"') == 4  # find's 2, ocr's text box, verify_property's region
     assert "origin at the top-left corner" in html
     assert drawn.convert("RGB").getpixel((100, 350)) != scene.image.convert("RGB").getpixel((100, 350))  # a box edge
     assert "Execution trace (text for distillation)" in html and "Calling find function. Detect cup" in html
@@ -139,6 +139,18 @@ def hostile_trace() -> Trace:
         answer=INJECT,
         meta={"question": INJECT, "label": INJECT, "rationale": INJECT},
     )
+
+
+def test_a_hostile_line_from_a_trace_file_stays_out_of_the_markup() -> None:
+    """Trace.from_dict does not check types: a line that is a string must not reach the HTML or the CSS."""
+    payload = '1"]{}</style><script>window.__pwned = 1</script><style>'
+    data = hostile_trace().to_dict()
+    data["events"][1]["line"] = payload
+    data["error"] = {"kind": "runtime", "message": "x", "line": payload}
+    data["return_line"] = payload
+    html = render_trace(Trace.from_dict(data))
+    assert "<script>window" not in html  # not a line: dropped (the text view shows it, escaped)
+    assert_no_markup_from(html)
 
 
 def test_injection_is_escaped_everywhere() -> None:

@@ -59,6 +59,16 @@ IMAGE_BLOCK = re.compile(
 )
 
 
+THUMB_BLOCK = re.compile(
+    r'<script type="text/plain" id="vpd-th-(i\d+)">(data:image/(?:jpeg|png);base64,[A-Za-z0-9+/=]+)</script>'
+)
+
+
+def image_bytes(html: str) -> int:
+    """What the budget counts: the images' data URLs and their row thumbnails'."""
+    return sum(len(url) for url in image_blocks(html).values()) + sum(len(m[1]) for m in THUMB_BLOCK.findall(html))
+
+
 def image_blocks(html: str) -> dict[str, str]:
     """The data URL of each image block, by key."""
     return {match.group(1): match.group(5) for match in IMAGE_BLOCK.finditer(html)}
@@ -248,7 +258,8 @@ def test_one_image_per_trace_and_the_budget(tmp_path: Path) -> None:
     assert len(blocks) == counts["images"] == n and html.count('<script type="text/plain" id="vpd-img-') == n
     assert counts["images_shrunk"] == counts["images_omitted"] == counts["missing_images"] == 0
     assert (counts["image_side"], counts["image_quality"]) == (448, 75)
-    assert counts["image_bytes"] == sum(len(url) for url in blocks.values()) < DEFAULT_MAX_IMAGE_BYTES
+    assert counts["image_bytes"] == image_bytes(html) < DEFAULT_MAX_IMAGE_BYTES
+    assert len(THUMB_BLOCK.findall(html)) == 0  # images this small are their own row thumbnails
     assert "r-budget" not in html
     # the blocks come after the page's script (the list works while they load), the index names them only
     assert html.index("<script>") < html.index('id="vpd-img-i0"') < html.index(f'id="vpd-img-i{n - 1}"')
@@ -278,7 +289,7 @@ def test_one_image_per_trace_and_the_budget(tmp_path: Path) -> None:
     assert 0 < stats.images == len(blocks) < n and stats.images_shrunk == stats.images
     assert stats.images_omitted == n - stats.images == stats.omitted_traces == stats.missing_images
     assert budget - max(len(url) for url in blocks.values()) < stats.image_bytes <= budget
-    assert stats.image_bytes == sum(len(url) for url in blocks.values())
+    assert stats.image_bytes == image_bytes(html)
     entries = data_of(html)["traces"]
     omitted = [e for e in entries if e["img"] is None]
     assert len(omitted) == stats.images_omitted and all(e["imgNote"] == OMITTED_NOTE for e in omitted)

@@ -44,9 +44,9 @@ def test_an_evaluation_folder_opens_as_its_systems_compared(runs: tuple[Path, Pa
     assert fixed.counts() == {"correct": 3} and fixed.accuracy() == 1.0
     assert teacher.outcomes["q1"].prediction == "3" and teacher.outcomes["q1"].outcome == "wrong"
     rows = compare_rows([teacher, fixed])
-    assert [(e.id, differ) for e, _, differ in rows] == [("q1", True), ("q2", True), ("q3", True)]
+    assert [(e.id, differ) for e, _, differ, _ in rows] == [("q1", True), ("q2", True), ("q3", True)]
     same = compare_rows([fixed, fixed])
-    assert not any(differ for _, _, differ in same)
+    assert not any(row.differ for row in same) and not any(row.questions for row in same)
 
 
 def test_examples_missing_from_a_run_and_a_torn_record(runs: tuple[Path, Path], tmp_path: Path) -> None:
@@ -60,7 +60,7 @@ def test_examples_missing_from_a_run_and_a_torn_record(runs: tuple[Path, Path], 
     kept = json.loads(lines[0])["id"]
     assert list(partial.outcomes) == [kept]
     rows = compare_rows([load_run(synth), partial])
-    assert sorted((e.id, o[1] is None, differ) for e, o, differ in rows) == sorted(
+    assert sorted((e.id, o[1] is None, differ) for e, o, differ, _ in rows) == sorted(
         (ident, ident != kept, ident != kept) for ident in ("q1", "q2", "q3")
     )
 
@@ -177,3 +177,45 @@ def test_hostile_names_answers_references_and_errors_stay_text(runs: tuple[Path,
     html = render_runs(loaded)
     assert "<img src=x" not in html and RUN_HOSTILE not in html
     assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
+
+
+def test_malformed_records_show_what_is_wrong_instead_of_failing(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    synth, _ = runs
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "run.json").write_text((synth / "run.json").read_text())
+    record = json.loads((synth / "records.jsonl").read_text().splitlines()[0])
+    first, second, third = record["candidates"]
+    first["index"] = "x"  # not an index: its place in the record is used
+    second["trace"]["events"] = [1]  # not an event
+    third["score"] = float("nan")
+    third["trace"]["events"][0]["seconds"] = "slow"
+    no_id = dict(record, id=None)
+    lines = [json.dumps(record), json.dumps(no_id), json.dumps(dict(no_id, question="another"))]
+    (broken / "records.jsonl").write_text("\n".join(lines) + "\n")
+    run = load_run(broken)
+    assert [e.id for e in run.examples][1:] == ["(no id: record 2)", "(no id: record 3)"]  # never merged
+    page, counts = build_run_report([run])
+    assert counts["examples"] == 3 and counts["traces"] == 3  # 2 of 3 candidate traces unreadable, each example
+    block = re.search(r'<script type="text/plain" id="vpd-ex-0">(.*?)</script>', page, re.S)
+    assert block is not None
+    candidates = json.loads(block.group(1))[0]["cands"]
+    assert [c["i"] for c in candidates] == [0, 1, 2] and candidates[2]["s"] is None
+    assert candidates[1]["t"] is None and "its trace could not be read" in candidates[1]["e"]
+    assert candidates[2]["t"] is None and "seconds" in candidates[2]["e"]
+
+
+def test_runs_of_different_questions_under_one_id_are_flagged(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    _, folder = runs
+    teacher = load_run(folder / "teacher")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "run.json").write_text((folder / "teacher" / "run.json").read_text())
+    rows = [json.loads(line) for line in (folder / "teacher" / "predictions.jsonl").read_text().splitlines()]
+    rows[0]["question"] = "Something else entirely?"
+    rows[1]["prediction"] = "zebra"  # another wrong answer: the same score, a different answer
+    (other / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    compared = compare_rows([teacher, load_run(other)])
+    assert compared[0].questions == (teacher.examples[0].question, "Something else entirely?") and compared[0].differ
+    assert [row.differ for row in compared[1:]] == [True, False]  # q2: another answer; q3: the same
+    assert "different questions" in render_runs([teacher, load_run(other)])

@@ -367,10 +367,9 @@ def test_report_with_an_image_per_trace(browser: Browser, distinct_report: tuple
     browser.wait_event("Page.loadEventFired")
     load_seconds = time.perf_counter() - started
     assert browser.js('document.querySelectorAll(\'script[type="text/plain"][id^="vpd-img-"]\').length') == N_DISTINCT
-    assert browser.js('document.querySelectorAll(\'script[type="text/plain"][id^="vpd-th-"]\').length') == N_DISTINCT
-    assert browser.js(
-        "[...document.querySelectorAll('.r-row img.r-thumb')].every(i => i.src.startsWith('data:image/'))"
-    )
+    thumbs = "[...document.querySelectorAll('.r-row img.r-thumb')]"
+    assert browser.js(f"{thumbs}.length") > 10  # every visible row has one once the page is loaded
+    assert browser.js(f"{thumbs}.every(i => i.src.startsWith('data:image/'))")
     assert browser.js("document.getElementById('r-count').textContent") == f"showing {N_DISTINCT} of {N_DISTINCT}"
 
     # the linked trace (its image block is the last in the file) shows its own image

@@ -32,6 +32,7 @@ __all__ = [
     "LINE_COUNTS",
     "LOST_COUNTER",
     "RETURN_LINE",
+    "RETURN_VALUE",
     "RECURSION_ERROR",
     "PATCH_ATTRIBUTES",
     "PROGRAM_FILENAME",
@@ -86,6 +87,8 @@ LOST_COUNTER = "__vpd_lost__"
 LINE_COUNTS = "__vpd_lines__"
 #: Name of a one-item list set to the line of the ``return`` that ``execute_command`` runs.
 RETURN_LINE = "__vpd_return__"
+#: The local holding the value of ``execute_command``'s ``return`` while its line is marked.
+RETURN_VALUE = "__vpd_rv__"
 #: RecursionError under a name only the inserted tracing code uses (programs cannot name it).
 RECURSION_ERROR = "__vpd_RecursionError__"
 #: Filename of compiled programs; the worker finds program lines by it.
@@ -360,19 +363,30 @@ class _LineCounter(ast.NodeTransformer):
 
     def __init__(self) -> None:
         self._functions: list[bool] = []  # the enclosing functions: is each the entry point?
+        self._counted: set[int] = set()  # lines that have their counter (the first statement on each)
 
     def _block(self, body: list[ast.stmt]) -> list[ast.stmt]:
         out: list[ast.stmt] = []
         in_entry = bool(self._functions) and self._functions[-1]
         for stmt in body:
             line = stmt.lineno
-            count = ast.AugAssign(
-                target=ast.Subscript(ast.Name(LINE_COUNTS, ast.Load()), ast.Constant(line), ast.Store()),
-                op=ast.Add(),
-                value=ast.Constant(1),
-            )
-            out.append(ast.copy_location(count, stmt))
+            # One counter per line, on its first statement (``if x: return 1``, ``a = 1; b = 2``):
+            # a line's count says how often it was reached, not how many statements it holds.
+            if line not in self._counted:
+                self._counted.add(line)
+                count = ast.AugAssign(
+                    target=ast.Subscript(ast.Name(LINE_COUNTS, ast.Load()), ast.Constant(line), ast.Store()),
+                    op=ast.Add(),
+                    value=ast.Constant(1),
+                )
+                out.append(ast.copy_location(count, stmt))
             if isinstance(stmt, ast.Return) and in_entry:
+                # The value first, then the mark: a value that raises, or a recursive call that
+                # returns from elsewhere, must not leave this line marked as the return taken.
+                if stmt.value is not None:
+                    hold = ast.Assign(targets=[ast.Name(RETURN_VALUE, ast.Store())], value=stmt.value)
+                    out.append(ast.copy_location(hold, stmt))
+                    stmt.value = ast.copy_location(ast.Name(RETURN_VALUE, ast.Load()), stmt)
                 mark = ast.Assign(
                     targets=[ast.Subscript(ast.Name(RETURN_LINE, ast.Load()), ast.Constant(0), ast.Store())],
                     value=ast.Constant(line),

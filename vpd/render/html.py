@@ -270,18 +270,24 @@ def _overlay(view: TraceView, size: tuple[int, int]) -> str:
 
 
 def _link_rules(view: TraceView) -> str:
-    """CSS that links each box, its legend row and chip, and its program line, on hover or focus."""
+    """CSS that links each box, its legend row and chip, and its program line, on hover or focus.
+
+    Every rule is generic ("box n lights box n", "anything of line L lights line L"), never
+    this view's mapping of boxes to lines: the rules of all the views on a page apply to
+    each of them (a notebook, the solve page), and each ``.vpd-cols`` holds one view.
+    """
     rules = []
-    for b in view.boxes[:_LEGEND]:
-        on = f'.vpd-cols:has([data-box="{b.n}"]:is(:hover, :focus))'
-        rows = f'{on} tr[data-box="{b.n}"] td' + (f', {on} tr[data-line="{b.line}"] td' if b.line is not None else "")
-        rules.append(f'{on} g[data-box="{b.n}"] rect {{ stroke-width: 4px; }}')
-        rules.append(f"{rows} {{ background: var(--vpd-hot); }}")
-        rules.append(f'{on} span[data-box="{b.n}"] {{ outline: 2px solid var(--vpd-fg); outline-offset: 1px; }}')
-    for line in sorted({b.line for b in view.boxes[:_LEGEND] if b.line is not None}):
-        on = f'.vpd-cols:has(tr[data-line="{line}"]:hover)'
-        rules.append(f'{on} g[data-box-line="{line}"] rect {{ stroke-width: 4px; }}')
-        rules.append(f'{on} tr[data-box-line="{line}"] td {{ background: var(--vpd-hot); }}')
+    for n in sorted({b.n for b in view.boxes[:_LEGEND]}):
+        on = f'.vpd-cols:has([data-box="{n}"]:is(:hover, :focus))'
+        rules.append(f'{on} g[data-box="{n}"] rect {{ stroke-width: 4px; }}')
+        rules.append(f'{on} tr[data-box="{n}"] td {{ background: var(--vpd-hot); }}')
+        rules.append(f'{on} span[data-box="{n}"] {{ outline: 2px solid var(--vpd-fg); outline-offset: 1px; }}')
+    for line in sorted({b.line for b in view.boxes[:_LEGEND] if isinstance(b.line, int)}):
+        boxes = f'.vpd-cols:has([data-box-line="{line}"]:is(:hover, :focus))'
+        rules.append(f'{boxes} tr[data-line="{line}"] td {{ background: var(--vpd-hot); }}')
+        row = f'.vpd-cols:has(tr[data-line="{line}"]:hover)'
+        rules.append(f'{row} g[data-box-line="{line}"] rect {{ stroke-width: 4px; }}')
+        rules.append(f'{row} tr[data-box-line="{line}"] td {{ background: var(--vpd-hot); }}')
     return f"<style>{''.join(rules)}</style>" if rules else ""
 
 
@@ -310,7 +316,7 @@ def _body(
         rationale = trace.meta["rationale"]
     parts = [_facts(view, question, label, correct)]
     if view.error is not None:
-        where = f" at line {view.error['line']}" if view.error.get("line") else ""
+        where = f" at line {esc(view.error['line'])}" if view.error.get("line") else ""
         parts.append(
             f'<div class="vpd-error"><b>{esc(view.error["kind"])}{where}</b>: {esc(view.error["message"])}</div>'
         )

@@ -18,23 +18,37 @@ def statement_heads(program: str) -> dict[int, int]:
     """``{line: first line of the statement it belongs to}``; empty when the program does not parse."""
     try:
         tree = ast.parse(program)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
         return {}
     heads: dict[int, int] = {}
     for node in ast.walk(tree):  # parents before children: a nested statement's lines win
         if isinstance(node, ast.stmt):
-            body = getattr(node, "body", None)
-            if isinstance(body, list) and body and isinstance(body[0], ast.stmt):
-                end = body[0].lineno - 1  # the header only (``if x:``, a multi-line ``def``)
-            else:
-                end = node.end_lineno or node.lineno
             first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", ()))])
-            for line in range(first, max(end, node.lineno) + 1):
+            for line in range(first, _header_end(node) + 1):
                 heads[line] = node.lineno
         elif isinstance(node, ast.ExceptHandler) and node.body:
-            for line in range(node.lineno, node.body[0].lineno):
+            for line in range(node.lineno, _header_end(node) + 1):
                 heads[line] = node.body[0].lineno
     return heads
+
+
+def _header_end(node: ast.AST) -> int:
+    """The last line of a statement's own text: all of a simple one, a compound one's header only.
+
+    A header ends with its own expressions (the test, the target and iterable, the
+    arguments), so a comment or a blank line between ``if x:`` and its body is not part of it.
+    """
+    start = int(getattr(node, "lineno", 0))
+    body = getattr(node, "body", None)
+    if not (isinstance(body, list) and body and isinstance(body[0], ast.stmt)):
+        return int(getattr(node, "end_lineno", None) or start)
+    end = start
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.stmt, ast.excepthandler)):
+            continue
+        for part in ast.walk(child):
+            end = max(end, int(getattr(part, "end_lineno", None) or 0))
+    return min(end, body[0].lineno - 1) if body[0].lineno > start else start
 
 
 def line_runs(program: str, counts: dict[int, int] | None, lines: int) -> list[int | None]:

@@ -179,7 +179,7 @@ class _ImagePlan:
 
     @property
     def bytes(self) -> int:
-        return sum(len(image.url) for image in self.images.values())
+        return sum(len(image.url) + len(image.thumb) for image in self.images.values())
 
 
 def _levels(max_side: int) -> list[tuple[int, int]]:
@@ -221,6 +221,8 @@ def _encode(image: _Source, level: tuple[int, int], thumb_side: int = 0) -> _Ima
     side, quality = level
     url = data_url(image.pil, max_side=side, quality=quality, max_bytes=_IMAGE_CAP)
     thumb = data_url(image.pil, max_side=thumb_side, quality=_FLOOR_QUALITY) if thumb_side else ""
+    if thumb and len(thumb) * 3 > len(url):
+        thumb = ""  # a small image is its own thumbnail (the page falls back to it)
     if "<" in url or "<" in thumb:  # pragma: no cover - base64 never has one; the block must not be closable
         raise ValueError("an image data URL must not contain '<'")
     return _Image(url, image.sha256, image.width, image.height, thumb)
@@ -270,7 +272,8 @@ def _plan_images(
 
                 for path, image in zip(readable, pool.map(encode_sample, readable)):
                     cache[(path, level)] = image
-                means[level] = sum(len(cache[(p, level)].url) for p in readable) / max(1, len(readable))
+                sizes = [len(cache[(p, level)].url) + len(cache[(p, level)].thumb) for p in readable]
+                means[level] = sum(sizes) / max(1, len(readable))
             return means[level]
 
         level = 0
@@ -313,7 +316,7 @@ def _plan_images(
         spent = 0
         kept = set()
         for key in sorted(plan.images, key=lambda k: (-key_uses[k], int(k[1:]))):
-            size = len(plan.images[key].url)
+            size = len(plan.images[key].url) + len(plan.images[key].thumb)
             if spent + size <= budget:
                 kept.add(key)
                 spent += size

@@ -47,11 +47,10 @@ from vpd.render.report import (
     page_script,
     write_parts,
 )
-from vpd.render.runs import Example, Run, RunOutcome, compare_rows
+from vpd.render.runs import Example, Run, RunOutcome, compare_rows, score_of
 from vpd.render.view import BOX_CONVENTION
-from vpd.traces.files import TraceRecord
+from vpd.traces.files import TraceRecord, parse_record
 from vpd.traces.text import one_line, shown
-from vpd.traces.trace import Trace
 
 __all__ = ["RunReportStats", "build_run_report", "write_run_report"]
 
@@ -104,21 +103,26 @@ def _clip(value: str | None, limit: int = _TEXT) -> str | None:
     return None if value is None else shown(value, limit)
 
 
-def _candidate(candidate: dict[str, Any], example: Example, image_key: str | None, note: str | None) -> dict[str, Any]:
-    """One synthesis candidate: its outcome, answer, score, error, and its trace view entry."""
+def _candidate(
+    candidate: dict[str, Any], position: int, example: Example, image_key: str | None, note: str | None
+) -> dict[str, Any]:
+    """One synthesis candidate (``position``: its place in the record): outcome, answer, score, error, trace view."""
     entry = None
     raw = candidate.get("trace")
+    index = candidate.get("index")
+    index = index if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < 10_000 else position
+    error = _text(candidate.get("error"))
     if isinstance(raw, dict):
         try:
-            trace = Trace.from_dict(raw)
-        except (ValueError, TypeError, KeyError) as exc:
-            note = f"the trace could not be read: {exc}"
+            trace = parse_record(raw).trace  # the checks the trace files get: views rely on them
+        except ValueError as exc:
+            error = f"{error + '; ' if error else ''}its trace could not be read ({exc})"
         else:
             outcome = str(candidate.get("outcome"))
             record = TraceRecord(
                 trace=trace,
-                id=f"{example.id} / program {int(candidate.get('index') or 0) + 1}",
-                source=f"candidate {int(candidate.get('index') or 0) + 1}",
+                id=f"{example.id} / program {index + 1}",
+                source=f"candidate {index + 1}",
                 question=example.question,
                 label=", ".join(example.references) or None,
                 correct=True if outcome == "correct" else False if outcome == "wrong" else None,
@@ -126,11 +130,11 @@ def _candidate(candidate: dict[str, Any], example: Example, image_key: str | Non
             )
             entry = _entry(record, image_key, note)
     return {
-        "i": int(candidate.get("index") or 0),
+        "i": index,
         "o": one_line(str(candidate.get("outcome")), 40),
         "p": _clip(_text(candidate.get("prediction"))),
-        "s": candidate.get("score") if isinstance(candidate.get("score"), (int, float)) else None,
-        "e": _clip(_text(candidate.get("error"))),
+        "s": score_of(candidate.get("score")),
+        "e": _clip(error),
         "t": entry,
         "code": None if entry is not None else _clip(_text(candidate.get("program")), 64_000),
     }
@@ -147,20 +151,25 @@ def _detail(run: Run, outcome: RunOutcome, example: Example, image_key: str | No
     record = outcome.record
     data: dict[str, Any] = {"error": _clip(outcome.error, 20_000)}
     if run.kind == "synthesis":
+        candidates = record.get("candidates")
         data["cands"] = [
-            _candidate(c, example, image_key, note) for c in record.get("candidates") or [] if isinstance(c, dict)
+            _candidate(c, n, example, image_key, note)
+            for n, c in enumerate(candidates if isinstance(candidates, list) else [])
+            if isinstance(c, dict)
         ]
     else:
         data["program"] = _clip(_text(record.get("program")), 64_000)
         if isinstance(record.get("trace"), dict):  # a teacher's chosen program: its trace view
             teacher = {"index": 0, "outcome": outcome.outcome, "prediction": outcome.prediction,
                        "score": outcome.score, "trace": record["trace"], "program": record.get("program")}  # fmt: skip
-            data["trace"] = _candidate(teacher, example, image_key, note)["t"]
+            data["trace"] = _candidate(teacher, 0, example, image_key, note)["t"]
         for key in ("rationale", "text"):
             if isinstance(record.get(key), str) and record[key].strip():
                 data["explanation"] = _clip(record[key], 20_000)
                 break
-        data["votes"] = {one_line(str(k), 200): v for k, v in list((record.get("votes") or {}).items())[:20]}
+        votes = record.get("votes")
+        if isinstance(votes, dict):
+            data["votes"] = {one_line(str(k), 200): v for k, v in list(votes.items())[:20] if score_of(v) is not None}
     return data
 
 
@@ -213,7 +222,7 @@ def _build(
     rows = compare_rows(runs)
     # An example's image is the first run's path to it (every run saw the same question).
     paths: list[Path | None] = []
-    for example, outcomes, _ in rows:
+    for example, outcomes, _, _ in rows:
         run = next(r for r, o in zip(runs, outcomes) if o is not None)
         paths.append(_image_path(run, example.image, images_dir))
     if images:
@@ -222,7 +231,7 @@ def _build(
         plan = _ImagePlan()
     examples, blocks = [], []
     missing = traces = differing = 0
-    for position, ((example, outcomes, differ), path) in enumerate(zip(rows, paths)):
+    for position, ((example, outcomes, differ, questions), path) in enumerate(zip(rows, paths)):
         key = plan.keys.get(path) if path is not None else None
         note = None if key is not None else (plan.notes.get(path) if path is not None else "no image path")
         if not images and path is not None:
@@ -244,6 +253,7 @@ def _build(
                 "imgNote": note,
                 "r": [_row(o) for o in outcomes],
                 "d": differ,
+                "qs": list(questions),  # runs that asked different questions under this id
             }
         )
     data = {

@@ -17,12 +17,13 @@ itself in a notebook. Reading only: nothing here imports the pipeline.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from vpd.errors import TraceFileError
 from vpd.render.html import esc, stylesheet
@@ -30,6 +31,7 @@ from vpd.traces.records import read_records
 
 __all__ = [
     "EXAMPLE_OUTCOMES",
+    "ComparedRow",
     "Example",
     "Run",
     "RunOutcome",
@@ -221,10 +223,10 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     config: dict[str, Any] = raw_config if isinstance(raw_config, dict) else {}
     if kind == "synthesis":
         records = read_records(folder / "records.jsonl")
-        rows = [(_example(r), _synthesis_outcome(r)) for r in records]  # records carry their own verdicts
+        rows = [(_example(r, n), _synthesis_outcome(r)) for n, r in enumerate(records, 1)]  # verdicts included
     elif kind == "eval":
         records = read_records(folder / "predictions.jsonl")
-        rows = [(_example(r), _eval_outcome(r)) for r in records]
+        rows = [(_example(r, n), _eval_outcome(r)) for n, r in enumerate(records, 1)]
     else:
         raise TraceFileError(f"{config_path}: a run of kind {kind!r}; vpd show opens 'synthesis' and 'eval' runs.")
     examples: list[Example] = []
@@ -261,11 +263,13 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def _example(record: dict[str, Any]) -> Example:
+def _example(record: dict[str, Any], position: int) -> Example:
     references = record.get("references")
     refs = [str(r) for r in references] if isinstance(references, list) else []
+    ident = record.get("id")
     return Example(
-        id=str(record.get("id")),
+        # A record without an id is its own example (never merged with another such record).
+        id=str(ident) if ident is not None else f"(no id: record {position})",
         question=str(record.get("question") or ""),
         image=record.get("image") if isinstance(record.get("image"), str) else None,
         references=tuple(dict.fromkeys(refs)),  # VQA's ten answers, each once
@@ -273,8 +277,11 @@ def _example(record: dict[str, Any]) -> Example:
     )
 
 
-def _score(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+def score_of(value: Any) -> float | None:
+    """A record's score as a finite float, or None (a missing, non-numeric or NaN score)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def _synthesis_outcome(record: dict[str, Any]) -> RunOutcome:
@@ -284,7 +291,7 @@ def _synthesis_outcome(record: dict[str, Any]) -> RunOutcome:
     answered = [c for c in candidates if c.get("outcome") in ("correct", "wrong")]
     shown = next((c for c in candidates if c.get("index") == chosen), None) if chosen is not None else None
     if shown is None and answered:
-        shown = max(answered, key=lambda c: _score(c.get("score")) or 0.0)
+        shown = max(answered, key=lambda c: score_of(c.get("score")) or 0.0)
     error = _text(record.get("error"))
     if record.get("verified"):
         outcome = "verified"
@@ -296,7 +303,7 @@ def _synthesis_outcome(record: dict[str, Any]) -> RunOutcome:
         error = "; ".join(dict.fromkeys(f"{k}" for k in kinds))
     return RunOutcome(
         outcome=outcome,
-        score=_score(record.get("score")),
+        score=score_of(record.get("score")),
         prediction=_text(shown.get("prediction")) if shown else None,
         error=error,
         candidates=kinds,
@@ -306,7 +313,7 @@ def _synthesis_outcome(record: dict[str, Any]) -> RunOutcome:
 
 
 def _eval_outcome(record: dict[str, Any]) -> RunOutcome:
-    score = _score(record.get("score"))
+    score = score_of(record.get("score"))
     prediction = _text(record.get("prediction"))
     error = _text(record.get("error"))
     if error is not None:
@@ -322,22 +329,41 @@ def _eval_outcome(record: dict[str, Any]) -> RunOutcome:
     return RunOutcome(outcome=outcome, score=score, prediction=prediction, error=error, record=record)
 
 
-def compare_rows(runs: Sequence[Run]) -> list[tuple[Example, list[RunOutcome | None], bool]]:
+class ComparedRow(NamedTuple):
+    """One example across runs (see :func:`compare_rows`).
+
+    Attributes:
+        example: The example (as the first run that has it saw it).
+        outcomes: Each run's outcome on it, None where a run lacks it.
+        differ: Whether the runs differ on it.
+        questions: The different questions the runs asked under this id, when they are not
+            all the same (runs of different data matched by id): empty otherwise.
+    """
+
+    example: Example
+    outcomes: list[RunOutcome | None]
+    differ: bool
+    questions: tuple[str, ...] = ()
+
+
+def compare_rows(runs: Sequence[Run]) -> list[ComparedRow]:
     """Every example of the runs, each run's outcome on it, and whether the runs differ on it.
 
-    Examples come in the first run's order, then the others' new ones; an outcome is None
-    when the example is not in that run. Runs differ on an example when their scores do (no
-    score counts as 0) or one lacks it.
+    Examples come in the first run's order, then the others' new ones, matched by id. Runs
+    differ on an example when their scores (no score counts as 0) or their answers do, when
+    one lacks it, or when they asked different questions under its id.
     """
-    examples: dict[str, Example] = {}
+    examples: dict[str, list[Example]] = {}
     for run in runs:
         for example in run.examples:
-            examples.setdefault(example.id, example)
+            examples.setdefault(example.id, []).append(example)
     rows = []
-    for ident, example in examples.items():
+    for ident, seen in examples.items():
         outcomes = [run.outcomes.get(ident) for run in runs]
-        keys = {None if o is None else (o.score or 0.0) for o in outcomes}
-        rows.append((example, outcomes, len(runs) > 1 and len(keys) > 1))
+        keys = {None if o is None else (o.score or 0.0, (o.prediction or "").strip().lower()) for o in outcomes}
+        questions = tuple(dict.fromkeys(e.question for e in seen))
+        mismatch = questions if len(questions) > 1 else ()
+        rows.append(ComparedRow(seen[0], outcomes, len(runs) > 1 and (len(keys) > 1 or bool(mismatch)), mismatch))
     return rows
 
 
@@ -409,7 +435,7 @@ def render_runs(runs: Sequence[Run], *, limit: int = 100) -> str:
     head = "".join(f'<div class="vpd-run">{summary_html(run)}</div>' for run in runs)
     names = "".join(f"<th>{esc(run.name)}</th>" for run in runs)
     body = []
-    for example, outcomes, differ in rows[:limit]:
+    for example, outcomes, differ, questions in rows[:limit]:
         cells = []
         for outcome in outcomes:
             if outcome is None:
@@ -427,7 +453,12 @@ def render_runs(runs: Sequence[Run], *, limit: int = 100) -> str:
             )
         refs = esc(", ".join(example.references[:5]))
         cls = ' class="vpd-differ"' if differ else ""
-        body.append(f"<tr{cls}><td>{esc(example.id)}</td><td>{esc(example.question)}</td>{''.join(cells)}"
+        asked = esc(example.question) + (
+            f' <span class="vpd-badge vpd-warn" title="{esc(" | ".join(questions))}">different questions</span>'
+            if questions
+            else ""
+        )
+        body.append(f"<tr{cls}><td>{esc(example.id)}</td><td>{asked}</td>{''.join(cells)}"
                     f'<td class="vpd-muted">{refs}</td></tr>')  # fmt: skip
     more = len(rows) - limit
     tail = (

@@ -195,6 +195,10 @@ def _positive(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
+def _line(value: Any) -> int | None:
+    return value if _positive(value) else None
+
+
 def _number_repeats(events: list[EventView]) -> None:
     """Number the events that ran more than once on their line (loop iterations): ``#1 total = 0``...
 
@@ -279,10 +283,11 @@ def build_view(trace: Trace) -> TraceView:
     skipped_boxes = 0
     colors = 0
     for event in trace.events[:MAX_EVENTS]:
+        line = _line(event.line)  # a trace from a file is untrusted: only a positive integer is a line
         if isinstance(event, ToolCall):
             view = EventView(
                 "call",
-                event.line,
+                line,
                 call_summary(event, MAX_TEXT),
                 result_summary(event, MAX_TEXT),
                 shown(event.error, MAX_PRINT) if event.error is not None else None,
@@ -290,7 +295,7 @@ def build_view(trace: Trace) -> TraceView:
             )
             if event.box is not None and len(event.box) == 4 and list(event.box) != whole:
                 view.region = [int(v) for v in event.box]
-                where = f" (line {event.line})" if event.line is not None else ""
+                where = f" (line {line})" if line is not None else ""
                 regions.setdefault(tuple(view.region), []).append(one_line(event.operation, 40) + where)
             found = _returned(event.output) if event.error is None else []
             evidence = event.details.get("evidence") if isinstance(event.details, dict) else None
@@ -299,20 +304,20 @@ def build_view(trace: Trace) -> TraceView:
             if found:
                 view.color = PALETTE[colors % len(PALETTE)]
                 colors += 1
-                source = view.text + (f", line {event.line}" if event.line is not None else "")
+                source = view.text + (f", line {line}" if line is not None else "")
                 for item in found:
                     if len(boxes) >= MAX_BOXES:
                         skipped_boxes += 1
                         continue
                     box = list(box_of(item) or [])
-                    boxes.append(BoxView(len(boxes) + 1, box, _label(item, event), source, view.color, event.line))
+                    boxes.append(BoxView(len(boxes) + 1, box, _label(item, event), source, view.color, line))
                     view.boxes.append(len(boxes))
             events.append(view)
         elif isinstance(event, Assignment):
             text = f"{one_line(event.name, 100)} = {one_line(event.value, MAX_TEXT)}"
-            events.append(EventView("assign", event.line, text))
+            events.append(EventView("assign", line, text))
         elif isinstance(event, PrintOutput):
-            events.append(EventView("print", event.line, shown(event.text, MAX_PRINT)))
+            events.append(EventView("print", line, shown(event.text, MAX_PRINT)))
     _number_repeats(events)
     if len(trace.events) > MAX_EVENTS:
         notes.append(f"{len(trace.events) - MAX_EVENTS} more events are not shown (at most {MAX_EVENTS}).")
@@ -327,7 +332,7 @@ def build_view(trace: Trace) -> TraceView:
         error = {
             "kind": one_line(trace.error.kind, 40),
             "message": shown(trace.error.message, MAX_PRINT),
-            "line": trace.error.line,
+            "line": _line(trace.error.line),
         }
     image = {
         "sha256": one_line(str(trace.image.get("sha256") or ""), 64),
@@ -349,5 +354,5 @@ def build_view(trace: Trace) -> TraceView:
         notes=notes,
         text=shown(trace_to_text(trace), 20_000),
         line_runs=line_runs(trace.program, trace.line_counts, len(program_lines)),
-        return_line=trace.return_line if trace.error is None else None,
+        return_line=_line(trace.return_line) if trace.error is None else None,
     )

@@ -440,8 +440,9 @@ class ToolOperations:
                 logits = self._capability(
                     call, "match", image, box, {"texts": texts}, lambda b: b.score([self._crop(image, box)], [texts])[0]
                 )
-                judged["score"] = round(_softmax_first(logits), 4)
-                return bool(judged["score"] > 0.5)
+                probability = _softmax_first(logits)
+                judged["score"] = round(probability, 4)  # for display: the verdict uses the exact value
+                return probability > 0.5
             judged["answer"] = self._vqa(call, image, box, question)
             return _yes(judged["answer"])
 

@@ -293,6 +293,10 @@ def _line(value: Any) -> bool:
     return value is None or (isinstance(value, int) and not isinstance(value, bool))
 
 
+def _positive(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def _check(trace: Trace) -> None:
     """Raise ValueError when a field has a type no vpd writer produces (renderers rely on them)."""
     if not isinstance(trace.program, str):
@@ -302,6 +306,13 @@ def _check(trace: Trace) -> None:
     error = trace.error
     if error is not None and not (isinstance(error.kind, str) and isinstance(error.message, str) and _line(error.line)):
         raise ValueError("not a valid trace: 'error' must have a string kind and message and an integer line")
+    counts = trace.line_counts
+    if counts is not None and not (
+        isinstance(counts, dict) and all(_positive(k) and _positive(v) for k, v in counts.items())
+    ):
+        raise ValueError("not a valid trace: 'line_counts' must map line numbers to positive counts, or be null")
+    if not _line(trace.return_line):
+        raise ValueError("not a valid trace: 'return_line' must be an integer or null")
     for event in trace.events:
         where = f"not a valid trace: event {event.index}"
         if not _line(event.line):

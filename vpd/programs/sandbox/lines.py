@@ -17,7 +17,11 @@ from typing import Any
 
 from vpd.programs.policy import LINE_COUNTS, PROGRAM_FILENAME, RETURN_LINE
 
-__all__ = ["LineCounts", "program_frame_line"]
+__all__ = ["MAX_LINES_CHARS", "LineCounts", "program_frame_line"]
+
+#: Most characters the line counts may take in the worker's last message (it also carries the
+#: answer and the last events, within the wire's limit); past it they are not sent.
+MAX_LINES_CHARS = 24_000
 
 
 def program_frame_line(frame: FrameType | None) -> int | None:
@@ -51,6 +55,14 @@ class LineCounts:
         scope[RETURN_LINE] = self.returned
 
     def report(self, *, answered: bool) -> dict[str, Any]:
-        """For the host's message: ``{"lines": {"3": 1, ...}, "return_line": n or None}``."""
-        lines = {str(line): count for line, count in enumerate(self.counts) if count}
+        """For the host's message: ``{"lines": [count of line 0, of line 1, ...], "return_line": n or None}``.
+
+        Dense (a count per line up to the last that ran), so the message stays small; a
+        program that ran so many lines that even this would crowd its message sends
+        ``"lines": None`` (counts not recorded) rather than fail the run.
+        """
+        last = max((line for line, count in enumerate(self.counts) if count), default=0)
+        lines: list[int] | None = self.counts[: last + 1]
+        if len(str(lines)) > MAX_LINES_CHARS:
+            lines = None
         return {"lines": lines, "return_line": self.returned[0] if answered else None}

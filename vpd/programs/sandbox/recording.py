@@ -28,7 +28,6 @@ MAX_TRACE_BYTES = 4_000_000
 _MAX_REJECTED_INPUT_CHARS = 2_000
 _MAX_MESSAGE_CHARS = 2000
 _MAX_STDOUT = 20_000
-_MAX_LINES = 70_000  # a program has at most 64,000 bytes
 
 
 def _positive(value: Any) -> bool:
@@ -107,19 +106,19 @@ class TraceRecorder:
         self.return_line: int | None = None
         self.stop_line: int | None = None
 
-    def note_lines(self, message: dict[str, Any]) -> None:
-        """Take the line counts of a ``done`` or ``stopped`` message (malformed ones are ignored: they are optional)."""
-        raw = message.get("lines")
-        if isinstance(raw, dict) and len(raw) <= _MAX_LINES:
-            counts: dict[int, int] = {}
-            for key, count in raw.items():
-                if not (isinstance(key, str) and key.isdigit() and _positive(count)):
-                    return
-                counts[int(key)] = count
-            self.line_counts = counts
+    def note_lines(self, message: dict[str, Any], program_lines: int) -> None:
+        """Take the line counts of a ``done`` or ``stopped`` message: a count per line, from line 0.
+
+        Malformed ones are ignored (the counts are optional; the worker is not trusted): a
+        count must be a non-negative integer, and only the program's own lines may have one.
+        """
+        raw: Any = message.get("lines")
+        counts_ok = isinstance(raw, list) and len(raw) <= program_lines + 1
+        if counts_ok and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < 2**63 for c in raw):
+            self.line_counts = {line: count for line, count in enumerate(raw) if count and line > 0}
         for name in ("return_line", "line"):
-            value = message.get(name)
-            if _positive(value):
+            value: Any = message.get(name)
+            if _positive(value) and value <= program_lines:
                 setattr(self, "return_line" if name == "return_line" else "stop_line", value)
 
     def note_worker_dropped(self, count: Any) -> None:

@@ -71,13 +71,22 @@ class ProgramRun:
         image: The image the program runs on.
         toolkit: What serves its tool requests.
         limits: Its limits.
+        program_lines: How many lines the program has (no line count may name another).
     """
 
     def __init__(
-        self, host: RunHost, sock: socket.socket, image: ImageData, toolkit: Toolkit, limits: SandboxLimits
+        self,
+        host: RunHost,
+        sock: socket.socket,
+        image: ImageData,
+        toolkit: Toolkit,
+        limits: SandboxLimits,
+        *,
+        program_lines: int,
     ) -> None:
         self.host = host
         self.sock = sock
+        self.program_lines = program_lines
         self.limits = limits
         self.server = ToolServer(toolkit, image, limits.max_tool_calls)
         self.recorder = TraceRecorder()
@@ -150,11 +159,11 @@ class ProgramRun:
                     self.stop(ProgramError("violation", self.server.violation))
             elif kind == "done":
                 self._reported = True
-                self.recorder.note_lines(message)
+                self.recorder.note_lines(message, self.program_lines)
                 return self._done(message)
             elif kind == "stopped":
                 self._reported = True
-                self.recorder.note_lines(message)
+                self.recorder.note_lines(message, self.program_lines)
                 return None, self._stopping or ProgramError("worker-crash", "The worker stopped unasked.")
 
     def _call(self, message: dict[str, Any]) -> bool:
@@ -234,7 +243,7 @@ class ProgramRun:
                         self.recorder.add_worker_events(message["events"])
                     self._reported = message.get("type") in ("stopped", "done")
                     if self._reported:
-                        self.recorder.note_lines(message)
+                        self.recorder.note_lines(message, self.program_lines)
             except (wire.WireError, OSError):
                 pass
             finally:

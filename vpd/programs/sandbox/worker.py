@@ -93,7 +93,8 @@ _STOP_LINE: list[int | None] = [None]
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
-    _STOP_LINE[0] = program_frame_line(frame)
+    if _STOP_LINE[0] is None:  # a second signal must not erase where the first one landed
+        _STOP_LINE[0] = program_frame_line(frame)
     raise WorkerStop
 
 
@@ -830,6 +831,7 @@ def run_worker(sock: socket.socket, job: dict[str, Any], code: CodeType) -> None
             wire.send(sock, done)
         except wire.WireError:
             done.update(
+                lines=None,  # the retry must fit: the counts go first
                 answer=None,
                 error={
                     "kind": "answer",

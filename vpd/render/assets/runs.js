@@ -310,7 +310,12 @@
     var refs = [h("b", { text: "References " })];
     e.refs.forEach(function (ref) { refs.push(h("code", { "class": "r-ref", text: ref }), " "); });
     kids.push(h("div", { "class": "vpd-facts" }, [h("span", {}, refs), h("span", { "class": "vpd-muted", text: "id " + e.id + (e.m ? " \u00b7 metric " + e.m : "") })]));
-    if (R > 1) kids.push(h("div", { "class": e.d ? "vpd-note" : "vpd-muted", text: e.d ? "The runs differ on this example." : "The runs agree on this example." }));
+    if (e.qs && e.qs.length) {
+      kids.push(h("div", { "class": "vpd-error", text: "The runs asked different questions under this id (runs of different data?): " + e.qs.join(" | ") }));
+    } else if (R > 1) {
+      kids.push(h("div", { "class": e.d ? "vpd-note" : "vpd-muted",
+        text: e.d ? "The runs differ on this example (their answers or scores)." : "The runs give the same answer and score." }));
+    }
     kids.push(h("div", { "class": "r-compare" }, e.r.map(function (x, r) { return runBox(r, x, details[r], e); })));
     var trace = null;
     if (picked && picked[1] === -1) {

@@ -219,7 +219,7 @@
   function loadHash() {
     var p = new URLSearchParams(location.hash.slice(1));
     search.value = p.get("q") || "";
-    if (p.get("status")) statusSel.value = p.get("status");
+    if (p.get("status") && statusSel.querySelector("option[value='" + CSS.escape(p.get("status")) + "']")) statusSel.value = p.get("status");
     if (p.get("sort")) { sortDir = p.get("sort").charAt(0) === "-" ? -1 : 1; sortKey = p.get("sort").replace(/^-/, ""); }
     if (p.get("kind") && kindSel.querySelector("option[value='" + CSS.escape(p.get("kind")) + "']")) kindSel.value = p.get("kind");
     applyFilter(false);
@@ -240,7 +240,7 @@
   wireList({
     size: TRACES.length, rowHeight: ROW, selects: [statusSel, kindSel], filter: applyFilter, select: select,
     draw: drawRows, sel: function () { return sel; }, count: function () { return shown.length; },
-    show: function () { if (waiting && sel >= 0) showDetail(); }
+    show: function () { drawRows(); if (waiting && sel >= 0) showDetail(); }  // the thumbnails' blocks are parsed now
   });
   loadHash();
   if (sel < 0) clearDetail();

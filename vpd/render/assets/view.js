@@ -311,10 +311,10 @@
   }
 
   // -- the pages' list: a virtual list of rows, a search box, the keys -------------------------
-  // A row thumbnail (an inert block, read when the row is drawn).
+  // A row thumbnail (an inert block, read when the row is drawn); a small image is its own.
   function thumb(key) {
     if (key === null || key === undefined) return null;
-    var node = document.getElementById("vpd-th-" + key);
+    var node = document.getElementById("vpd-th-" + key) || document.getElementById("vpd-img-" + key);
     return node ? node.textContent : null;
   }
 
