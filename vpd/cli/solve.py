@@ -125,7 +125,10 @@ def _examples(path: str, toolkit: Toolkit) -> ExampleLibrary:
 
 def _write_html(solution: Solution, path: str) -> None:
     page = (
-        '<!doctype html><html><head><meta charset="utf-8"><title>vpd solve</title></head><body>'
+        '<!doctype html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, '
+        'initial-scale=1"><title>vpd solve</title></head>'
+        # vpd-page: the view follows the system's dark theme, as the vpd show pages do
+        '<body class="vpd-page" style="margin: 8px; background: var(--vpd-page)">'
         + solution._repr_html_()
         + "</body></html>"
     )
