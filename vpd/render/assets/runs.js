@@ -66,6 +66,10 @@
       if (run.kind === "synthesis") {
         var cands = Object.keys(sm.candidates).map(function (o) { return o + " " + sm.candidates[o]; }).join(" \u00b7 ");
         kids.push(h("div", { "class": "vpd-muted", text: "candidates: " + (cands || "none") }));
+        kids.push(h("div", { "class": "vpd-muted r-key" }, ["squares, one per program in sample order: ",
+          h("span", { "class": "vpd-cand vpd-c-correct" }), "correct \u00a0 ", h("span", { "class": "vpd-cand vpd-c-wrong" }),
+          "wrong \u00a0 ", h("span", { "class": "vpd-cand" }), "an error \u00a0 ", h("span", { "class": "vpd-cand vpd-c-no-code" }),
+          "no program or no answer \u00a0 ", h("span", { "class": "vpd-cand r-chosen" }), " outlined: the chosen one"]));
         if (sm.verified_at.length) {
           kids.push(h("div", { "class": "r-chart-box" }, [chart(sm.verified_at, sm.examples),
             h("span", { "class": "vpd-muted", text: "verified share with the first k programs" })]));
