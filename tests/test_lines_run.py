@@ -121,6 +121,12 @@ def test_the_return_taken_is_the_one_that_returned(scene: Scene, sandbox: vpd.Sa
     )
     run = vpd.run_program(recursive, scene.image, sandbox=sandbox)
     assert run.answer == 2 and run.trace.return_line == 3  # the outer call returned from line 3
+    cancelled = (
+        "def execute_command(image):\n    try:\n        try:\n            return 1\n        finally:\n"
+        "            raise ValueError('no')\n    except ValueError:\n        pass\n"
+    )
+    run = vpd.run_program(cancelled, scene.image, sandbox=sandbox)
+    assert run.ok and run.answer is None and run.trace.return_line is None  # the finally undid line 4's return
 
 
 def test_a_line_counts_how_often_it_was_reached_not_its_statements(scene: Scene, sandbox: vpd.Sandbox) -> None:
@@ -140,6 +146,19 @@ def test_a_long_program_still_answers(scene: Scene, sandbox: vpd.Sandbox) -> Non
     assert run.ok and run.answer == 5, run.error
     counts = run.trace.line_counts
     assert counts is None or counts[15_001] == 1  # counted when they fit, else not recorded (never wrong)
+
+
+def test_lines_ended_by_carriage_returns(scene: Scene, sandbox: vpd.Sandbox) -> None:
+    run = vpd.run_program("def execute_command(image):\r    a = 1\r    return a\r", scene.image, sandbox=sandbox)
+    assert run.answer == 1 and run.trace.line_counts == {1: 1, 2: 1, 3: 1} and run.trace.return_line == 3
+
+
+def test_counts_give_way_to_a_large_answer(scene: Scene, sandbox: vpd.Sandbox) -> None:
+    """Counts and a large (allowed) answer together overflow the last message: the answer wins."""
+    body = "    for i in range(100):\n" + "        1\n" * 4_700
+    program = "def execute_command(image):\n" + body + "    return '\U0001f600' * 19_990\n"  # 80 kB of UTF-8
+    run = vpd.run_program(program, scene.image, sandbox=sandbox)
+    assert run.ok and run.answer == "\U0001f600" * 19_990, run.error
 
 
 def test_the_host_keeps_only_sane_counts() -> None:

@@ -184,19 +184,26 @@ def test_malformed_records_show_what_is_wrong_instead_of_failing(runs: tuple[Pat
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "run.json").write_text((synth / "run.json").read_text())
-    record = json.loads((synth / "records.jsonl").read_text().splitlines()[0])
+    records = [json.loads(line) for line in (synth / "records.jsonl").read_text().splitlines()]
+    record = next(r for r in records if r["id"] == "q1")  # every candidate has a trace (records come as they finish)
     first, second, third = record["candidates"]
     first["index"] = "x"  # not an index: its place in the record is used
     second["trace"]["events"] = [1]  # not an event
     third["score"] = float("nan")
     third["trace"]["events"][0]["seconds"] = "slow"
     no_id = dict(record, id=None)
+    odd = dict(record, id="odd", candidates=5, score=10**400)  # not a list; a score no float holds
+    nan = json.loads(json.dumps(record))
+    nan["id"] = "nan"
+    nan["candidates"][0]["trace"]["wall_seconds"] = float("nan")  # json.loads reads NaN
     lines = [json.dumps(record), json.dumps(no_id), json.dumps(dict(no_id, question="another"))]
+    lines += [json.dumps(odd), json.dumps(nan)]
     (broken / "records.jsonl").write_text("\n".join(lines) + "\n")
     run = load_run(broken)
-    assert [e.id for e in run.examples][1:] == ["(no id: record 2)", "(no id: record 3)"]  # never merged
+    assert [e.id for e in run.examples][1:3] == ["(no id: record 2)", "(no id: record 3)"]  # never merged
+    assert run.outcomes["odd"].candidates == () and run.outcomes["odd"].score is None
     page, counts = build_run_report([run])
-    assert counts["examples"] == 3 and counts["traces"] == 3  # 2 of 3 candidate traces unreadable, each example
+    assert counts["examples"] == 5 and counts["traces"] == 3  # one readable trace in each of the first three
     block = re.search(r'<script type="text/plain" id="vpd-ex-0">(.*?)</script>', page, re.S)
     assert block is not None
     candidates = json.loads(block.group(1))[0]["cands"]

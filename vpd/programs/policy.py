@@ -396,9 +396,18 @@ class _LineCounter(ast.NodeTransformer):
         return out
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
-        self._functions.append(not self._functions and node.name == "execute_command")
+        entry = not self._functions and node.name == "execute_command"
+        self._functions.append(entry)
         self.generic_visit(node)
         self._functions.pop()
+        if entry:
+            # Falling off the end returns None from no line: forget a return that was marked
+            # but did not take effect (a ``finally`` that raised or continued past it).
+            clear = ast.Assign(
+                targets=[ast.Subscript(ast.Name(RETURN_LINE, ast.Load()), ast.Constant(0), ast.Store())],
+                value=ast.Constant(None),
+            )
+            node.body.append(ast.copy_location(clear, node.body[-1]))
         return node
 
     def generic_visit(self, node: ast.AST) -> ast.AST:

@@ -10,8 +10,11 @@ statement: it ran when the handler did.
 from __future__ import annotations
 
 import ast
+import re
 
 __all__ = ["line_runs", "statement_heads"]
+
+_PYTHON_LINES = re.compile(r"\r\n|\r|\n")
 
 
 def statement_heads(program: str) -> dict[int, int]:
@@ -21,34 +24,33 @@ def statement_heads(program: str) -> dict[int, int]:
     except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
         return {}
     heads: dict[int, int] = {}
+    text = _PYTHON_LINES.split(program)  # line n is text[n - 1], as the parser numbers them
     for node in ast.walk(tree):  # parents before children: a nested statement's lines win
         if isinstance(node, ast.stmt):
             first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", ()))])
-            for line in range(first, _header_end(node) + 1):
+            for line in range(first, _header_end(node, text) + 1):
                 heads[line] = node.lineno
         elif isinstance(node, ast.ExceptHandler) and node.body:
-            for line in range(node.lineno, _header_end(node) + 1):
+            for line in range(node.lineno, _header_end(node, text) + 1):
                 heads[line] = node.body[0].lineno
     return heads
 
 
-def _header_end(node: ast.AST) -> int:
+def _header_end(node: ast.AST, text: list[str]) -> int:
     """The last line of a statement's own text: all of a simple one, a compound one's header only.
 
-    A header ends with its own expressions (the test, the target and iterable, the
-    arguments), so a comment or a blank line between ``if x:`` and its body is not part of it.
+    A header runs up to its body, less the blank and comment-only lines just before the
+    body (``if x:`` then ``# why`` then the body: the comment is not part of the header;
+    a closing ``):`` on its own line is).
     """
     start = int(getattr(node, "lineno", 0))
     body = getattr(node, "body", None)
     if not (isinstance(body, list) and body and isinstance(body[0], ast.stmt)):
         return int(getattr(node, "end_lineno", None) or start)
-    end = start
-    for child in ast.iter_child_nodes(node):
-        if isinstance(child, (ast.stmt, ast.excepthandler)):
-            continue
-        for part in ast.walk(child):
-            end = max(end, int(getattr(part, "end_lineno", None) or 0))
-    return min(end, body[0].lineno - 1) if body[0].lineno > start else start
+    end = max(start, body[0].lineno - 1)
+    while end > start and (not text[end - 1].strip() or text[end - 1].lstrip().startswith("#")):
+        end -= 1
+    return end
 
 
 def line_runs(program: str, counts: dict[int, int] | None, lines: int) -> list[int | None]:

@@ -253,7 +253,7 @@ def _build(
                 "imgNote": note,
                 "r": [_row(o) for o in outcomes],
                 "d": differ,
-                "qs": list(questions),  # runs that asked different questions under this id
+                "qs": [_clip(q, 300) for q in questions],  # runs that asked different questions under this id
             }
         )
     data = {

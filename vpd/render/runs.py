@@ -278,14 +278,19 @@ def _example(record: dict[str, Any], position: int) -> Example:
 
 
 def score_of(value: Any) -> float | None:
-    """A record's score as a finite float, or None (a missing, non-numeric or NaN score)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
+    """A record's score as a finite float, or None (a missing, non-numeric, huge or NaN score)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _synthesis_outcome(record: dict[str, Any]) -> RunOutcome:
-    candidates = [c for c in record.get("candidates") or [] if isinstance(c, dict)]
+    listed = record.get("candidates")
+    candidates = [c for c in (listed if isinstance(listed, list) else []) if isinstance(c, dict)]
     kinds = tuple(str(c.get("outcome")) for c in candidates)
     chosen = record.get("chosen") if isinstance(record.get("chosen"), int) else None
     answered = [c for c in candidates if c.get("outcome") in ("correct", "wrong")]
@@ -454,7 +459,8 @@ def render_runs(runs: Sequence[Run], *, limit: int = 100) -> str:
         refs = esc(", ".join(example.references[:5]))
         cls = ' class="vpd-differ"' if differ else ""
         asked = esc(example.question) + (
-            f' <span class="vpd-badge vpd-warn" title="{esc(" | ".join(questions))}">different questions</span>'
+            f' <span class="vpd-badge vpd-warn" title="{esc(" | ".join(q[:300] for q in questions))}">'
+            "different questions</span>"
             if questions
             else ""
         )

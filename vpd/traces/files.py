@@ -41,6 +41,7 @@ they are skipped and listed in :attr:`TraceRecords.bad`, never dropped silently.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -286,7 +287,13 @@ def _record(data: dict[str, Any], source: str, base: Path, images_dir: Path | No
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite number: a record read by a plain JSON parser (a run's records) may hold NaN or 1e999."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _line(value: Any) -> bool:

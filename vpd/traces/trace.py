@@ -197,10 +197,13 @@ class Trace:
         dropped_events: How many events were not recorded.
         version: The trace format version.
         meta: Free-form JSON for callers (question, label, sample index...).
-        line_counts: How many times each program line's statement started (``{line:
-            count}``; a loop's header counts once per entry, its body once per iteration), or None when not recorded (a
-            worker killed before it reported, a program that never started, older traces).
-            Lines absent from it did not run.
+        line_counts: How many times each program line was reached (``{line: count}``): its
+            first statement counts, so a loop's header counts once per entry and a body line
+            once per iteration; a line holding a whole loop (``for x in y: f(x)``) counts
+            entries. None when not recorded: a worker killed before it reported, a program
+            that never started, a program that ran so many distinct lines (about 10,000)
+            that the counts did not fit the worker's last message, older traces. Lines
+            absent from it did not run.
         return_line: The line ``execute_command`` returned from, when it returned an answer.
     """
 

@@ -424,7 +424,7 @@ class Sandbox:
             "limits": {"cpu_seconds": limits.cpu_seconds, "memory_bytes": limits.memory_mb * 1024 * 1024},
             "spin": _WORKER_SPIN_SECONDS if self.active_runs < CPUS else 0.0,
         }
-        run = ProgramRun(self, host, data, toolkit, limits, program_lines=code.count("\n") + 1)
+        run = ProgramRun(self, host, data, toolkit, limits, program_lines=len(code.splitlines()) + 1)
         payload = json.dumps(job, ensure_ascii=False).encode("utf-8", "replace") + b"\0" + compiled
         try:
             self._submit(payload, worker)

@@ -1,9 +1,9 @@
 """Which program lines ran, how often, which ``return`` was taken and where a stop landed.
 
-The compiled program counts its own statements (see :data:`vpd.programs.policy.LINE_COUNTS`):
-a list increment before each statement, so counting costs next to nothing even in hot
-loops and runs only in program code. A compound statement counts when reached (a loop
-header once per entry), the statements of a body each time they run.
+The compiled program counts its own lines (see :data:`vpd.programs.policy.LINE_COUNTS`): a
+list increment before the first statement on each line, so counting costs next to nothing
+even in hot loops and runs only in program code. A compound statement's line counts when
+reached (a loop header once per entry), a body's lines each time they run.
 
 The counts reach the host in the worker's ``done`` or ``stopped`` message and become
 :attr:`vpd.traces.trace.Trace.line_counts`; the views mark lines that ran apart from lines

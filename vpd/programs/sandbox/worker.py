@@ -830,16 +830,19 @@ def run_worker(sock: socket.socket, job: dict[str, Any], code: CodeType) -> None
         try:
             wire.send(sock, done)
         except wire.WireError:
-            done.update(
-                lines=None,  # the retry must fit: the counts go first
-                answer=None,
-                error={
-                    "kind": "answer",
-                    "message": "the answer is too large to send; return a smaller value (a summary, not the data)",
-                    "line": None,
-                },
-            )
-            wire.send(sock, done)
+            try:
+                wire.send(sock, {**done, "lines": None})  # first without the counts: they give way
+            except wire.WireError:
+                done.update(
+                    lines=None,
+                    answer=None,
+                    error={
+                        "kind": "answer",
+                        "message": "the answer is too large to send; return a smaller value (a summary, not the data)",
+                        "line": None,
+                    },
+                )
+                wire.send(sock, done)
     except WorkerStop:
         status = _report_stop(reporter, sock, lines)
     except BaseException:  # the host learns from the missing "done" and the exit status
