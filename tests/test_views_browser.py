@@ -75,7 +75,9 @@ def _open(browser: Browser, url: str, width: int, height: int = 900, dark: bool 
     if dark:
         browser.send("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
     browser.send("Page.navigate", {"url": url})
-    browser.wait_event("Page.loadEventFired")
+    # Not wait_event("Page.loadEventFired"): an earlier page's event (the same browser) would do.
+    page = json.dumps(url.split("#", 1)[0])
+    browser.wait_for(f"location.href.split('#')[0] === {page} && document.readyState === 'complete'")
 
 
 _CALLS = """(() => {
