@@ -450,6 +450,7 @@ def _build(
     for short, full in warnings:
         badges.append(f'<span class="r-warn r-budget" title="{esc(full)}">{esc(short)}</span>')
     head = _PAGE.format(
+        body="",
         csp=_csp(css, script),
         title=esc(title),
         css=css,
@@ -523,7 +524,8 @@ def _csp(css: str, script: str) -> str:
     )
 
 
-_PAGE = """<!DOCTYPE html>
+#: The start of every ``vpd show`` page, up to its body (``{body}``: the body's extra classes).
+PAGE_HEAD = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -533,8 +535,12 @@ _PAGE = """<!DOCTYPE html>
 <title>{title}</title>
 <style>{css}</style>
 </head>
-<body class="vpd-page">
-<header class="r-top">
+<body class="vpd-page{body}">
+"""
+
+_PAGE = (
+    PAGE_HEAD
+    + """<header class="r-top">
 <h1>{title}</h1>
 <input id="r-q" type="search" placeholder="Search question, answer, label, error, program  ( / )"
  aria-label="Search traces" autocomplete="off" spellcheck="false">
@@ -569,6 +575,7 @@ _PAGE = """<!DOCTYPE html>
 <script type="application/json" id="vpd-data">{data}</script>
 <script>{script}</script>
 """
+)
 # The image blocks go between the page's script and the end, so the list works while they load.
 _END = "</body>\n</html>\n"
 

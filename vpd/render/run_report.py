@@ -35,6 +35,7 @@ from vpd.render.html import LINE_KEY, esc, stylesheet
 from vpd.render.report import (
     DEFAULT_MAX_IMAGE_BYTES,
     OMITTED_NOTE,
+    PAGE_HEAD,
     _asset,
     _budget_warnings,
     _csp,
@@ -270,7 +271,13 @@ def _build(
         f'<span class="r-warn r-budget" title="{esc(full)}">{esc(short)}</span>' for short, full in warnings
     )
     head = _PAGE.format(
-        csp=_csp(css, script), title=esc(title), css=css, badges=badges, data=embed_json(data), script=script
+        body=" r-runs",
+        csp=_csp(css, script),
+        title=esc(title),
+        css=css,
+        badges=badges,
+        data=embed_json(data),
+        script=script,
     )
     counts = {
         "runs": len(runs),
@@ -359,18 +366,9 @@ def write_run_report(
     )
 
 
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{csp}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="vpd show">
-<title>{title}</title>
-<style>{css}</style>
-</head>
-<body class="vpd-page r-runs">
-<header class="r-top">
+_PAGE = (
+    PAGE_HEAD
+    + """<header class="r-top">
 <h1>{title}</h1>
 <input id="r-q" type="search" placeholder="Search question, answer, reference, error  ( / )"
  aria-label="Search examples" autocomplete="off" spellcheck="false">
@@ -393,3 +391,4 @@ _PAGE = """<!DOCTYPE html>
 <script type="application/json" id="vpd-data">{data}</script>
 <script>{script}</script>
 """
+)

@@ -7,7 +7,7 @@
  * reaches the page through text nodes and attribute values, never through innerHTML. */
   var RUNS = DATA.runs, EXAMPLES = DATA.examples, R = RUNS.length;
   var ROW = 44;
-  var list = el("r-list"), spacer = el("r-spacer"), detail = el("r-detail"), headRow = el("r-head");
+  var spacer = el("r-spacer"), detail = el("r-detail"), headRow = el("r-head");
   var search = el("r-q"), statusSel = el("r-status"), candSel = el("r-cand"), diffSel = el("r-diff");
   var count = el("r-count");
   var shown = [], sel = -1, hay = null;
@@ -215,33 +215,22 @@
   }
 
   function drawRows() {
-    var first = Math.max(0, Math.floor(list.scrollTop / ROW) - 5);
-    var last = Math.min(shown.length, first + Math.ceil(list.clientHeight / ROW) + 10);
-    var rows = [];
-    for (var p = first; p < last; p++) {
+    drawWindow(shown.length, ROW, sel, function (p) {
       var e = EXAMPLES[shown[p]], url = thumb(e.img);
       var kids = [h("span", { "class": "r-n", text: String(shown[p] + 1) }),
         url ? h("img", { "class": "r-thumb", src: url, alt: "" }) : h("span", { "class": "r-thumb", title: e.imgNote || "" }),
         h("span", { title: e.q || e.id, text: e.q || e.id })];
       e.r.forEach(function (x) { kids.push(runCell(x)); });
       kids.push(h("span", { "class": "vpd-muted", title: e.refs.join(", "), text: e.refs.join(", ") }));
-      var row = h("div", { "class": "r-row r-erow" + (p === sel ? " r-sel" : "") + (e.d ? " r-differ" : ""), role: "option",
-        id: "r-row-" + p, "aria-selected": p === sel ? "true" : "false", "data-pos": String(p), "data-example": String(shown[p]) }, kids);
-      row.style.top = p * ROW + "px";
-      rows.push(row);
-    }
-    spacer.replaceChildren.apply(spacer, rows);
-    if (sel >= 0) list.setAttribute("aria-activedescendant", "r-row-" + sel);
-    else list.removeAttribute("aria-activedescendant");
+      return kids;
+    }, function (p) { return " r-erow" + (EXAMPLES[shown[p]].d ? " r-differ" : ""); });
   }
 
   function select(pos, focusDetail) {
     if (!shown.length) return;
     var changed = shown[Math.max(0, Math.min(shown.length - 1, pos))] !== (sel >= 0 ? shown[sel] : -1);
     sel = Math.max(0, Math.min(shown.length - 1, pos));
-    var top = sel * ROW;
-    if (top < list.scrollTop) list.scrollTop = top;
-    else if (top + ROW > list.scrollTop + list.clientHeight) list.scrollTop = top + ROW - list.clientHeight;
+    scrollToRow(sel, ROW);
     drawRows();
     if (changed) picked = null;
     showDetail();

@@ -7,7 +7,7 @@
  * innerHTML. */
   var TRACES = DATA.traces;
   var ROW = 30;
-  var list = el("r-list"), spacer = el("r-spacer"), detail = el("r-detail");
+  var spacer = el("r-spacer"), detail = el("r-detail");
   var search = el("r-q"), statusSel = el("r-status"), kindSel = el("r-kind"), count = el("r-count");
   var shown = [];
   var sel = -1;
@@ -151,37 +151,24 @@
 
   // -- the virtual list --------------------------------------------------------------------
   function drawRows() {
-    var first = Math.max(0, Math.floor(list.scrollTop / ROW) - 5);
-    var last = Math.min(shown.length, first + Math.ceil(list.clientHeight / ROW) + 10);
-    var rows = [];
-    for (var p = first; p < last; p++) {
-      var t = TRACES[shown[p]], mark = MARKS[status(t)];
-      var row = h("div", {
-        "class": "r-row" + (p === sel ? " r-sel" : ""), role: "option", id: "r-row-" + p,
-        "aria-selected": p === sel ? "true" : "false", "data-pos": String(p)
-      }, [
+    drawWindow(shown.length, ROW, sel, function (p) {
+      var t = TRACES[shown[p]], mark = MARKS[status(t)], url = thumb(t.img);
+      return [
         h("span", { "class": "r-n", text: String(shown[p] + 1) }),
         h("span", { "class": mark[1], title: mark[2], text: mark[0] }),
-        thumb(t.img) ? h("img", { "class": "r-thumb r-thumb-s", src: thumb(t.img), alt: "" }) : h("span", {}),
+        url ? h("img", { "class": "r-thumb r-thumb-s", src: url, alt: "" }) : h("span", {}),
         h("span", { title: t.q || t.id, text: t.q || t.id }),
         h("span", { title: t.a === null ? "" : t.a, text: t.a === null ? "\u2014" : t.a }),
         h("span", { title: t.l === null ? "" : t.l, text: t.l === null ? "" : t.l }),
         h("span", { "class": "r-st-fail", text: t.k })
-      ]);
-      row.style.top = p * ROW + "px";
-      rows.push(row);
-    }
-    spacer.replaceChildren.apply(spacer, rows);
-    if (sel >= 0) list.setAttribute("aria-activedescendant", "r-row-" + sel);
-    else list.removeAttribute("aria-activedescendant");
+      ];
+    });
   }
 
   function select(pos, focusDetail) {
     if (!shown.length) return;
     sel = Math.max(0, Math.min(shown.length - 1, pos));
-    var top = sel * ROW;
-    if (top < list.scrollTop) list.scrollTop = top;
-    else if (top + ROW > list.scrollTop + list.clientHeight) list.scrollTop = top + ROW - list.clientHeight;
+    scrollToRow(sel, ROW);
     drawRows();
     showDetail();
     saveHash();

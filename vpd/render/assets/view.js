@@ -318,6 +318,31 @@
     return node ? node.textContent : null;
   }
 
+  // The visible window of a virtual list: row p (its cells from cells(p)) at p * height,
+  // only the rows in view (and a few around) exist; sel is the selected position (or -1).
+  function drawWindow(count, height, sel, cells, rowClass) {
+    var list = el("r-list"), spacer = el("r-spacer");
+    var first = Math.max(0, Math.floor(list.scrollTop / height) - 5);
+    var last = Math.min(count, first + Math.ceil(list.clientHeight / height) + 10);
+    var rows = [];
+    for (var p = first; p < last; p++) {
+      var row = h("div", { "class": "r-row" + (rowClass ? rowClass(p) : "") + (p === sel ? " r-sel" : ""), role: "option",
+        id: "r-row-" + p, "aria-selected": p === sel ? "true" : "false", "data-pos": String(p) }, cells(p));
+      row.style.top = p * height + "px";
+      rows.push(row);
+    }
+    spacer.replaceChildren.apply(spacer, rows);
+    if (sel >= 0) list.setAttribute("aria-activedescendant", "r-row-" + sel);
+    else list.removeAttribute("aria-activedescendant");
+  }
+
+  // Scrolls the list just enough to show the row at position sel.
+  function scrollToRow(sel, height) {
+    var list = el("r-list"), top = sel * height;
+    if (top < list.scrollTop) list.scrollTop = top;
+    else if (top + height > list.scrollTop + list.clientHeight) list.scrollTop = top + height - list.clientHeight;
+  }
+
   // Wires #r-list, #r-spacer, #r-q and the keys to a page: page.size (rows in all),
   // page.filter(mode), page.select(pos), page.draw(), page.sel() and page.count() (rows shown),
   // page.rowHeight, page.selects (the filter <select>s), page.show() (on DOMContentLoaded).
