@@ -152,12 +152,7 @@ class RemoteImage(ImageData):
 
 def program_line() -> int | None:
     """The line of the program currently executing (found by the compiled filename)."""
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_filename == PROGRAM_FILENAME:
-            return frame.f_lineno
-        frame = frame.f_back
-    return None
+    return program_frame_line(sys._getframe(1))
 
 
 # -- rendering values as bounded text -------------------------------------------------------
