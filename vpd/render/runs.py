@@ -36,7 +36,6 @@ __all__ = [
     "Run",
     "RunOutcome",
     "compare_rows",
-    "is_run",
     "load_run",
     "load_runs",
     "render_runs",
@@ -49,7 +48,7 @@ __all__ = [
 #: right), ``failed`` (no program answered), ``error`` (the example itself failed, e.g. its
 #: image). Evaluation: ``correct`` (score ≥ the run's threshold), ``partial`` (some
 #: credit: VQA's 0.3, 0.6), ``wrong``, ``no-answer``, ``error``.
-EXAMPLE_OUTCOMES = ("verified", "correct", "partial", "wrong", "failed", "no-answer", "error", "missing")
+EXAMPLE_OUTCOMES = ("verified", "correct", "partial", "wrong", "failed", "no-answer", "error")
 
 #: Score at or above which an evaluation answer counts as correct (synthesis's default).
 CORRECT_SCORE = 0.9
@@ -168,14 +167,6 @@ class Run:
     def __repr__(self) -> str:
         counts = ", ".join(f"{name} {count}" for name, count in self.counts().items())
         return f"Run({self.name!r}, {self.kind}, {len(self.outcomes)} examples: {counts or 'none'})"
-
-
-def is_run(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a run folder :func:`load_runs` reads (or a run's records file)."""
-    try:
-        return bool(_run_folders(Path(path)))
-    except TraceFileError:
-        return True  # a run, but a broken one: load_runs says why
 
 
 def load_runs(paths: Iterable[str | os.PathLike[str]]) -> list[Run]:
