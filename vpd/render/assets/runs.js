@@ -344,27 +344,17 @@
 
   // -- state in the URL --------------------------------------------------------------------
   function saveHash() {
-    var p = new URLSearchParams();
-    if (search.value) p.set("q", search.value);
-    if (statusSel.value !== "all") p.set("status", statusSel.value);
-    if (candSel.value !== "any") p.set("cand", candSel.value);
-    if (diffSel.value !== "all") p.set("diff", diffSel.value);
-    if (sortKey !== (R > 1 ? "differ" : "n") || sortDir !== 1) p.set("sort", (sortDir < 0 ? "-" : "") + sortKey);
-    if (sel >= 0) p.set("i", String(shown[sel] + 1));
-    var hash = p.toString();
-    if (hash !== location.hash.slice(1)) history.replaceState(null, "", hash ? "#" + hash : location.pathname);
-  }
-
-  function setIf(select, value) {
-    if (value && select.querySelector("option[value='" + CSS.escape(value) + "']")) select.value = value;
+    writeHash([["q", search.value, ""], ["status", statusSel.value, "all"], ["cand", candSel.value, "any"],
+      ["diff", diffSel.value, "all"], ["sort", (sortDir < 0 ? "-" : "") + sortKey, R > 1 ? "differ" : "n"],
+      ["i", sel >= 0 ? String(shown[sel] + 1) : null, null]]);
   }
 
   function loadHash() {
     var p = new URLSearchParams(location.hash.slice(1));
     search.value = p.get("q") || "";
-    setIf(statusSel, p.get("status"));
-    setIf(candSel, p.get("cand"));
-    setIf(diffSel, p.get("diff"));
+    chooseOption(statusSel, p.get("status"));
+    chooseOption(candSel, p.get("cand"));
+    chooseOption(diffSel, p.get("diff"));
     var sort = p.get("sort");
     if (sort) { sortDir = sort.charAt(0) === "-" ? -1 : 1; sortKey = sort.replace(/^-/, ""); }
     applyFilter(false);

@@ -193,22 +193,16 @@
 
   // -- state in the URL --------------------------------------------------------------------
   function saveHash() {
-    var p = new URLSearchParams();
-    if (search.value) p.set("q", search.value);
-    if (statusSel.value !== "all") p.set("status", statusSel.value);
-    if (kindSel.value !== "any") p.set("kind", kindSel.value);
-    if (sortKey !== "n" || sortDir !== 1) p.set("sort", (sortDir < 0 ? "-" : "") + sortKey);
-    if (sel >= 0) p.set("i", String(shown[sel] + 1));
-    var hash = p.toString();
-    if (hash !== location.hash.slice(1)) history.replaceState(null, "", hash ? "#" + hash : location.pathname);
+    writeHash([["q", search.value, ""], ["status", statusSel.value, "all"], ["kind", kindSel.value, "any"],
+      ["sort", (sortDir < 0 ? "-" : "") + sortKey, "n"], ["i", sel >= 0 ? String(shown[sel] + 1) : null, null]]);
   }
 
   function loadHash() {
     var p = new URLSearchParams(location.hash.slice(1));
     search.value = p.get("q") || "";
-    if (p.get("status") && statusSel.querySelector("option[value='" + CSS.escape(p.get("status")) + "']")) statusSel.value = p.get("status");
+    chooseOption(statusSel, p.get("status"));
     if (p.get("sort")) { sortDir = p.get("sort").charAt(0) === "-" ? -1 : 1; sortKey = p.get("sort").replace(/^-/, ""); }
-    if (p.get("kind") && kindSel.querySelector("option[value='" + CSS.escape(p.get("kind")) + "']")) kindSel.value = p.get("kind");
+    chooseOption(kindSel, p.get("kind"));
     applyFilter(false);
     var i = parseInt(p.get("i") || "", 10) - 1;
     if (i >= 0 && shown.indexOf(i) >= 0) select(shown.indexOf(i));

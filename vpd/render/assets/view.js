@@ -343,6 +343,20 @@
     else if (top + height > list.scrollTop + list.clientHeight) list.scrollTop = top + height - list.clientHeight;
   }
 
+  // -- the page's state in the URL's # part ---------------------------------------------------
+  // fields: [key, value, value that needs no mention]; the URL changes only when the state does.
+  function writeHash(fields) {
+    var p = new URLSearchParams();
+    fields.forEach(function (f) { if (f[1] !== f[2]) p.set(f[0], f[1]); });
+    var hash = p.toString();
+    if (hash !== location.hash.slice(1)) history.replaceState(null, "", hash ? "#" + hash : location.pathname);
+  }
+
+  // Selects the option `value` of `select`, if it has one (a link may name a filter this page lacks).
+  function chooseOption(select, value) {
+    if (value && select.querySelector("option[value='" + CSS.escape(value) + "']")) select.value = value;
+  }
+
   // Wires #r-list, #r-spacer, #r-q and the keys to a page: page.size (rows in all),
   // page.filter(mode), page.select(pos), page.draw(), page.sel() and page.count() (rows shown),
   // page.rowHeight, page.selects (the filter <select>s), page.show() (on DOMContentLoaded).
